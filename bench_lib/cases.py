@@ -1,0 +1,122 @@
+"""A case: one workload with its parameters and spatial size, as a readable, parseable string.
+
+``grouped(in=64,out=128,k=3,g=4)@56x56`` is the ``grouped`` workload with in_channels=64,
+out_channels=128, kernel_size=3, groups=4 on a 56×56 input. asv stores it as a string parameter; the
+loader parses it back. Parameters not written take the workload's defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench_lib import workloads
+
+ABBREVIATIONS: dict[str, str] = {
+    "in_channels": "in",
+    "out_channels": "out",
+    "kernel_size": "k",
+    "stride": "s",
+    "padding": "p",
+    "groups": "g",
+    "expand_ratio": "t",
+    "se_ratio": "se",
+    "partial_ratio": "r",
+    "width_per_group": "w",
+    "first_grouped": "fg",
+}
+_FULL_NAMES = {short: full for full, short in ABBREVIATIONS.items()}
+
+_ALWAYS_WRITTEN = ("in_channels", "out_channels", "kernel_size")
+
+_CASE_RE = re.compile(r"^(?P<name>[a-z0-9_]+)(?:\((?P<params>[^()]*)\))?@(?P<h>\d+)x(?P<w>\d+)$")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A workload, the parameters given for it (defaults omitted), and the input's height and width."""
+
+    workload: str
+    params: dict[str, Any] = field(default_factory=dict)
+    height: int = 56
+    width: int = 56
+
+    def __post_init__(self) -> None:
+        # Validate now, so a bad case fails where it is written, not deep in a benchmark.
+        workloads.input_shape(self.workload, 1, self.height, self.width, **self.params)
+
+    def __str__(self) -> str:
+        order = list(workloads.get(self.workload).params)
+        items = sorted(self.params.items(), key=lambda kv: order.index(kv[0]))
+        inner = ",".join(f"{ABBREVIATIONS.get(k, k)}={format_value(v)}" for k, v in items)
+        return (
+            f"{self.workload}({inner})@{self.height}x{self.width}"
+            if inner
+            else f"{self.workload}@{self.height}x{self.width}"
+        )
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    @property
+    def resolved(self) -> dict[str, Any]:
+        """Every parameter of the workload, defaults and derived values included."""
+        return workloads.resolve(self.workload, **self.params)
+
+    def dense_equivalent(self) -> Case:
+        name, params = workloads.dense_equivalent(self.workload, **self.params)
+        return Case(name, minimal_params(name, params), self.height, self.width)
+
+    @classmethod
+    def parse(cls, text: str) -> Case:
+        """Inverse of ``str(case)``; ValueError naming what is malformed."""
+        m = _CASE_RE.match(text.strip())
+        if not m:
+            raise ValueError(
+                f"case={text!r} is not of the form name(key=value,...)@HxW, "
+                "e.g. grouped(in=64,out=128,k=3,g=4)@56x56"
+            )
+        params: dict[str, Any] = {}
+        if m.group("params"):
+            for item in m.group("params").split(","):
+                key, sep, value = item.partition("=")
+                if not sep or not key.strip():
+                    raise ValueError(f"case={text!r}: parameter {item!r} is not key=value")
+                params[_FULL_NAMES.get(key.strip(), key.strip())] = parse_value(value.strip())
+        return cls(m.group("name"), params, int(m.group("h")), int(m.group("w")))
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def parse_value(text: str) -> Any:
+    """``true``/``false`` → bool, integers → int, decimals → float, anything else stays a string."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def minimal_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` less the entries equal to what the workload would take without them.
+
+    Channels and kernel size stay written even at their defaults: a case should say its shape.
+    """
+    kept = dict(params)
+    for key in [k for k in params if k not in _ALWAYS_WRITTEN]:
+        trial = {k: v for k, v in kept.items() if k != key}
+        try:
+            if workloads.resolve(name, **trial) == workloads.resolve(name, **kept):
+                kept = trial
+        except ValueError:
+            continue
+    return kept
