@@ -74,8 +74,7 @@ class Case:
         m = _CASE_RE.match(text.strip())
         if not m:
             raise ValueError(
-                f"case={text!r} is not of the form name(key=value,...)@HxW, "
-                "e.g. grouped(in=64,out=128,k=3,g=4)@56x56"
+                f"case={text!r} is not of the form name(key=value,...)@HxW, e.g. grouped(in=64,out=128,k=3,g=4)@56x56"
             )
         params: dict[str, Any] = {}
         if m.group("params"):

@@ -91,10 +91,7 @@ def cmd_theory(args: argparse.Namespace) -> int:
     print(f"  min bytes        {c.min_bytes:>16,}   (per-layer, unfused: {c.layer_bytes:,})")
     print(f"  intensity        {c.intensity:>16.2f}   FLOPs/byte")
     print(f"  training MACs    {c.train_macs:>16,}")
-    print(
-        f"  vs dense {red['dense_workload']}: {red['flops']:.2f}x fewer FLOPs, "
-        f"{red['params']:.2f}x fewer params"
-    )
+    print(f"  vs dense {red['dense_workload']}: {red['flops']:.2f}x fewer FLOPs, {red['params']:.2f}x fewer params")
     if args.layers:
         print(f"  {'layer':32s} {'kind':10s} {'MACs':>14s} {'params':>10s} {'elementwise':>12s}")
         for row in c.layer_table():
@@ -103,6 +100,154 @@ def cmd_theory(args: argparse.Namespace) -> int:
                 f"{row['elementwise_ops']:>12,}"
             )
     return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from bench_lib import devices, energy, machine, roofline
+
+    fp = machine.fingerprint()
+    specs = devices.visible_specs()
+    meters = {}
+    for spec, ok, _ in specs:
+        kind = devices.parse_spec(spec)
+        meter = energy.meter_for(kind.kind, kind.index or 0)
+        meters[spec] = meter.available() if ok else (False, "device not available")
+    peaks = {}
+    if not args.no_peaks:
+        for spec, ok, _ in specs:
+            if ok:
+                peaks[spec] = roofline.summary(roofline.peaks_for(spec, args.results, refresh=args.refresh_peaks))
+    if args.json:
+        print_json(
+            {
+                "fingerprint": fp,
+                "devices": [{"spec": s, "available": ok, "reason": r} for s, ok, r in specs],
+                "energy": {s: {"available": ok, "reason": r} for s, (ok, r) in meters.items()},
+                "peaks": peaks,
+            }
+        )
+        return EXIT_OK
+    print("machine")
+    for key, value in fp.items():
+        if key != "gpus":
+            print(f"  {key:18s} {value}")
+    for gpu in fp["gpus"]:
+        print(f"  gpu                {gpu}")
+    print("devices")
+    for spec, ok, reason in specs:
+        print(f"  {spec:10s} {'available' if ok else 'unavailable: ' + reason}")
+    print("energy meters")
+    for spec, (ok, reason) in meters.items():
+        print(f"  {spec:10s} {'available' if ok else 'unavailable: ' + reason}")
+    if peaks:
+        print(f"measured peaks (cached in {roofline.cache_path(args.results)})")
+    for spec, p in peaks.items():
+        gemm = ", ".join(f"{d} {v / 1e9:.1f} GFLOP/s" for d, v in p["gemm_flops_per_s"].items())
+        ridge = ", ".join(f"{v:.1f}" for v in p["ridge_intensity_flops_per_byte"].values())
+        print(
+            f"  {spec:10s} GEMM {gemm}; copy {p['copy_bytes_per_s'] / 1e9:.1f} GB/s; ridge {ridge} FLOPs/byte"
+            f" (measured {p['measured_at']})"
+        )
+    return EXIT_OK
+
+
+def _resolve_device(spec: str):
+    """The backend for ``spec``, or a UsageError naming the spec and the devices available here."""
+    from bench_lib import devices
+
+    backend = devices.backend(spec)
+    ok, reason = backend.available()
+    if not ok:
+        here = ", ".join(s for s, available, _ in devices.visible_specs() if available)
+        raise UsageError(f"device={spec!r} is not available here ({reason}); available: {here}")
+    return backend
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from bench_lib import energy, measure, roofline, theory
+
+    params = parse_key_values(args.params)
+    backend = _resolve_device(args.device)
+    geometry = {"batch": args.batch, "height": args.height, "width": args.width}
+    try:
+        prepared = measure.prepare(
+            args.name,
+            device=backend,
+            layout=args.layout,
+            dtype=args.dtype,
+            mode=args.mode,
+            graph=args.graph,
+            allocator_policy=args.allocator,
+            **geometry,
+            **params,
+        )
+    except measure.Unsupported as e:
+        raise UsageError(f"{args.name} cannot run on {args.device} as asked: {e}") from None
+    except measure.WrongResult as e:
+        print(f"convbench measure: wrong result: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    m = measure.time_prepared(prepared, samples=args.samples, max_time_s=args.max_time)
+    record: dict[str, Any] = {k: v for k, v in m.summary().items() if k != "context"}
+
+    record["peak_bytes"] = None
+    if not args.no_memory:
+        mem = measure.measure_memory(prepared)
+        record["peak_bytes"] = mem.peak_bytes
+        record["memory"] = mem.summary()
+
+    record["energy_j_per_call"] = None
+    meter = energy.meter_for(backend.spec.kind, backend.spec.index or 0)
+    ok, reason = meter.available()
+    if args.no_energy:
+        ok, reason = False, "not asked for (--no-energy)"
+    if ok:
+        with prepared.grad_mode():
+            e = energy.energy_per_call(prepared.step, backend.synchronize, meter, seconds_per_call=m.median_s)
+        record["energy_j_per_call"] = e.energy_j_per_call
+        record["energy"] = e.summary()
+    else:
+        record["energy_reason"] = reason
+
+    c = theory.cost(args.name, dtype=args.dtype, **geometry, **params)
+    flops = c.train_flops if args.mode == "training" else c.flops
+    peaks = roofline.peaks_for(args.device, args.results, dtypes=(args.dtype,))
+    record["roofline_fraction"] = peaks.fraction(m.median_s, flops, c.min_bytes, args.dtype)
+    record["achieved_flops_per_s"] = flops / m.median_s
+    record["context"] = m.context
+    if args.json:
+        print_json(record)
+        return EXIT_OK
+    ctx = m.context
+    print(
+        f"{ctx['case']} on {ctx['device_name']} ({ctx['layout']}, {ctx['dtype']}, {ctx['mode']}, "
+        f"batch {ctx['batch']}, {ctx['threads'] or '-'} threads, allocator {ctx['allocator']})"
+    )
+    print(
+        f"  median {m.median_s * 1e6:,.1f} us  IQR {m.iqr_s * 1e6:,.1f} us  min {m.min_s * 1e6:,.1f} us  "
+        f"CV {m.cv:.1%}  {len(m.samples_s)} samples x {m.block} calls"
+        f"{'  NOISY: ' + m.noisy_reason if m.noisy else ''}"
+    )
+    print(
+        f"  page faults per call {m.page_faults_per_call:.2f}; timer overhead {m.timer_overhead_s * 1e6:.2f} us"
+        " per sample"
+    )
+    print(
+        f"  achieved {record['achieved_flops_per_s'] / 1e9:,.2f} GFLOP/s, "
+        f"{record['roofline_fraction']:.1%} of this device's roofline"
+    )
+    if record["peak_bytes"] is not None:
+        print(f"  peak memory {record['peak_bytes'] / 2**20:,.1f} MiB ({record['memory']['source']})")
+    if record["energy_j_per_call"] is not None:
+        print(f"  energy {record['energy_j_per_call']:.3g} J per call ({record['energy']['meter']})")
+    else:
+        print(f"  energy: not measured ({record['energy_reason']})")
+    return EXIT_OK
+
+
+def cmd_selfcheck(args: argparse.Namespace) -> int:
+    from bench_lib import selfcheck
+
+    return selfcheck.timing(rounds=args.rounds)
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,6 +275,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--layers", action="store_true", help="add the per-layer breakdown")
     p.set_defaults(func=cmd_theory)
+
+    p = sub.add_parser("info", help="machine fingerprint, devices, energy meters and measured peaks")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--results", default="results", help="where measured peaks are cached (default %(default)s)")
+    p.add_argument("--no-peaks", action="store_true", help="skip measuring/reading the roofline peaks")
+    p.add_argument("--refresh-peaks", action="store_true", help="measure the peaks again")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("measure", help="measure one combination: time, memory, energy, roofline fraction")
+    p.add_argument("name")
+    p.add_argument("params", nargs="*", metavar="key=value")
+    p.add_argument("--device", default="cpu-1t", help="cpu, cpu-Nt, cuda, cuda:K, mps (default %(default)s)")
+    p.add_argument("--layout", default="nchw", help="nchw or channels_last (default %(default)s)")
+    p.add_argument("--mode", default="inference", help="inference or training (default %(default)s)")
+    _add_geometry(p)
+    p.add_argument("--graph", action="store_true", help="CUDA only: replay the call from a CUDA graph")
+    p.add_argument("--allocator", default="steady", help="steady (default) or cold")
+    p.add_argument("--samples", type=int, default=15)
+    p.add_argument("--max-time", type=float, default=2.0, help="seconds of sampling (default %(default)s)")
+    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--no-energy", action="store_true")
+    p.add_argument("--results", default="results", help="where measured peaks are cached")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("selfcheck", help="check convbench's timing against torch.utils.benchmark")
+    p.add_argument("what", choices=["timing"])
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default %(default)s)")
+    p.set_defaults(func=cmd_selfcheck)
     return parser
 
 

@@ -86,8 +86,7 @@ def _spatial_out(name: str, shape: Shape, kernel, stride, padding, dilation=1) -
         axis, size, k, p = ("height", h, kh, ph) if ho < 1 else ("width", w, kw, pw)
         where = f" at layer '{name}'" if name else ""
         raise ShapeError(
-            f"{axis}={size}{where} is too small for kernel_size={k} with padding={p}: "
-            "the output would be empty"
+            f"{axis}={size}{where} is too small for kernel_size={k} with padding={p}: the output would be empty"
         )
     return ho, wo
 
@@ -99,9 +98,7 @@ def _expect_channels(name: str, shape: Shape, channels: int) -> None:
 
 def _elementwise(name: str, kind: str, shape: Shape, ops_per_element: int = 1) -> LayerCost:
     n = _numel(shape)
-    return LayerCost(
-        name, kind, shape, shape, elementwise_ops=ops_per_element * n, in_elements=n, out_elements=n
-    )
+    return LayerCost(name, kind, shape, shape, elementwise_ops=ops_per_element * n, in_elements=n, out_elements=n)
 
 
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Sigmoid, nn.Hardswish, nn.Hardsigmoid, nn.GELU)
@@ -269,9 +266,7 @@ class ChannelShuffle(nn.Module):
 
     def trace_costs(self, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
         if shape[1] % self.groups:
-            raise ShapeError(
-                f"layer '{prefix}': {shape[1]} channels are not divisible by groups={self.groups}"
-            )
+            raise ShapeError(f"layer '{prefix}': {shape[1]} channels are not divisible by groups={self.groups}")
         return shape, [_elementwise(prefix, "shuffle", shape)]
 
     def extra_repr(self) -> str:
@@ -298,9 +293,7 @@ def _add_cost(name: str, a: Shape, b: Shape, kind: str = "add") -> LayerCost:
 class DepthwiseSeparable(nn.Module):
     """Depthwise K×K then pointwise 1×1 (MobileNet V1's factorisation, no BN between)."""
 
-    def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int, bias: bool
-    ):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int, bias: bool):
         super().__init__()
         self.depthwise = nn.Conv2d(
             in_channels, in_channels, kernel_size, stride, padding, groups=in_channels, bias=bias
@@ -323,9 +316,7 @@ class PartialConv(nn.Module):
         super().__init__()
         self.conv_channels = in_channels // partial_ratio
         self.untouched_channels = in_channels - self.conv_channels
-        self.conv = nn.Conv2d(
-            self.conv_channels, self.conv_channels, kernel_size, padding=kernel_size // 2, bias=bias
-        )
+        self.conv = nn.Conv2d(self.conv_channels, self.conv_channels, kernel_size, padding=kernel_size // 2, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = torch.split(x, [self.conv_channels, self.untouched_channels], dim=1)
@@ -345,9 +336,7 @@ class MobileNetV1Block(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, dense: bool):
         super().__init__()
-        self.depthwise = conv_bn(
-            in_channels, in_channels, kernel_size, stride=stride, groups=in_channels, dense=dense
-        )
+        self.depthwise = conv_bn(in_channels, in_channels, kernel_size, stride=stride, groups=in_channels, dense=dense)
         self.pointwise = conv_bn(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -634,9 +623,7 @@ class ShuffleNetV2Unit(nn.Module):
         self.right = layers_from(
             {
                 "reduce": conv_bn(in_channels if stride > 1 else half, half, 1),
-                "depthwise": conv_bn(
-                    half, half, kernel_size, stride=stride, groups=half, act=None, dense=dense
-                ),
+                "depthwise": conv_bn(half, half, kernel_size, stride=stride, groups=half, act=None, dense=dense),
                 "expand": conv_bn(half, half, 1),
             }
         )

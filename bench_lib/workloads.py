@@ -199,8 +199,7 @@ def _no_check(p: Params) -> None:
 def _odd_kernel(name: str, p: Params) -> None:
     if p["kernel_size"] % 2 == 0:
         raise ValueError(
-            f"{name}: kernel_size={p['kernel_size']} must be odd (the block keeps its spatial size "
-            "at stride 1)"
+            f"{name}: kernel_size={p['kernel_size']} must be odd (the block keeps its spatial size at stride 1)"
         )
 
 
@@ -460,9 +459,7 @@ def _check_shufflenet_v1(p: Params) -> None:
     _stride_in(name, p, (1, 2))
     mid = p["out_channels"] // 4
     if p["out_channels"] % 4:
-        raise ValueError(
-            f"{name}: out_channels={p['out_channels']} must be divisible by 4 (bottleneck width)"
-        )
+        raise ValueError(f"{name}: out_channels={p['out_channels']} must be divisible by 4 (bottleneck width)")
     if mid % p["groups"]:
         raise ValueError(f"{name}: out_channels / 4 = {mid} must be divisible by groups={p['groups']}")
     if p["first_grouped"]:

@@ -42,9 +42,7 @@ def op_configs(draw):
     spec = workloads.get(name).params
     if "out_channels" in spec:
         params["out_channels"] = (
-            params["in_channels"] * draw(st.integers(1, 3))
-            if name == "depthwise"
-            else g * draw(st.integers(1, 6))
+            params["in_channels"] * draw(st.integers(1, 3)) if name == "depthwise" else g * draw(st.integers(1, 6))
         )
     if "groups" in spec:
         params["groups"] = g
@@ -119,9 +117,7 @@ def test_op_theory_matches_the_built_module(config, geometry):
     assert_theory_matches_module(name, batch, height, width, **params)
 
 
-@settings(
-    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
-)
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(block_configs(), spatial)
 def test_block_theory_matches_the_built_module(config, geometry):
     name, params = config
@@ -171,9 +167,7 @@ def test_mobilenet_v2_block_formula(h, w, d_in, t, k, d_out):
 @pytest.mark.parametrize(("c1", "c2", "g"), [(128, 128, 1), (90, 180, 1), (128, 256, 4), (360, 360, 8)])
 def test_shufflenet_v2_memory_access_cost_of_a_1x1_conv(c1, c2, g):
     h = w = 56
-    c = theory.cost(
-        "grouped", height=h, width=w, in_channels=c1, out_channels=c2, kernel_size=1, groups=g, bias=False
-    )
+    c = theory.cost("grouped", height=h, width=w, in_channels=c1, out_channels=c2, kernel_size=1, groups=g, bias=False)
     assert c.min_bytes == 4 * (h * w * (c1 + c2) + c1 * c2 // g)
     assert c.macs == h * w * c1 * c2 // g
     half = theory.cost(
@@ -191,9 +185,7 @@ def test_shufflenet_v2_memory_access_cost_of_a_1x1_conv(c1, c2, g):
 
 
 def test_reduction_against_dense_equivalents():
-    assert theory.reduction("grouped", in_channels=64, out_channels=128, groups=4)["flops"] == pytest.approx(
-        4
-    )
+    assert theory.reduction("grouped", in_channels=64, out_channels=128, groups=4)["flops"] == pytest.approx(4)
     assert theory.reduction("grouped", in_channels=64, out_channels=128, groups=4)["params"] == pytest.approx(
         (73_728 + 128) / (18_432 + 128)
     )
@@ -244,9 +236,7 @@ def test_flop_counter_overcounts_grouped_grad_weight_in_torch_2_13_while_train_m
     x.requires_grad_(True)
     with FlopCounterMode(display=False) as counter:
         conv(x).sum().backward()
-    c = theory.cost(
-        "grouped", batch=2, height=14, width=14, in_channels=64, out_channels=64, groups=g, bias=False
-    )
+    c = theory.cost("grouped", batch=2, height=14, width=14, in_channels=64, out_channels=64, groups=g, bias=False)
     forward = c.flops
     # grad-input counted right (1x forward), grad-weight as if dense (g x forward): 5x instead of 2x
     assert counter.get_total_flops() == forward + (1 + g) * forward

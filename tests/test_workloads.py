@@ -107,9 +107,7 @@ def test_inverted_residual_has_residual_only_at_stride_1_with_equal_channels():
 
 def test_shufflenet_v1_stride_2_concatenates_a_pooled_shortcut():
     m = workloads.build("shufflenet_v1_unit", in_channels=240, out_channels=480, stride=2, groups=3)
-    x = workloads.example_input(
-        "shufflenet_v1_unit", 1, 14, 14, in_channels=240, out_channels=480, stride=2, groups=3
-    )
+    x = workloads.example_input("shufflenet_v1_unit", 1, 14, 14, in_channels=240, out_channels=480, stride=2, groups=3)
     y = m(x)
     assert y.shape == (1, 480, 7, 7)
     torch.testing.assert_close(y[:, :240], nn.functional.avg_pool2d(x, 3, 2, 1))

@@ -1,0 +1,374 @@
+"""Device specs and backends: where a workload runs and how to time and probe it there.
+
+A device spec is a string: ``cpu`` (all physical cores), ``cpu-1t`` … ``cpu-Nt`` (N intra-op threads),
+``cuda`` / ``cuda:K``, ``mps``. :func:`backend` turns one into a :class:`Backend`.
+
+Nothing here initialises CUDA or MPS at import time or while parsing a spec: asv forks its workers,
+and a parent that initialised CUDA poisons every child. Availability is decided in
+:meth:`Backend.available`, which runs in the child (asv's ``setup``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+import torch
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+LAYOUTS = ("nchw", "channels_last")
+MODES = ("inference", "training")
+
+_SPEC_RE = re.compile(r"^(?:cpu(?:-(?P<threads>\d+)t)?|cuda(?::(?P<index>\d+))?|mps)$")
+SPEC_HELP = "cpu, cpu-Nt (N intra-op threads, N >= 1), cuda, cuda:K or mps"
+
+
+def physical_cores() -> int:
+    """Physical cores of this machine (logical ones where psutil cannot tell)."""
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def check_choice(field: str, value: str, accepted: tuple[str, ...] | list[str]) -> str:
+    if value not in accepted:
+        raise ValueError(f"{field}={value!r} is not valid; accepted: {', '.join(accepted)}")
+    return value
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A parsed device spec. ``threads`` is the intra-op thread count on CPU (None elsewhere)."""
+
+    text: str
+    kind: str
+    index: int | None = None
+    threads: int | None = None
+
+    @property
+    def torch_device(self) -> torch.device:
+        if self.kind == "cuda":
+            return torch.device("cuda", self.index or 0)
+        return torch.device(self.kind)
+
+
+def parse_spec(text: str) -> DeviceSpec:
+    """Parse a device spec without touching any device. ValueError names the value and the accepted forms."""
+    m = _SPEC_RE.match(text.strip())
+    if not m:
+        raise ValueError(f"device={text!r} is not a device spec; accepted: {SPEC_HELP}")
+    if text.startswith("cpu"):
+        cores = physical_cores()
+        threads = int(m.group("threads")) if m.group("threads") else cores
+        if threads < 1:
+            raise ValueError(f"device={text!r}: the thread count must be at least 1; accepted: {SPEC_HELP}")
+        if threads > (os.cpu_count() or cores):
+            raise ValueError(
+                f"device={text!r}: {threads} threads is more than this machine's {os.cpu_count()} logical "
+                f"cores ({cores} physical); accepted: cpu-1t … cpu-{os.cpu_count()}t"
+            )
+        return DeviceSpec(text, "cpu", threads=threads)
+    if text.startswith("cuda"):
+        return DeviceSpec(text, "cuda", index=int(m.group("index") or 0))
+    return DeviceSpec(text, "mps")
+
+
+class BlockTimer:
+    """Times a block of calls: ``start()`` synchronises and starts, ``stop()`` synchronises, returns seconds."""
+
+    def __init__(self, synchronize: Callable[[], None]):
+        self._sync = synchronize
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._sync()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        self._sync()
+        return time.perf_counter() - self._t0
+
+
+class CudaEventTimer(BlockTimer):
+    """CUDA events around the block on the current stream; the device is drained before the start event."""
+
+    def __init__(self, device: torch.device):
+        super().__init__(lambda: torch.cuda.synchronize(device))
+        self._start = torch.cuda.Event(enable_timing=True)
+        self._end = torch.cuda.Event(enable_timing=True)
+
+    def start(self) -> None:
+        self._sync()
+        self._start.record()
+
+    def stop(self) -> float:
+        self._end.record()
+        self._end.synchronize()
+        return self._start.elapsed_time(self._end) / 1e3  # elapsed_time is in milliseconds
+
+
+class Backend:
+    """How to run, synchronise, time and probe memory on one device. Subclasses per device kind."""
+
+    spec: DeviceSpec
+    timer_name = "perf_counter"
+
+    def __init__(self, spec: DeviceSpec):
+        self.spec = spec
+
+    @property
+    def device(self) -> torch.device:
+        return self.spec.torch_device
+
+    def available(self) -> tuple[bool, str]:
+        raise NotImplementedError
+
+    def activate(self) -> None:
+        """Make this device current in this process (threads on CPU, the current device on CUDA)."""
+
+    def synchronize(self) -> None:
+        """Wait until all queued work on the device has finished."""
+
+    def block_timer(self) -> BlockTimer:
+        return BlockTimer(self.synchronize)
+
+    def supports(self, dtype: str, mode: str) -> tuple[bool, str]:
+        check_choice("dtype", dtype, list(DTYPES))
+        check_choice("mode", mode, MODES)
+        return True, ""
+
+    def threads_in_force(self) -> int | None:
+        return None
+
+    def memory_probe(self) -> MemoryProbe:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.spec.text
+
+
+class CpuBackend(Backend):
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def activate(self) -> None:
+        n = self.spec.threads
+        torch.set_num_threads(n)
+        # Inter-op threads are fixed once inter-op work has started; intra-op threads are what a conv uses.
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(n)
+        if torch.get_num_threads() != n:
+            raise RuntimeError(f"asked for {n} intra-op threads, torch reports {torch.get_num_threads()}")
+
+    def threads_in_force(self) -> int:
+        return torch.get_num_threads()
+
+    def supports(self, dtype: str, mode: str) -> tuple[bool, str]:
+        super().supports(dtype, mode)
+        return True, ""
+
+    def memory_probe(self) -> MemoryProbe:
+        return rss_probe()
+
+
+class CudaBackend(Backend):
+    timer_name = "cuda_event"
+
+    def available(self) -> tuple[bool, str]:
+        if torch.version.cuda is None:
+            return False, f"this torch ({torch.__version__}) is built without CUDA"
+        if not torch.cuda.is_available():
+            return False, "no CUDA device is visible (driver missing or CUDA_VISIBLE_DEVICES empty)"
+        count = torch.cuda.device_count()
+        if self.spec.index >= count:
+            return False, f"{self.spec.text} does not exist: this machine has {count} CUDA device(s)"
+        return True, ""
+
+    def activate(self) -> None:
+        torch.cuda.set_device(self.device)
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+    def block_timer(self) -> BlockTimer:
+        return CudaEventTimer(self.device)
+
+    def supports(self, dtype: str, mode: str) -> tuple[bool, str]:
+        super().supports(dtype, mode)
+        if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+            return False, f"{torch.cuda.get_device_name(self.device)} has no native bfloat16"
+        return True, ""
+
+    def memory_probe(self) -> MemoryProbe:
+        return CudaAllocatorProbe(self.device)
+
+    def describe(self) -> str:
+        return f"{self.spec.text} ({torch.cuda.get_device_name(self.device)})"
+
+
+class MpsBackend(Backend):
+    timer_name = "mps_synchronize+perf_counter"  # MPS events were unreliable before torch #196395
+
+    def available(self) -> tuple[bool, str]:
+        if not torch.backends.mps.is_built():
+            return False, f"this torch ({torch.__version__}) is built without MPS"
+        if not torch.backends.mps.is_available():
+            return False, "MPS is not available (needs an Apple-silicon Mac with macOS 12.3 or later)"
+        return True, ""
+
+    def synchronize(self) -> None:
+        torch.mps.synchronize()
+
+    def supports(self, dtype: str, mode: str) -> tuple[bool, str]:
+        super().supports(dtype, mode)
+        if dtype == "bfloat16" and not torch.backends.mps.is_macos_or_newer(14, 0):
+            return False, "bfloat16 on MPS needs macOS 14 or later"
+        return True, ""
+
+    def memory_probe(self) -> MemoryProbe:
+        return mps_probe()
+
+
+def backend(spec: str | DeviceSpec) -> Backend:
+    """The backend for a device spec. Parsing touches no device; call ``available()`` before use."""
+    parsed = parse_spec(spec) if isinstance(spec, str) else spec
+    return {"cpu": CpuBackend, "cuda": CudaBackend, "mps": MpsBackend}[parsed.kind](parsed)
+
+
+def visible_specs() -> list[tuple[str, bool, str]]:
+    """Every device spec worth running here, with (spec, available, reason). Initialises CUDA: not for asv parents."""
+    cores = physical_cores()
+    specs = ["cpu-1t"] + ([f"cpu-{cores}t"] if cores > 1 else [])
+    cuda_count = torch.cuda.device_count() if torch.version.cuda else 0
+    specs += [f"cuda:{i}" for i in range(cuda_count)] or ["cuda"]
+    specs.append("mps")
+    return [(s, *backend(s).available()) for s in specs]
+
+
+# --------------------------------------------------------------------------------------------
+# memory probes: a window around one call, returning bytes
+
+
+@dataclass(frozen=True)
+class MemoryReading:
+    """Peak memory of one call, in bytes. ``source`` says what was measured; ``None`` where unavailable."""
+
+    peak_bytes: int | None
+    baseline_bytes: int | None
+    source: str
+    device_used_bytes: int | None = None
+
+    @property
+    def peak_increase_bytes(self) -> int | None:
+        if self.peak_bytes is None or self.baseline_bytes is None:
+            return None
+        return self.peak_bytes - self.baseline_bytes
+
+
+class MemoryProbe:
+    def begin(self) -> None:
+        raise NotImplementedError
+
+    def end(self) -> MemoryReading:
+        raise NotImplementedError
+
+
+class SampledPeakProbe(MemoryProbe):
+    """Samples ``read()`` (bytes) every ``interval_s`` on a thread during the window; peak and baseline.
+
+    Sampling can miss a peak shorter than the interval; the readings at both ends are always included.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[], int],
+        source: str,
+        sync: Callable[[], None] = lambda: None,
+        interval_s: float = 0.0005,
+    ):
+        self.read, self.source, self.sync, self.interval_s = read, source, sync, interval_s
+        self._stop = threading.Event()
+        self._peak = self._baseline = 0
+        self._thread: threading.Thread | None = None
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._peak = max(self._peak, self.read())
+            self._stop.wait(self.interval_s)
+
+    def begin(self) -> None:
+        self.sync()
+        self._baseline = self._peak = self.read()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def end(self) -> MemoryReading:
+        self.sync()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._peak = max(self._peak, self.read())
+        return MemoryReading(self._peak, self._baseline, self.source)
+
+
+def rss_probe() -> SampledPeakProbe:
+    """The process's resident set size (psutil): interpreter, torch, weights, inputs and allocator caches
+    included; the increase over the baseline is what the call added and did not find already mapped."""
+    proc = psutil.Process()
+    return SampledPeakProbe(lambda: proc.memory_info().rss, "psutil rss (sampled)")
+
+
+def mps_probe() -> SampledPeakProbe:
+    """``torch.mps.current_allocated_memory`` (tensors only), sampled: MPS has no peak-memory API."""
+    return SampledPeakProbe(
+        torch.mps.current_allocated_memory,
+        "torch.mps.current_allocated_memory (sampled)",
+        sync=torch.mps.synchronize,
+    )
+
+
+class CudaAllocatorProbe(MemoryProbe):
+    """``torch.cuda.max_memory_allocated`` after a reset: tensors through the caching allocator, cuDNN
+    workspaces included; not the CUDA context, other processes or direct cudaMalloc. NVML's device
+    memory in use (whole device, all processes) is recorded beside it where NVML loads.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._baseline = 0
+
+    def begin(self) -> None:
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self._baseline = torch.cuda.memory_allocated(self.device)
+
+    def end(self) -> MemoryReading:
+        torch.cuda.synchronize(self.device)
+        peak = torch.cuda.max_memory_allocated(self.device)
+        return MemoryReading(
+            peak,
+            self._baseline,
+            "torch.cuda.max_memory_allocated",
+            device_used_bytes=_nvml_used_bytes(self.device),
+        )
+
+
+def _nvml_used_bytes(device: torch.device) -> int | None:
+    from bench_lib import nvml
+
+    handle = nvml.handle_for_cuda_device(device.index or 0)
+    if handle is None:
+        return None
+    try:
+        return int(nvml.module().nvmlDeviceGetMemoryInfo(handle).used)
+    except Exception:
+        return None

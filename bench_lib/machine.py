@@ -1,0 +1,93 @@
+"""Machine fingerprint: what a result was measured on. Reads files and NVML only: never initialises CUDA."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+
+from bench_lib import devices, nvml
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def cpu_model() -> str:
+    info = _read("/proc/cpuinfo") or ""
+    m = re.search(r"^model name\s*:\s*(.+)$", info, re.MULTILINE)
+    if m:
+        return m.group(1).strip()
+    if platform.system() == "Darwin":
+        import subprocess
+
+        try:
+            return subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine()
+
+
+def machine_id() -> str:
+    """A stable slug naming this machine in asv's results (``CONVBENCH_MACHINE`` overrides the hostname)."""
+    name = os.environ.get("CONVBENCH_MACHINE") or socket.gethostname().split(".")[0]
+    return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-") or "machine"
+
+
+def fingerprint() -> dict[str, Any]:
+    """Hostname, OS, CPU, cores, frequency, governor, RAM, GPUs (NVML), CUDA/cuDNN, MPS, torch, oneDNN/MKL."""
+    freq = psutil.cpu_freq()
+    gpus = nvml.gpu_inventory()
+    return {
+        "machine_id": machine_id(),
+        "hostname": socket.gethostname(),
+        "os": platform.platform(),
+        "arch": platform.machine(),
+        "cpu_model": cpu_model(),
+        "physical_cores": devices.physical_cores(),
+        "logical_cores": os.cpu_count(),
+        "cpu_freq_mhz": round(freq.current) if freq else None,
+        "cpu_freq_max_mhz": round(freq.max) if freq and freq.max else None,
+        "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "ram_bytes": psutil.virtual_memory().total,
+        "gpus": gpus,
+        "nvml": nvml.unavailable_reason() or "available",
+        "nvidia_driver": nvml.driver_version(),
+        "cuda_version": torch.version.cuda,
+        "cudnn_version": torch.backends.cudnn.version() if torch.version.cuda else None,
+        "mps_built": torch.backends.mps.is_built(),
+        "torch_version": torch.__version__,
+        "torch_git": torch.version.git_version,
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "mkl": torch.backends.mkl.is_available(),
+        "openmp": torch.backends.openmp.is_available(),
+        "python": platform.python_version(),
+    }
+
+
+def asv_machine_info(fp: dict[str, Any] | None = None) -> dict[str, str]:
+    """The entry asv's machine file wants (machine, os, arch, cpu, num_cpu, ram) plus gpu, driver, torch."""
+    fp = fp or fingerprint()
+    gpu_names = sorted({g["name"] for g in fp["gpus"]})
+    return {
+        "machine": fp["machine_id"],
+        "os": fp["os"],
+        "arch": fp["arch"],
+        "cpu": fp["cpu_model"],
+        "num_cpu": str(fp["logical_cores"]),
+        "ram": str(fp["ram_bytes"]),
+        "gpu": ", ".join(f"{len([g for g in fp['gpus'] if g['name'] == n])}x {n}" for n in gpu_names) or "none",
+        "driver": fp["nvidia_driver"] or "none",
+        "torch": fp["torch_version"],
+    }

@@ -1,0 +1,155 @@
+"""Measured rooflines: each device's peak FLOP/s (a large GEMM per dtype) and bandwidth (a large copy).
+
+A workload's roofline floor is ``max(flops / peak_flops_per_s, min_bytes / peak_bytes_per_s)``
+seconds; a measurement achieves ``floor / measured`` of it. Peaks are cached per machine in
+``results/<machine>/roofline.jsonl`` (one JSON object a line, newest last; not ``.json`` so asv
+ignores it) and kept as history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench_lib import devices, machine
+from bench_lib.devices import DTYPES
+from bench_lib.measure import time_callable
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """Peaks of one device spec: ``gemm_flops_per_s`` by dtype, ``copy_bytes_per_s`` (read + write)."""
+
+    device: str
+    gemm_flops_per_s: dict[str, float]
+    copy_bytes_per_s: float
+    gemm_size: int
+    copy_bytes: int
+    torch_version: str
+    measured_at: str
+
+    def floor_s(self, flops: float, min_bytes: float, dtype: str = "float32") -> float:
+        """The roofline's lower bound on seconds for ``flops`` and ``min_bytes``."""
+        peak = self.gemm_flops_per_s.get(dtype)
+        if peak is None:
+            raise KeyError(
+                f"no GEMM peak for dtype={dtype!r} on {self.device}; measured: {', '.join(self.gemm_flops_per_s)}"
+            )
+        return max(flops / peak, min_bytes / self.copy_bytes_per_s)
+
+    def fraction(self, measured_s: float, flops: float, min_bytes: float, dtype: str = "float32") -> float:
+        """Fraction of the roofline a measurement reached (1 = at the roof)."""
+        return self.floor_s(flops, min_bytes, dtype) / measured_s
+
+    def ridge_intensity(self, dtype: str = "float32") -> float:
+        """FLOPs per byte where the memory roof meets the compute roof."""
+        return self.gemm_flops_per_s[dtype] / self.copy_bytes_per_s
+
+
+def _sizes(kind: str) -> tuple[int, int]:
+    """GEMM edge and copy size: big enough to reach the peak, small enough for a 2-core laptop."""
+    if kind == "cpu":
+        return 1024, 256 * 2**20
+    return 8192, 1024 * 2**20
+
+
+def measure_peaks(device: str, dtypes: tuple[str, ...] = ("float32",), max_time_s: float = 1.0) -> Peaks:
+    """Measure the peaks of ``device`` (a device spec) now."""
+    backend = devices.backend(device)
+    ok, reason = backend.available()
+    if not ok:
+        raise devices_unavailable(device, reason)
+    backend.activate()
+    n, copy_bytes = _sizes(backend.spec.kind)
+    flops: dict[str, float] = {}
+    with torch.inference_mode():
+        for dtype in dtypes:
+            if not backend.supports(dtype, "inference")[0]:
+                continue
+            a = torch.randn(n, n, device=backend.device).to(DTYPES[dtype])
+            b = torch.randn(n, n, device=backend.device).to(DTYPES[dtype])
+            m = time_callable(lambda a=a, b=b: torch.mm(a, b), backend, samples=7, max_time_s=max_time_s)
+            flops[dtype] = 2 * n**3 / m.median_s
+            del a, b
+        src = torch.empty(copy_bytes // 4, dtype=torch.float32, device=backend.device).fill_(1.0)
+        dst = torch.empty_like(src)
+        m = time_callable(lambda: dst.copy_(src), backend, samples=7, max_time_s=max_time_s)
+    return Peaks(
+        device=device,
+        gemm_flops_per_s=flops,
+        copy_bytes_per_s=2 * copy_bytes / m.median_s,
+        gemm_size=n,
+        copy_bytes=copy_bytes,
+        torch_version=torch.__version__,
+        measured_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def devices_unavailable(device: str, reason: str) -> ValueError:
+    return ValueError(f"device={device!r} is not available here: {reason}")
+
+
+def cache_path(results_dir: str | Path = "results", machine_id: str | None = None) -> Path:
+    return Path(results_dir) / (machine_id or machine.machine_id()) / "roofline.jsonl"
+
+
+def load_cached(
+    device: str,
+    results_dir: str | Path = "results",
+    machine_id: str | None = None,
+    torch_version: str | None = None,
+) -> Peaks | None:
+    """The newest cached peaks of ``device`` on this machine (and torch version, if given), or None."""
+    path = cache_path(results_dir, machine_id)
+    if not path.exists():
+        return None
+    found = None
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("device") == device and torch_version in (None, record.get("torch_version")):
+            found = Peaks(**record)
+    return found
+
+
+def save(peaks: Peaks, results_dir: str | Path = "results", machine_id: str | None = None) -> Path:
+    """Append ``peaks`` to the machine's cache (one line, written with a single append)."""
+    path = cache_path(results_dir, machine_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(asdict(peaks), sort_keys=True) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+    return path
+
+
+def peaks_for(
+    device: str,
+    results_dir: str | Path = "results",
+    refresh: bool = False,
+    dtypes: tuple[str, ...] = ("float32",),
+) -> Peaks:
+    """Cached peaks for ``device`` on this machine and torch, measured and cached if missing or stale."""
+    cached = None if refresh else load_cached(device, results_dir, torch_version=torch.__version__)
+    if cached is not None and all(d in cached.gemm_flops_per_s for d in dtypes):
+        return cached
+    peaks = measure_peaks(device, dtypes)
+    save(peaks, results_dir)
+    return peaks
+
+
+def summary(peaks: Peaks) -> dict[str, Any]:
+    return {
+        **asdict(peaks),
+        "ridge_intensity_flops_per_byte": {d: peaks.ridge_intensity(d) for d in peaks.gemm_flops_per_s},
+    }

@@ -1,0 +1,107 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench_lib import devices
+
+
+def test_cpu_specs_parse_to_thread_counts():
+    assert devices.parse_spec("cpu-1t").threads == 1
+    assert devices.parse_spec("cpu").threads == devices.physical_cores()
+    assert devices.parse_spec("cuda").index == 0 and devices.parse_spec("cuda:3").index == 3
+    assert devices.parse_spec("mps").kind == "mps"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            "gpu",
+            "device='gpu' is not a device spec; accepted: cpu, cpu-Nt (N intra-op threads, N >= 1), cuda, "
+            "cuda:K or mps",
+        ),
+        ("cpu-0t", "device='cpu-0t': the thread count must be at least 1"),
+        ("cpu-4096t", "device='cpu-4096t': 4096 threads is more than this machine's"),
+        ("cuda:x", "device='cuda:x' is not a device spec"),
+    ],
+)
+def test_bad_specs_name_the_value_and_the_accepted_forms(spec, message):
+    with pytest.raises(ValueError) as e:
+        devices.parse_spec(spec)
+    assert message in str(e.value)
+
+
+def test_cpu_backend_sets_and_verifies_threads():
+    before = torch.get_num_threads()
+    try:
+        b = devices.backend("cpu-1t")
+        assert b.available() == (True, "")
+        b.activate()
+        assert b.threads_in_force() == 1 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the reason given on a machine without CUDA")
+def test_absent_cuda_is_unavailable_with_a_reason():
+    ok, reason = devices.backend("cuda:7").available()
+    assert not ok
+    assert "without CUDA" in reason or "does not exist" in reason or "no CUDA device" in reason
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="checks the reason given on a machine without MPS")
+def test_absent_mps_is_unavailable_with_a_reason():
+    ok, reason = devices.backend("mps").available()
+    assert not ok and "MPS" in reason
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none")
+def test_cuda_backend_times_with_events():
+    b = devices.backend("cuda")
+    b.activate()
+    x = torch.randn(1024, 1024, device="cuda")
+    timer = b.block_timer()
+    timer.start()
+    for _ in range(10):
+        x @ x
+    assert timer.stop() > 0
+
+
+@pytest.mark.skipif(not torch.backends.mps.is_available(), reason="needs Apple MPS; this machine has none")
+def test_mps_backend_synchronises():
+    b = devices.backend("mps")
+    timer = b.block_timer()
+    timer.start()
+    torch.ones(1000, device="mps").sum()
+    assert timer.stop() > 0
+
+
+def test_importing_bench_lib_and_the_suite_never_touches_cuda_or_mps():
+    # In a fresh interpreter, make every CUDA/MPS entry point raise, then import everything asv imports.
+    code = """
+import sys, torch
+def boom(*a, **k):
+    raise SystemExit("device touched at import: " + repr(a))
+for name in ("is_available", "device_count", "init", "_lazy_init", "synchronize", "set_device",
+             "get_device_properties", "get_device_name", "current_device"):
+    setattr(torch.cuda, name, boom)
+torch.backends.mps.is_available = boom
+torch.mps.synchronize = boom
+import bench_lib, bench_lib.workloads, bench_lib.theory, bench_lib.cases, bench_lib.devices
+import bench_lib.measure, bench_lib.energy, bench_lib.machine, bench_lib.roofline, bench_lib.nvml
+import bench_lib.cli, bench_lib.allocator
+sys.path.insert(0, ".")
+import importlib, pkgutil, benchmarks
+for m in pkgutil.iter_modules(benchmarks.__path__):
+    importlib.import_module("benchmarks." + m.name)
+bench_lib.devices.parse_spec("cuda:0")
+bench_lib.devices.backend("cuda:0")
+print("ok", torch.cuda.is_initialized())
+"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert out.stdout.strip().endswith("ok False")

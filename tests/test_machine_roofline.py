@@ -1,0 +1,71 @@
+import pytest
+
+from bench_lib import machine, roofline
+
+
+def test_fingerprint_has_the_fields_results_need():
+    fp = machine.fingerprint()
+    for key in (
+        "machine_id",
+        "hostname",
+        "os",
+        "cpu_model",
+        "physical_cores",
+        "logical_cores",
+        "ram_bytes",
+        "gpus",
+        "cuda_version",
+        "torch_version",
+        "torch_git",
+        "mkldnn",
+        "mkl",
+    ):
+        assert key in fp
+    assert fp["logical_cores"] >= fp["physical_cores"] >= 1
+    info = machine.asv_machine_info(fp)
+    assert set(info) == {"machine", "os", "arch", "cpu", "num_cpu", "ram", "gpu", "driver", "torch"}
+    assert all(isinstance(v, str) for v in info.values())
+
+
+def test_machine_id_is_a_slug_and_can_be_overridden(monkeypatch):
+    monkeypatch.setenv("CONVBENCH_MACHINE", "Lab Box #3.local")
+    assert machine.machine_id() == "lab-box-3-local"
+
+
+def peaks(**kw):
+    base = dict(
+        device="cpu-1t",
+        gemm_flops_per_s={"float32": 100e9},
+        copy_bytes_per_s=10e9,
+        gemm_size=1024,
+        copy_bytes=2**28,
+        torch_version="2.13.0",
+        measured_at="2026-11-24T00:00:00+00:00",
+    )
+    return roofline.Peaks(**{**base, **kw})
+
+
+def test_roofline_floor_and_fraction():
+    p = peaks()
+    assert p.ridge_intensity() == 10.0
+    assert p.floor_s(flops=1e9, min_bytes=1e6) == pytest.approx(0.01)  # compute-bound
+    assert p.floor_s(flops=1e6, min_bytes=1e8) == pytest.approx(0.01)  # memory-bound
+    assert p.fraction(0.04, flops=1e9, min_bytes=1e6) == pytest.approx(0.25)
+    with pytest.raises(KeyError, match="no GEMM peak for dtype='bfloat16' on cpu-1t"):
+        p.floor_s(1, 1, "bfloat16")
+
+
+def test_peaks_cache_round_trip_keeps_history(tmp_path):
+    roofline.save(peaks(copy_bytes_per_s=1e9), tmp_path, "box")
+    roofline.save(peaks(copy_bytes_per_s=2e9), tmp_path, "box")
+    roofline.save(peaks(device="cuda:0"), tmp_path, "box")
+    path = roofline.cache_path(tmp_path, "box")
+    assert path.name == "roofline.jsonl" and len(path.read_text().splitlines()) == 3
+    assert roofline.load_cached("cpu-1t", tmp_path, "box").copy_bytes_per_s == 2e9
+    assert roofline.load_cached("cpu-1t", tmp_path, "box", torch_version="9.9") is None
+    assert roofline.load_cached("mps", tmp_path, "box") is None
+
+
+def test_measured_cpu_peaks_are_positive(tmp_path):
+    p = roofline.measure_peaks("cpu-1t", max_time_s=0.2)
+    assert p.gemm_flops_per_s["float32"] > 1e8 and p.copy_bytes_per_s > 1e8

@@ -1,0 +1,262 @@
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench_lib import allocator, devices, measure
+from bench_lib.measure import Measurement
+
+
+def test_measurement_statistics_are_exact():
+    m = Measurement(
+        samples_s=(1.0, 2.0, 3.0, 4.0, 5.0),
+        block=10,
+        warmup_calls=3,
+        warmup_s=0.1,
+        timer_overhead_s=1e-7,
+        page_faults_per_call=0.0,
+    )
+    assert m.median_s == 3.0
+    assert m.quartiles_s == (2.0, 4.0) and m.iqr_s == 2.0
+    assert m.min_s == 1.0 and m.mean_s == 3.0
+    assert m.cv == pytest.approx(math.sqrt(2.5) / 3)
+    assert m.noisy and m.noisy_reason == "coefficient of variation 52.7% > 5%"
+    assert m.calls == 50
+    quiet = Measurement((1.0, 1.01, 0.99, 1.0), 1, 1, 0.0, 0.0, 0.0)
+    assert not quiet.noisy and quiet.noisy_reason is None
+    assert Measurement((1.0, 1.0), 1, 1, 0.0, 0.0, 0.0).noisy_reason == "only 2 samples"
+
+
+class FakeClock:
+    """A block timer on a fake clock: each call costs `per_call`, each start/stop pair `overhead`."""
+
+    def __init__(self, per_call, overhead):
+        self.per_call, self.overhead, self.now, self.calls = per_call, overhead, 0.0, 0
+
+    def call(self):
+        self.calls += 1
+        self.now += self.per_call
+
+
+class FakeTimer(devices.BlockTimer):
+    def __init__(self, clock):
+        self.clock = clock
+
+    def start(self):
+        self.t0 = self.clock.now
+
+    def stop(self):
+        self.clock.now += self.clock.overhead
+        return self.clock.now - self.t0
+
+
+class FakeBackend(devices.CpuBackend):
+    timer_name = "fake"
+
+    def __init__(self, clock):
+        super().__init__(devices.parse_spec("cpu-1t"))
+        self.clock = clock
+
+    def block_timer(self):
+        return FakeTimer(self.clock)
+
+
+def test_block_size_keeps_timer_overhead_under_one_percent():
+    clock = FakeClock(per_call=20e-6, overhead=2e-6)
+    m = measure.time_callable(clock.call, FakeBackend(clock), samples=9, min_sample_s=0.001)
+    # a sample must last >= 100 x 2 us = 200 us and >= 1 ms: ceil(1 ms / 20 us) = 50 calls
+    assert m.block == 50
+    assert len(m.samples_s) == 9
+    assert m.timer_overhead_s == pytest.approx(2e-6)
+    assert all(s == pytest.approx(20e-6 + 2e-6 / 50) for s in m.samples_s)
+    assert m.context["timer"] == "fake"
+
+    slow_timer = FakeClock(per_call=20e-6, overhead=50e-6)
+    m = measure.time_callable(slow_timer.call, FakeBackend(slow_timer), samples=5, min_sample_s=0.001)
+    assert m.block == 250  # 100 x 50 us = 5 ms of calls per sample
+    assert m.timer_overhead_s / (m.block * 20e-6) == pytest.approx(0.01)
+
+
+def test_warm_up_runs_until_the_time_per_call_stops_falling():
+    clock = FakeClock(per_call=1e-3, overhead=0.0)
+    costs = iter([50e-3, 20e-3, 10e-3, 5e-3, 2e-3])  # the first calls are slow, then 1 ms
+
+    def fn():
+        clock.calls += 1
+        clock.now += next(costs, 1e-3)
+
+    m = measure.time_callable(fn, FakeBackend(clock), samples=5, min_sample_s=0.001)
+    assert m.warmup_calls >= 6 + 3  # the five slow calls, then three rounds without improvement
+    assert m.median_s == pytest.approx(1e-3)
+
+
+def test_steady_allocator_policy_gives_no_page_faults_for_the_depthwise_case():
+    m = measure.measure(
+        "depthwise",
+        device="cpu-1t",
+        in_channels=64,
+        kernel_size=3,
+        batch=1,
+        height=56,
+        width=56,
+        samples=5,
+        max_time_s=0.2,
+    )
+    assert m.page_faults_per_call == 0
+    assert m.context["allocator"].endswith("(steady)") or "preloaded" in m.context["allocator"]
+
+
+@pytest.mark.skipif(allocator.preloaded_allocator() is not None, reason="a preloaded allocator replaces glibc's")
+def test_cold_policy_reproduces_a_fresh_process_page_faults():
+    code = (
+        "from bench_lib import measure; m = measure.measure('depthwise', in_channels=64, height=56, width=56, "
+        "allocator_policy='cold', samples=5, max_time_s=0.2); print(m.page_faults_per_call)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "", "MALLOC_TRIM_THRESHOLD_": ""},
+    )
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.split()[-1]) > 100  # ~550 per call: every call maps its output afresh
+
+
+def test_cold_after_steady_needs_a_fresh_process():
+    allocator.apply("steady")
+    with pytest.raises(RuntimeError, match="allocator='cold' needs a fresh process"):
+        allocator.apply("cold")
+    with pytest.raises(ValueError, match="allocator='warm' is not valid; accepted: steady, cold"):
+        allocator.apply("warm")
+
+
+def test_context_records_what_was_in_force():
+    m = measure.measure(
+        "grouped",
+        device="cpu-1t",
+        layout="channels_last",
+        batch=2,
+        height=14,
+        width=14,
+        samples=3,
+        max_time_s=0.1,
+        in_channels=16,
+        out_channels=32,
+        groups=4,
+    )
+    ctx = m.context
+    assert ctx["case"] == "grouped(in=16,out=32,g=4)@14x14"
+    assert (ctx["device"], ctx["threads"], ctx["layout"], ctx["dtype"], ctx["mode"], ctx["batch"]) == (
+        "cpu-1t",
+        1,
+        "channels_last",
+        "float32",
+        "inference",
+        2,
+    )
+    assert ctx["torch_version"] == torch.__version__ and ctx["graph"] is False
+    assert ctx["relative_error"] < 1e-5
+
+
+def test_channels_last_converts_module_and_input():
+    p = measure.prepare("standard", device="cpu-1t", layout="channels_last", height=8, width=8)
+    assert p.inputs.is_contiguous(memory_format=torch.channels_last)
+    assert p.module.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_training_step_computes_gradients_for_parameters_and_input():
+    p = measure.prepare(
+        "mobilenet_v1",
+        device="cpu-1t",
+        mode="training",
+        batch=2,
+        height=8,
+        width=8,
+        in_channels=8,
+        out_channels=16,
+    )
+    assert p.module.training
+    with p.grad_mode():
+        p.step()
+    assert p.inputs.grad is not None and p.inputs.grad.shape == p.inputs.shape
+    assert all(q.grad is not None for q in p.module.parameters())
+
+
+def test_wrong_answers_are_failures_not_timings(monkeypatch):
+    original = measure._to_layout
+
+    def corrupt(t, layout):
+        out = original(t, layout)
+        if isinstance(out, torch.nn.Module):
+            with torch.no_grad():
+                out.weight.mul_(1.5)  # what a broken kernel would do to the output
+        return out
+
+    monkeypatch.setattr(measure, "_to_layout", corrupt)
+    with pytest.raises(
+        measure.WrongResult,
+        match=r"standard on cpu-1t \(nchw, float32, inference\): relative "
+        r"error .* against float64 on the CPU exceeds 0.005",
+    ):
+        measure.prepare("standard", device="cpu-1t", height=8, width=8)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"layout": "nhwc"}, ValueError, "layout='nhwc' is not valid; accepted: nchw, channels_last"),
+        (
+            {"dtype": "float64"},
+            ValueError,
+            "dtype='float64' is not valid; accepted: float32, bfloat16, float16",
+        ),
+        ({"mode": "eval"}, ValueError, "mode='eval' is not valid; accepted: inference, training"),
+        ({"graph": True}, measure.Unsupported, "CUDA graphs need a CUDA device, not cpu-1t"),
+    ],
+)
+def test_bad_or_impossible_combinations(kwargs, error, message):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        measure.prepare("standard", device="cpu-1t", height=8, width=8, **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip on a machine without CUDA")
+def test_absent_device_is_a_skip_with_the_reason():
+    with pytest.raises(measure.Unsupported) as e:
+        measure.prepare("standard", device="cuda", height=8, width=8)
+    assert isinstance(e.value, NotImplementedError)  # what asv records as skipped
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_types_pass_the_reference_check_on_cpu(dtype):
+    p = measure.prepare("depthwise_separable", device="cpu-1t", dtype=dtype, height=12, width=12)
+    assert p.relative_error < measure.TOLERANCE[dtype]
+    assert p.inputs.dtype == getattr(torch, dtype)
+
+
+def test_cpu_peak_memory_of_large_activations_is_bounded_by_theory():
+    from bench_lib import theory
+
+    kw = {"in_channels": 64, "out_channels": 256, "batch": 16, "height": 112, "width": 112}
+    p = measure.prepare("pointwise", device="cpu-1t", **kw)
+    mem = measure.measure_memory(p)
+    c = theory.cost("pointwise", **kw)
+    output_bytes = math.prod(c.out_shape) * 4
+    assert output_bytes > 200e6
+    assert mem.peak_bytes >= output_bytes
+    # input + output + weights, and at most one more output-sized buffer (oneDNN's reorder)
+    assert mem.peak_bytes <= 2.5 * c.min_bytes
+    assert mem.resident_bytes == 4 * (64 * 256 + 256) + 16 * 64 * 112 * 112 * 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none")
+def test_cuda_measurement_with_and_without_graphs():
+    for graph in (False, True):
+        m = measure.measure("depthwise", device="cuda", graph=graph, samples=5, max_time_s=0.2)
+        assert m.median_s > 0 and m.context["graph"] is graph
+    p = measure.prepare("pointwise", device="cuda", batch=8)
+    mem = measure.measure_memory(p)
+    assert mem.peak_bytes >= mem.resident_bytes
