@@ -442,15 +442,16 @@ def _tensor_bytes(prepared: Prepared) -> int:
 
 def _profiled_allocation_peak(fn: Callable[[], Any]) -> tuple[int | None, str | None]:
     """Peak of live bytes allocated by ``fn`` on the CPU, from the profiler's allocation events."""
-    from torch.profiler import ProfilerActivity, profile
+    # The autograd-level profiler: torch.profiler.profile would import torch._inductor on first use (~1 s).
+    from torch.autograd.profiler import profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with profile(use_kineto=True, use_cpu=True, profile_memory=True) as prof:
         fn()
     try:
         from torch._C._profiler import _EventType  # the allocation events' own tags
 
         allocations: list[tuple[int, int]] = []
-        stack = list(prof.profiler.kineto_results.experimental_event_tree())
+        stack = list(prof.kineto_results.experimental_event_tree())
         while stack:
             node = stack.pop()
             if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu":

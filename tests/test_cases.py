@@ -34,7 +34,7 @@ def test_dense_equivalent_case():
         == "standard(in=64,out=128,k=3,bias=false)@56x56"
     )
     assert (
-        str(Case.parse("mbconv(in=40,out=40)@28x28").dense_equivalent()) == "mbconv(in=40,out=40,k=5,dense=true)@28x28"
+        str(Case.parse("mbconv(in=40,out=40)@28x28").dense_equivalent()) == "mbconv(in=40,out=40,dense=true)@28x28"
     )
 
 

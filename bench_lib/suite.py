@@ -1,0 +1,290 @@
+"""What the asv suite runs: the grids, which combinations are excluded and why, and one combination's work.
+
+The asv files in ``benchmarks/`` are thin: their params come from :func:`grid`, their ``setup`` calls
+:func:`setup_combination` and their ``track_*`` methods call :func:`track`. ``convbench run`` uses the
+same grid to select, count and report combinations.
+
+Environment (the same at asv's discovery and run, which ``convbench run`` guarantees):
+
+- ``CONVBENCH_GRID``: ``smoke``, ``default`` (the default), ``nightly`` or ``full``.
+- ``CONVBENCH_DEVICES``: comma-separated device specs to run, overriding the detected ones.
+- ``CONVBENCH_EVENTS``: a JSON-lines file that gets one line per combination (ok / skipped / failed
+  with the reason, time spent measuring, the measurement's context), appended atomically.
+
+Device detection here never initialises CUDA or MPS (it runs in asv's fork server): GPUs are counted
+through NVML, MPS by the platform; availability is decided in ``setup``, in the forked child.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import platform
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from bench_lib import __version__, devices, energy, measure, nvml
+from bench_lib.cases import Case
+
+PARAM_NAMES = ["case", "batch", "device", "layout", "dtype", "mode"]
+METRICS = {"latency": "seconds", "peak_memory": "bytes", "energy": "joules"}
+GRIDS = ("smoke", "default", "nightly", "full")
+SUITE_VERSION = f"{__version__}-1"  # bump the suffix when a benchmark's method changes
+THROUGHPUT_BATCH = {"cpu": 8, "cuda": 64, "mps": 64}
+
+# Stage shapes of ImageNet-style networks: (channels, spatial size), per workload family.
+OP_STAGES = {56: 64, 28: 128, 14: 256, 7: 512}
+BLOCK_STAGES: dict[str, dict[int, dict[str, Any]]] = {
+    "mobilenet_v1": {56: {"in": 128, "out": 128}, 28: {"in": 256, "out": 256}, 14: {"in": 512, "out": 512},
+                     7: {"in": 1024, "out": 1024}},
+    "inverted_residual": {56: {"in": 24, "out": 24}, 28: {"in": 32, "out": 32}, 14: {"in": 96, "out": 96},
+                          7: {"in": 160, "out": 160}},
+    "shufflenet_v1_unit": {28: {"in": 240, "out": 240, "g": 3}, 14: {"in": 480, "out": 480, "g": 3},
+                           7: {"in": 960, "out": 960, "g": 3}},
+    "shufflenet_v2_unit": {28: {"in": 116, "out": 116}, 14: {"in": 232, "out": 232}, 7: {"in": 464, "out": 464}},
+    "mbconv": {56: {"in": 24, "out": 24, "k": 3}, 28: {"in": 40, "out": 40, "k": 5}, 14: {"in": 112, "out": 112, "k": 5},
+               7: {"in": 192, "out": 192, "k": 5}},
+    "resnext_bottleneck": {56: {"in": 256, "out": 256}, 28: {"in": 512, "out": 512}, 14: {"in": 1024, "out": 1024},
+                           7: {"in": 2048, "out": 2048}},
+    "resnet_basic": {56: {"in": 64, "out": 64}, 28: {"in": 128, "out": 128}, 14: {"in": 256, "out": 256},
+                     7: {"in": 512, "out": 512}},
+    "resnet_bottleneck": {56: {"in": 256, "out": 256}, 28: {"in": 512, "out": 512}, 14: {"in": 1024, "out": 1024},
+                          7: {"in": 2048, "out": 2048}},
+}
+
+
+def op_cases(size: int, channels: int) -> list[str]:
+    """Every op at one stage, bias-free as in real networks, so that the ops share one dense equivalent."""
+    c = channels
+    specs = [
+        ("standard", f"in={c},out={c},k=3,bias=false"),
+        ("grouped", f"in={c},out={c},k=3,g=4,bias=false"),
+        ("depthwise", f"in={c},k=3,bias=false"),
+        ("pointwise", f"in={c},out={c},bias=false"),
+        ("depthwise_separable", f"in={c},out={c},k=3"),
+        ("channel_shuffle", f"in={c},g=4"),
+        ("partial", f"in={c},k=3,r=4"),
+    ]
+    return [str(Case.parse(f"{name}({p})@{size}x{size}")) for name, p in specs]
+
+
+def block_cases(sizes: list[int] | None = None) -> list[str]:
+    """Each block at each of ``sizes`` it has a stage for (None: its earliest and its latest stage), each
+    followed by its dense equivalent when it has one."""
+    cases = []
+    for name, stages in BLOCK_STAGES.items():
+        chosen = [max(stages), min(stages)] if sizes is None else [s for s in sizes if s in stages]
+        for size in chosen:
+            inner = ",".join(f"{k}={v}" for k, v in stages[size].items())
+            case = Case.parse(f"{name}({inner})@{size}x{size}")
+            cases.append(str(case))
+            dense_case = case.dense_equivalent()
+            if str(dense_case) != str(case):
+                cases.append(str(dense_case))
+    return cases
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One grid: the parameter lists of each suite (Cartesian product, as asv runs them)."""
+
+    name: str
+    cases: dict[str, list[str]]  # suite ("ops", "blocks") → cases
+    batches: list[int]
+    devices: list[str]
+    layouts: list[str]
+    dtypes: list[str]
+    modes: dict[str, list[str]]  # suite → modes
+    metrics: tuple[str, ...] = tuple(METRICS)
+    timing: dict[str, float] = field(default_factory=dict)  # keyword arguments for time_callable
+    notes: tuple[str, ...] = ()
+
+    def params(self, suite: str) -> list[list[Any]]:
+        return [self.cases[suite], self.batches, self.devices, self.layouts, self.dtypes, self.modes[suite]]
+
+    def combinations(self, suite: str) -> Iterator[tuple[Any, ...]]:
+        """All combinations of a suite in asv's order (itertools.product, last parameter fastest)."""
+        return itertools.product(*self.params(suite))
+
+    def excluded(self, metric: str, case: str, batch: int, device: str, layout: str, dtype: str,
+                 mode: str) -> str | None:
+        """Why this grid leaves a combination out by design (None: it is in). Decided without any device."""
+        kind = devices.parse_spec(device).kind
+        if batch != 1 and batch != THROUGHPUT_BATCH[kind]:
+            return f"batch {batch} is not a batch of this grid on {kind} (1 and {THROUGHPUT_BATCH[kind]})"
+        if self.name == "full":
+            return None
+        if mode == "training" and Case.parse(case).params.get("dense") and self.name != "nightly":
+            return "dense equivalents are trained in the nightly grid only"
+        spec = devices.parse_spec(device)
+        if metric == "peak_memory" and kind == "cpu" and spec.threads != 1:
+            return "CPU peak memory is measured at cpu-1t (the thread count does not change tensor memory)"
+        if metric == "energy" and kind == "cpu" and spec.threads != devices.physical_cores():
+            return "CPU energy is measured with all cores (RAPL meters the whole package)"
+        return None
+
+
+def detected_devices() -> list[str]:
+    """Device specs worth running here, found without initialising CUDA or MPS."""
+    override = os.environ.get("CONVBENCH_DEVICES")
+    if override:
+        specs = [s.strip() for s in override.split(",") if s.strip()]
+        for s in specs:
+            devices.parse_spec(s)
+        return specs
+    cores = devices.physical_cores()
+    specs = ["cpu-1t"] + ([f"cpu-{cores}t"] if cores > 1 else [])
+    if torch.version.cuda:
+        nv = nvml.module()
+        count = nv.nvmlDeviceGetCount() if nv is not None else 0
+        specs += [f"cuda:{i}" for i in range(count)]
+    if torch.backends.mps.is_built() and platform.system() == "Darwin" and platform.machine() == "arm64":
+        specs.append("mps")
+    return specs
+
+
+def grid(name: str | None = None) -> Grid:
+    """The grid called ``name`` (default: ``$CONVBENCH_GRID`` or ``default``), with this machine's devices."""
+    name = name or os.environ.get("CONVBENCH_GRID", "default")
+    if name not in GRIDS:
+        raise ValueError(f"CONVBENCH_GRID={name!r} is not a grid; accepted: {', '.join(GRIDS)}")
+    found = detected_devices()
+    accelerators = [d for d in found if not d.startswith("cpu")]
+    cpu = [d for d in found if d.startswith("cpu")]
+    if name == "smoke":
+        return Grid(
+            name="smoke",
+            cases={"ops": ["depthwise(in=32,k=3,bias=false)@14x14", "standard(in=32,out=32,k=3,bias=false)@14x14"],
+                   "blocks": ["mbconv(in=16,out=16,k=3)@14x14"]},
+            batches=[1], devices=found[:1] + accelerators, layouts=["nchw"], dtypes=["float32"],
+            modes={"ops": ["inference"], "blocks": ["inference", "training"]},
+            timing={"samples": 5, "max_time_s": 0.1, "max_warmup_s": 0.1},
+        )
+    if name == "default":
+        return Grid(
+            name="default",
+            cases={"ops": op_cases(56, 64) + op_cases(7, 512),
+                   "blocks": block_cases()},
+            batches=[1, 8, 64], devices=cpu + accelerators, layouts=["nchw", "channels_last"], dtypes=["float32"],
+            modes={"ops": ["inference"], "blocks": ["inference", "training"]},
+            timing={"samples": 10, "min_samples": 5, "max_time_s": 0.3, "max_warmup_s": 0.3, "min_sample_s": 0.004},
+        )
+    stages = [56, 28, 14, 7]
+    full = name == "full"
+    return Grid(
+        name=name,
+        cases={"ops": [c for s in stages for c in op_cases(s, OP_STAGES[s])],
+               "blocks": block_cases(stages)},
+        batches=[1, 8, 64] if not full else [1, 2, 4, 8, 16, 32, 64, 128],
+        devices=(cpu if not full else [f"cpu-{n}t" for n in range(1, (os.cpu_count() or 1) + 1)]) + accelerators,
+        layouts=["nchw", "channels_last"],
+        dtypes=["float32", "bfloat16", "float16"],
+        modes={"ops": ["inference", "training"], "blocks": ["inference", "training"]},
+        timing={"samples": 15, "max_time_s": 1.0, "max_warmup_s": 1.0} if not full else {},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# one combination, inside the asv worker
+
+
+class Combination:
+    """A prepared combination: what ``setup`` leaves for the ``track_*`` method."""
+
+    def __init__(self, metric: str, suite: str, params: tuple[Any, ...], prepared: measure.Prepared,
+                 grid_: Grid):
+        self.metric, self.suite, self.params, self.prepared, self.grid = metric, suite, params, prepared, grid_
+
+
+def _event(record: dict[str, Any]) -> None:
+    path = os.environ.get("CONVBENCH_EVENTS")
+    if not path:
+        return
+    line = (json.dumps(record, default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)  # one write with O_APPEND: lines from concurrent workers never interleave
+    finally:
+        os.close(fd)
+
+
+def _base_event(metric: str, suite: str, params: tuple[Any, ...]) -> dict[str, Any]:
+    return {"metric": metric, "suite": suite, "params": dict(zip(PARAM_NAMES, params, strict=True)),
+            "pid": os.getpid(), "time": time.time()}
+
+
+def setup_combination(metric: str, suite: str, *params: Any) -> Combination:
+    """Prepare one combination, or raise ``NotImplementedError`` (asv: skipped) with the reason.
+
+    A wrong result or any other error is logged as a failure and re-raised (asv: failed).
+    """
+    case_text, batch, device, layout, dtype, mode = params
+    g = grid()
+    base = _base_event(metric, suite, params)
+    try:
+        reason = g.excluded(metric, case_text, batch, device, layout, dtype, mode)
+        if reason:
+            raise measure.Unsupported(reason)
+        backend = devices.backend(device)
+        if metric == "energy":
+            ok, why = backend.available()
+            if ok:
+                ok, why = _meter(backend).available()
+            if not ok:
+                raise measure.Unsupported(f"no energy meter: {why}")
+        case = Case.parse(case_text)
+        prepared = measure.prepare(case.workload, device=backend, layout=layout, dtype=dtype, mode=mode,
+                                   batch=batch, height=case.height, width=case.width, **case.params)
+    except NotImplementedError as e:
+        _event({**base, "status": "skipped", "reason": str(e)})
+        raise
+    except Exception as e:
+        _event({**base, "status": "failed", "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(limit=5)})
+        raise
+    return Combination(metric, suite, params, prepared, g)
+
+
+def _meter(backend: devices.Backend) -> energy.Meter:
+    return energy.meter_for(backend.spec.kind, backend.spec.index or 0)
+
+
+def track(combo: Combination) -> Any:
+    """Run the combination's metric; return what asv stores (see ``METRICS`` for units)."""
+    base = _base_event(combo.metric, combo.suite, combo.params)
+    started = time.perf_counter()
+    try:
+        value, extra = _run_metric(combo)
+    except Exception as e:
+        _event({**base, "status": "failed", "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(limit=5), "measure_s": time.perf_counter() - started})
+        raise
+    _event({**base, "status": "ok", "measure_s": time.perf_counter() - started, **extra})
+    return value
+
+
+def _run_metric(combo: Combination) -> tuple[Any, dict[str, Any]]:
+    prepared = combo.prepared
+    if combo.metric == "latency":
+        m = measure.time_prepared(prepared, **combo.grid.timing)
+        summary = {k: v for k, v in m.summary().items() if k != "samples_s"}
+        return {"samples": list(m.samples_s), "number": m.block}, {"measurement": summary}
+    if combo.metric == "peak_memory":
+        mem = measure.measure_memory(prepared)
+        if mem.peak_bytes is None:
+            raise RuntimeError(mem.note or "no peak memory reading")
+        return mem.peak_bytes, {"memory": mem.summary()}
+    if combo.metric == "energy":
+        timing = measure.time_prepared(prepared, samples=5, max_time_s=0.2, max_warmup_s=0.2)
+        with prepared.grad_mode():
+            e = energy.energy_per_call(prepared.step, prepared.backend.synchronize, _meter(prepared.backend),
+                                       seconds_per_call=timing.median_s)
+        batch = prepared.context["batch"]
+        return e.energy_j_per_call / batch, {"energy": e.summary(), "energy_j_per_item": e.energy_j_per_call / batch}
+    raise ValueError(f"metric={combo.metric!r} is not valid; accepted: {', '.join(METRICS)}")
