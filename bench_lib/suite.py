@@ -131,7 +131,7 @@ class Grid:
 
 
 def detected_devices() -> list[str]:
-    """Device specs worth running here, found without initialising CUDA or MPS."""
+    """Device specs worth running here (``$CONVBENCH_DEVICES`` if set), found without initialising CUDA or MPS."""
     override = os.environ.get("CONVBENCH_DEVICES")
     if override:
         specs = [s.strip() for s in override.split(",") if s.strip()]
@@ -149,12 +149,13 @@ def detected_devices() -> list[str]:
     return specs
 
 
-def grid(name: str | None = None) -> Grid:
-    """The grid called ``name`` (default: ``$CONVBENCH_GRID`` or ``default``), with this machine's devices."""
+def grid(name: str | None = None, device_specs: list[str] | None = None) -> Grid:
+    """The grid called ``name`` (default: ``$CONVBENCH_GRID`` or ``default``) over ``device_specs``
+    (default: :func:`detected_devices`)."""
     name = name or os.environ.get("CONVBENCH_GRID", "default")
     if name not in GRIDS:
         raise ValueError(f"CONVBENCH_GRID={name!r} is not a grid; accepted: {', '.join(GRIDS)}")
-    found = detected_devices()
+    found = list(device_specs) if device_specs else detected_devices()
     accelerators = [d for d in found if not d.startswith("cpu")]
     cpu = [d for d in found if d.startswith("cpu")]
     if name == "smoke":

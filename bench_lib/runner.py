@@ -1,0 +1,389 @@
+"""``convbench run``: run a grid through asv in the existing environment, in chunks, with progress.
+
+- Writes this machine's entry in asv's machine file (``~/.asv-machine.json``) from the fingerprint if
+  it is missing, and takes the project's git HEAD as the commit hash.
+- Runs ``asv run -E existing:PYTHON --set-commit-hash HEAD --record-samples`` (never ``--quick``) over
+  the grid's combinations, in chunks: asv saves a result file only when a whole ``asv run`` ends and
+  loses everything on an interrupt, so each chunk is its own ``asv run`` (asv merges it into the file).
+  Ctrl-C once finishes the chunk in flight and stops; twice abandons that chunk.
+- Every combination reports to an events file (see :mod:`bench_lib.suite`); the summary, the exit code
+  and the run's history record come from it. History: ``results/<machine>/history/<run id>.jsonl``, one
+  file per run (the run's metadata, then one line per combination with its value), so nights on the
+  same commit and environment, which asv's own file would overwrite, all survive. Not ``.json``: asv
+  ignores it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench_lib import __version__, devices, machine, suite
+
+SUITE_MODULES = {"ops": "bench_ops", "blocks": "bench_blocks"}
+METRIC_CLASSES = {"latency": "Latency", "peak_memory": "PeakMemory", "energy": "Energy"}
+
+
+class RunError(Exception):
+    """A problem with the run's arguments or setting (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One selected combination: its asv benchmark name and parameters."""
+
+    suite: str
+    metric: str
+    params: tuple[Any, ...]
+
+    @property
+    def benchmark(self) -> str:
+        return f"{SUITE_MODULES[self.suite]}.{METRIC_CLASSES[self.metric]}.track_{self.metric}"
+
+    @property
+    def asv_name(self) -> str:
+        """How asv names a parameter combination when it filters with ``--bench``."""
+        return f"{self.benchmark}({', '.join(repr(p) for p in self.params)})"
+
+    @property
+    def key(self) -> tuple[str, str, tuple[Any, ...]]:
+        return self.metric, self.suite, tuple(self.params)
+
+
+@dataclass
+class Plan:
+    selected: list[Planned]
+    excluded: Counter = field(default_factory=Counter)  # reason → count (left out by the grid's design)
+
+
+def plan(grid: suite.Grid, bench: str | None = None) -> Plan:
+    """The combinations to run: the grid's, less those it excludes by design, filtered by ``bench``."""
+    pattern = re.compile(bench) if bench else None
+    result = Plan([])
+    for suite_name in SUITE_MODULES:
+        for metric in grid.metrics:
+            for params in grid.combinations(suite_name):
+                p = Planned(suite_name, metric, tuple(params))
+                if pattern and not pattern.search(p.asv_name):
+                    continue
+                reason = grid.excluded(metric, *params)
+                if reason:
+                    result.excluded[reason] += 1
+                else:
+                    result.selected.append(p)
+    return result
+
+
+def chunks(items: list[Planned], size: int) -> Iterable[list[Planned]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    here = Path(start or os.getcwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "asv.conf.json").exists():
+            return d
+    raise RunError(f"no asv.conf.json in {here} or above: run convbench from the project (or pass --project)")
+
+
+def git_head(root: Path) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "HEAD^{commit}"],
+                             capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        raise RunError("git is not installed: convbench run records results against the project's git HEAD") \
+            from None
+    if out.returncode != 0:
+        raise RunError(f"{root} is not a git checkout with at least one commit (git says: "
+                       f"{out.stderr.strip() or out.stdout.strip()}); asv files results under the commit hash")
+    return out.stdout.strip()
+
+
+def asv_machine_file() -> Path:
+    return Path(os.environ.get("ASV_MACHINE_FILE", Path.home() / ".asv-machine.json"))
+
+
+def ensure_machine_entry(path: Path | None = None) -> tuple[str, bool]:
+    """Add this machine to asv's machine file if it has no entry; return (machine id, whether written)."""
+    path = path or asv_machine_file()
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise RunError(f"asv's machine file {path} is not JSON ({e}); fix or remove it") from None
+    mid = machine.machine_id()
+    if mid in data:
+        return mid, False
+    data[mid] = machine.asv_machine_info()
+    data.setdefault("version", 1)
+    write_atomic(path, json.dumps(data, indent=4, sort_keys=True))
+    return mid, True
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def env_name(python: str) -> str:
+    """asv's name for an existing environment at ``python`` (the result file's suffix)."""
+    from asv.environment import get_env_name
+
+    return get_env_name("existing", python, {}, {})
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            events.append(json.loads(line))
+    return events
+
+
+def event_key(e: dict[str, Any]) -> tuple[str, str, tuple[Any, ...]]:
+    return e["metric"], e["suite"], tuple(e["params"][k] for k in suite.PARAM_NAMES)
+
+
+@dataclass
+class Summary:
+    selected: int
+    ok: int
+    skipped: dict[str, int]
+    failed: list[tuple[str, str]]  # (combination, error)
+    excluded: dict[str, int]
+    missing: int
+    wall_s: float
+    measure_s: float
+    interrupted: bool
+
+    @property
+    def overhead_fraction(self) -> float:
+        return 1 - self.measure_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"selected": self.selected, "ok": self.ok, "skipped": self.skipped,
+                "failed": [{"combination": c, "error": e} for c, e in self.failed], "excluded": self.excluded,
+                "missing": self.missing, "wall_s": self.wall_s, "measure_s": self.measure_s,
+                "overhead_fraction": self.overhead_fraction, "interrupted": self.interrupted}
+
+
+def summarise(selected: list[Planned], events: list[dict[str, Any]], excluded: Counter, wall_s: float,
+              interrupted: bool, attempted: set[tuple] | None = None) -> Summary:
+    last: dict[tuple, dict[str, Any]] = {}
+    for e in events:
+        last[event_key(e)] = e  # a combination's final word (setup and track both report)
+    skipped: Counter = Counter()
+    failed = []
+    ok = missing = 0
+    for p in selected:
+        e = last.get(p.key)
+        if e is None:
+            if attempted is None or p.key in attempted:
+                missing += 1
+                failed.append((p.asv_name, "no result: asv timed out or its worker died (see the asv log)"))
+            continue
+        if e["status"] == "ok":
+            ok += 1
+        elif e["status"] == "skipped":
+            skipped[e["reason"]] += 1
+        else:
+            failed.append((p.asv_name, e.get("error", "unknown error")))
+    return Summary(len(selected), ok, dict(skipped), failed, dict(excluded), missing, wall_s,
+                   sum(e.get("measure_s", 0.0) for e in events), interrupted)
+
+
+def print_summary(s: Summary, out=sys.stdout) -> None:
+    print(f"\nconvbench run: {s.ok} combinations measured, {sum(s.skipped.values())} skipped, {len(s.failed)} "
+          f"failed, of {s.selected} selected{' (interrupted)' if s.interrupted else ''}", file=out)
+    for reason, n in sorted(s.skipped.items(), key=lambda kv: -kv[1]):
+        print(f"  skipped {n:4d}: {reason}", file=out)
+    for reason, n in sorted(s.excluded.items(), key=lambda kv: -kv[1]):
+        print(f"  not in this grid {n:4d}: {reason}", file=out)
+    for combo, error in s.failed[:50]:
+        print(f"  FAILED {combo}\n         {error}", file=out)
+    if len(s.failed) > 50:
+        print(f"  ... and {len(s.failed) - 50} more failures", file=out)
+    print(f"  wall time {s.wall_s:.1f} s; inside measurements {s.measure_s:.1f} s; overhead "
+          f"{s.overhead_fraction:.1%} (asv discovery, process launch, setup, reference checks)", file=out)
+
+
+@dataclass
+class RunOptions:
+    grid: str = "default"
+    devices: list[str] | None = None
+    bench: str | None = None
+    python: str | None = None
+    launch_method: str = "forkserver"
+    chunk_size: int = 120
+    project: str | None = None
+    progress: bool = True
+
+
+def run(opts: RunOptions) -> int:
+    """Run the grid; return the exit code (0 all ran, 1 some failed or none ran, 130 interrupted)."""
+    root = project_root(opts.project)
+    head = git_head(root)
+    python = opts.python or sys.executable
+    if not Path(python).exists():
+        raise RunError(f"--python {python} does not exist")
+    if opts.grid not in suite.GRIDS:
+        raise RunError(f"--grid {opts.grid!r} is not a grid; accepted: {', '.join(suite.GRIDS)}")
+    if opts.launch_method not in ("forkserver", "spawn"):
+        raise RunError(f"--launch-method {opts.launch_method!r}; accepted: forkserver, spawn")
+    env = dict(os.environ)
+    env["CONVBENCH_GRID"] = opts.grid
+    if opts.devices:
+        for spec in opts.devices:
+            devices.parse_spec(spec)
+        env["CONVBENCH_DEVICES"] = ",".join(opts.devices)
+    else:
+        env.pop("CONVBENCH_DEVICES", None)
+    if opts.bench:
+        try:
+            re.compile(opts.bench)
+        except re.error as e:
+            raise RunError(f"--bench {opts.bench!r} is not a regular expression: {e}") from None
+
+    grid = suite.grid(opts.grid, opts.devices)
+    the_plan = plan(grid, opts.bench)
+    if not the_plan.selected:
+        raise RunError(f"--bench {opts.bench!r} selects no combination of the {opts.grid} grid")
+
+    mid, written = ensure_machine_entry()
+    results_dir = root / json.loads((root / "asv.conf.json").read_text()).get("results_dir", "results")
+    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{head[:8]}"
+    history_dir = results_dir / mid / "history"
+    history_dir.mkdir(parents=True, exist_ok=True)
+    events_path = Path(tempfile.mkdtemp(prefix="convbench-run-")) / "events.jsonl"
+    log_path = events_path.with_name("asv.log")
+    env["CONVBENCH_EVENTS"] = str(events_path)
+    print(f"convbench run: grid {opts.grid}, {len(the_plan.selected)} combinations on {', '.join(grid.devices)}; "
+          f"machine {mid}{' (entry added to ' + str(asv_machine_file()) + ')' if written else ''}; commit "
+          f"{head[:8]}; python {python}; launch {opts.launch_method}; asv log {log_path}")
+
+    started = time.time()
+    interrupted = False
+    attempted: set[tuple] = set()
+    stop_after_chunk = {"flag": False}
+    proc: subprocess.Popen | None = None
+
+    def on_sigint(signum, frame):
+        if stop_after_chunk["flag"] and proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # second Ctrl-C: abandon the chunk in flight
+        stop_after_chunk["flag"] = True
+        print("\ninterrupt: finishing the chunk in flight, then stopping (Ctrl-C again to abandon it)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    progress = _Progress(len(the_plan.selected), events_path, enabled=opts.progress)
+    try:
+        with open(log_path, "a") as log:
+            for chunk in chunks(the_plan.selected, opts.chunk_size):
+                if stop_after_chunk["flag"]:
+                    interrupted = True
+                    break
+                attempted.update(p.key for p in chunk)
+                cmd = [sys.executable, "-m", "asv", "run", "--config", str(root / "asv.conf.json"),
+                       "-E", f"existing:{python}", "--set-commit-hash", head, "--record-samples",
+                       "--machine", mid, "--launch-method", opts.launch_method, "--show-stderr"]
+                for p in chunk:
+                    cmd += ["--bench", "^" + re.escape(p.asv_name) + "$"]
+                proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # Ctrl-C reaches convbench, not asv
+                while proc.poll() is None:
+                    progress.update()
+                    time.sleep(0.3)
+                progress.update()
+                if proc.returncode not in (0, 2):  # asv exits 2 when a benchmark failed
+                    print(f"asv exited {proc.returncode} on a chunk; see {log_path}", file=sys.stderr)
+            interrupted = interrupted or stop_after_chunk["flag"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        progress.close()
+
+    wall = time.time() - started
+    events = read_events(events_path)
+    summary = summarise(the_plan.selected, events, the_plan.excluded, wall, interrupted, attempted)
+    record = {"run": {"run_id": run_id, "started": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
+                      "finished": dt.datetime.now(dt.timezone.utc).isoformat(), "grid": opts.grid,
+                      "devices": grid.devices, "machine": mid, "commit_hash": head, "env_name": env_name(python),
+                      "python": python, "bench_lib_version": __version__, "launch_method": opts.launch_method,
+                      "bench": opts.bench, "summary": summary.as_dict()}}
+    history_path = history_dir / f"{run_id}.jsonl"
+    write_atomic(history_path, "\n".join(json.dumps(x, default=str) for x in [record, *events]) + "\n")
+    print_summary(summary)
+    print(f"  results in {results_dir / mid}; this run's history in {history_path}")
+    if interrupted:
+        return 130
+    return 1 if summary.failed else 0
+
+
+class _Progress:
+    """A rich progress bar fed by the events file: combinations done / total, current case, time left."""
+
+    def __init__(self, total: int, events_path: Path, enabled: bool = True):
+        self.total, self.events_path, self.enabled = total, events_path, enabled and sys.stderr.isatty()
+        self.seen: set[tuple] = set()
+        self._offset = 0
+        self._progress = None
+        self._last_print = 0.0
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+                TimeRemainingColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+            self._progress.start()
+            self._task = self._progress.add_task("starting asv", total=total)
+
+    def update(self) -> None:
+        if not self.events_path.exists():
+            return
+        with open(self.events_path) as f:
+            f.seek(self._offset)
+            data = f.read()
+        complete = data[: data.rfind("\n") + 1]
+        self._offset += len(complete.encode())
+        current = None
+        for line in complete.splitlines():
+            with contextlib.suppress(json.JSONDecodeError, KeyError):
+                e = json.loads(line)
+                self.seen.add(event_key(e))
+                current = f"{e['metric']:11s} {e['params']['case']} {e['params']['device']} b{e['params']['batch']}"
+        if self._progress is not None:
+            self._progress.update(self._task, completed=len(self.seen), description=current or "running")
+        elif time.time() - self._last_print > 30:
+            self._last_print = time.time()
+            print(f"  {len(self.seen)}/{self.total} combinations", file=sys.stderr)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
