@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # One stamp per torch spec: changing TORCH_SPEC or pyproject.toml reinstalls, otherwise nothing runs.
 STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC)' | tr -c 'A-Za-z0-9._-' '_')
 
-.PHONY: install test bench lint clean
+.PHONY: install test bench lint venv-torch clean
 
 install: $(STAMP)
 
@@ -25,8 +25,20 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# `convbench run` exits 1 when some combinations failed; their results and everyone else's are saved,
+# and the report is still built from them.
 bench: install
-	$(BIN)/convbench workloads
+	$(BIN)/convbench run --grid $(GRID); status=$$?; \
+	  if [ $$status -ne 0 ] && [ $$status -ne 1 ]; then exit $$status; fi; \
+	  exit $$status
+
+# Another torch beside the default one, at a stable path: its own asv environment.
+# make venv-torch TORCH_VERSION=2.14.1 ; then convbench run --python .venvs/torch-2.14.1/bin/python
+venv-torch:
+	@test -n "$(TORCH_VERSION)" || { echo "usage: make venv-torch TORCH_VERSION=X.Y.Z"; exit 2; }
+	@test -x .venvs/torch-$(TORCH_VERSION)/bin/python || $(PYTHON) -m venv .venvs/torch-$(TORCH_VERSION)
+	.venvs/torch-$(TORCH_VERSION)/bin/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	.venvs/torch-$(TORCH_VERSION)/bin/python -m pip install --quiet -e .
 
 clean:
 	rm -rf $(VENV) html report .pytest_cache .hypothesis

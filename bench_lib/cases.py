@@ -66,8 +66,9 @@ class Case:
 
     def dense_equivalent(self) -> Case:
         name, params = workloads.dense_equivalent(self.workload, **self.params)
-        if name == self.workload and params != self.resolved:  # a block made dense: same case, dense=true
-            return Case(name, {**self.params, "dense": True}, self.height, self.width)
+        if name == self.workload:  # already dense: itself; a block made dense: the same case with dense=true
+            same = params == self.resolved
+            return self if same else Case(name, {**self.params, "dense": True}, self.height, self.width)
         return Case(name, minimal_params(name, params), self.height, self.width)
 
     @classmethod

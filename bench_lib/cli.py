@@ -247,8 +247,15 @@ def cmd_measure(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench_lib import runner
 
-    opts = runner.RunOptions(grid=args.grid, devices=args.device or None, bench=args.bench, python=args.python,
-                             launch_method=args.launch_method, chunk_size=args.chunk_size, project=args.project)
+    opts = runner.RunOptions(
+        grid=args.grid,
+        devices=args.device or None,
+        bench=args.bench,
+        python=args.python,
+        launch_method=args.launch_method,
+        chunk_size=args.chunk_size,
+        project=args.project,
+    )
     try:
         return runner.run(opts)
     except runner.RunError as e:
@@ -313,11 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a grid of benchmarks through asv into results/ (the main job)")
     p.add_argument("--grid", default="default", help="smoke, default, nightly or full (default %(default)s)")
-    p.add_argument("--device", action="append", metavar="SPEC", help="device spec to run (repeatable; default: "
-                   "cpu-1t, all cores, and every GPU/MPS present)")
+    p.add_argument(
+        "--device",
+        action="append",
+        metavar="SPEC",
+        help="device spec to run (repeatable; default: cpu-1t, all cores, and every GPU/MPS present)",
+    )
     p.add_argument("--bench", metavar="REGEX", help="only combinations whose asv name matches")
-    p.add_argument("--python", metavar="PATH", help="interpreter of the environment to benchmark (default: this "
-                   "one); one venv per torch version keeps results apart")
+    p.add_argument(
+        "--python",
+        metavar="PATH",
+        help="interpreter of the environment to benchmark (default: this "
+        "one); one venv per torch version keeps results apart",
+    )
     p.add_argument("--launch-method", default="forkserver", help="forkserver (default) or spawn")
     p.add_argument("--chunk-size", type=int, default=120, help="combinations per asv run (default %(default)s)")
     p.add_argument("--project", metavar="DIR", help="project directory holding asv.conf.json (default: here)")

@@ -241,10 +241,10 @@ def check_combination(backend: Backend, layout: str, dtype: str, mode: str) -> N
     check_choice("mode", mode, MODES)
     ok, reason = backend.available()
     if not ok:
-        raise Unsupported(reason)
+        raise Unsupported(f"{backend.spec.text}: {reason}")
     ok, reason = backend.supports(dtype, mode)
     if not ok:
-        raise Unsupported(reason)
+        raise Unsupported(f"{backend.spec.text}, {dtype}: {reason}")
 
 
 def _to_layout(t: torch.Tensor | torch.nn.Module, layout: str):

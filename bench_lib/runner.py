@@ -89,7 +89,7 @@ def plan(grid: suite.Grid, bench: str | None = None) -> Plan:
 
 def chunks(items: list[Planned], size: int) -> Iterable[list[Planned]]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -102,19 +102,25 @@ def project_root(start: str | Path | None = None) -> Path:
 
 def git_head(root: Path) -> str:
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "HEAD^{commit}"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--verify", "HEAD^{commit}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except FileNotFoundError:
-        raise RunError("git is not installed: convbench run records results against the project's git HEAD") \
-            from None
+        raise RunError("git is not installed: convbench run records results against the project's git HEAD") from None
     if out.returncode != 0:
-        raise RunError(f"{root} is not a git checkout with at least one commit (git says: "
-                       f"{out.stderr.strip() or out.stdout.strip()}); asv files results under the commit hash")
+        raise RunError(
+            f"{root} is not a git checkout with at least one commit (git says: "
+            f"{out.stderr.strip() or out.stdout.strip()}); asv files results under the commit hash"
+        )
     return out.stdout.strip()
 
 
 def asv_machine_file() -> Path:
-    return Path(os.environ.get("ASV_MACHINE_FILE", Path.home() / ".asv-machine.json"))
+    """Where asv reads machine entries: ``~/.asv-machine.json`` (asv expands ``~`` from ``$HOME``)."""
+    return Path(os.path.expanduser("~/.asv-machine.json"))
 
 
 def ensure_machine_entry(path: Path | None = None) -> tuple[str, bool]:
@@ -189,14 +195,28 @@ class Summary:
         return 1 - self.measure_s / self.wall_s if self.wall_s > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"selected": self.selected, "ok": self.ok, "skipped": self.skipped,
-                "failed": [{"combination": c, "error": e} for c, e in self.failed], "excluded": self.excluded,
-                "missing": self.missing, "wall_s": self.wall_s, "measure_s": self.measure_s,
-                "overhead_fraction": self.overhead_fraction, "interrupted": self.interrupted}
+        return {
+            "selected": self.selected,
+            "ok": self.ok,
+            "skipped": self.skipped,
+            "failed": [{"combination": c, "error": e} for c, e in self.failed],
+            "excluded": self.excluded,
+            "missing": self.missing,
+            "wall_s": self.wall_s,
+            "measure_s": self.measure_s,
+            "overhead_fraction": self.overhead_fraction,
+            "interrupted": self.interrupted,
+        }
 
 
-def summarise(selected: list[Planned], events: list[dict[str, Any]], excluded: Counter, wall_s: float,
-              interrupted: bool, attempted: set[tuple] | None = None) -> Summary:
+def summarise(
+    selected: list[Planned],
+    events: list[dict[str, Any]],
+    excluded: Counter,
+    wall_s: float,
+    interrupted: bool,
+    attempted: set[tuple] | None = None,
+) -> Summary:
     last: dict[tuple, dict[str, Any]] = {}
     for e in events:
         last[event_key(e)] = e  # a combination's final word (setup and track both report)
@@ -216,13 +236,25 @@ def summarise(selected: list[Planned], events: list[dict[str, Any]], excluded: C
             skipped[e["reason"]] += 1
         else:
             failed.append((p.asv_name, e.get("error", "unknown error")))
-    return Summary(len(selected), ok, dict(skipped), failed, dict(excluded), missing, wall_s,
-                   sum(e.get("measure_s", 0.0) for e in events), interrupted)
+    return Summary(
+        len(selected),
+        ok,
+        dict(skipped),
+        failed,
+        dict(excluded),
+        missing,
+        wall_s,
+        sum(e.get("measure_s", 0.0) for e in events),
+        interrupted,
+    )
 
 
 def print_summary(s: Summary, out=sys.stdout) -> None:
-    print(f"\nconvbench run: {s.ok} combinations measured, {sum(s.skipped.values())} skipped, {len(s.failed)} "
-          f"failed, of {s.selected} selected{' (interrupted)' if s.interrupted else ''}", file=out)
+    print(
+        f"\nconvbench run: {s.ok} combinations measured, {sum(s.skipped.values())} skipped, {len(s.failed)} "
+        f"failed, of {s.selected} selected{' (interrupted)' if s.interrupted else ''}",
+        file=out,
+    )
     for reason, n in sorted(s.skipped.items(), key=lambda kv: -kv[1]):
         print(f"  skipped {n:4d}: {reason}", file=out)
     for reason, n in sorted(s.excluded.items(), key=lambda kv: -kv[1]):
@@ -231,8 +263,11 @@ def print_summary(s: Summary, out=sys.stdout) -> None:
         print(f"  FAILED {combo}\n         {error}", file=out)
     if len(s.failed) > 50:
         print(f"  ... and {len(s.failed) - 50} more failures", file=out)
-    print(f"  wall time {s.wall_s:.1f} s; inside measurements {s.measure_s:.1f} s; overhead "
-          f"{s.overhead_fraction:.1%} (asv discovery, process launch, setup, reference checks)", file=out)
+    print(
+        f"  wall time {s.wall_s:.1f} s; inside measurements {s.measure_s:.1f} s; overhead "
+        f"{s.overhead_fraction:.1%} (asv discovery, process launch, setup, reference checks)",
+        file=out,
+    )
 
 
 @dataclass
@@ -285,9 +320,12 @@ def run(opts: RunOptions) -> int:
     events_path = Path(tempfile.mkdtemp(prefix="convbench-run-")) / "events.jsonl"
     log_path = events_path.with_name("asv.log")
     env["CONVBENCH_EVENTS"] = str(events_path)
-    print(f"convbench run: grid {opts.grid}, {len(the_plan.selected)} combinations on {', '.join(grid.devices)}; "
-          f"machine {mid}{' (entry added to ' + str(asv_machine_file()) + ')' if written else ''}; commit "
-          f"{head[:8]}; python {python}; launch {opts.launch_method}; asv log {log_path}")
+    print(
+        f"convbench run: grid {opts.grid}, {len(the_plan.selected)} combinations on {', '.join(grid.devices)}; "
+        f"machine {mid}{' (entry added to ' + str(asv_machine_file()) + ')' if written else ''}; commit "
+        f"{head[:8]}; python {python}; launch {opts.launch_method}; asv log {log_path}",
+        flush=True,
+    )
 
     started = time.time()
     interrupted = False
@@ -299,8 +337,7 @@ def run(opts: RunOptions) -> int:
         if stop_after_chunk["flag"] and proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)  # second Ctrl-C: abandon the chunk in flight
         stop_after_chunk["flag"] = True
-        print("\ninterrupt: finishing the chunk in flight, then stopping (Ctrl-C again to abandon it)",
-              file=sys.stderr)
+        print("\ninterrupt: finishing the chunk in flight, then stopping (Ctrl-C again to abandon it)", file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     progress = _Progress(len(the_plan.selected), events_path, enabled=opts.progress)
@@ -311,13 +348,29 @@ def run(opts: RunOptions) -> int:
                     interrupted = True
                     break
                 attempted.update(p.key for p in chunk)
-                cmd = [sys.executable, "-m", "asv", "run", "--config", str(root / "asv.conf.json"),
-                       "-E", f"existing:{python}", "--set-commit-hash", head, "--record-samples",
-                       "--machine", mid, "--launch-method", opts.launch_method, "--show-stderr"]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "asv",
+                    "run",
+                    "--config",
+                    str(root / "asv.conf.json"),
+                    "-E",
+                    f"existing:{python}",
+                    "--set-commit-hash",
+                    head,
+                    "--record-samples",
+                    "--machine",
+                    mid,
+                    "--launch-method",
+                    opts.launch_method,
+                    "--show-stderr",
+                ]
                 for p in chunk:
                     cmd += ["--bench", "^" + re.escape(p.asv_name) + "$"]
-                proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)  # Ctrl-C reaches convbench, not asv
+                proc = subprocess.Popen(
+                    cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )  # Ctrl-C reaches convbench, not asv
                 while proc.poll() is None:
                     progress.update()
                     time.sleep(0.3)
@@ -332,11 +385,23 @@ def run(opts: RunOptions) -> int:
     wall = time.time() - started
     events = read_events(events_path)
     summary = summarise(the_plan.selected, events, the_plan.excluded, wall, interrupted, attempted)
-    record = {"run": {"run_id": run_id, "started": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
-                      "finished": dt.datetime.now(dt.timezone.utc).isoformat(), "grid": opts.grid,
-                      "devices": grid.devices, "machine": mid, "commit_hash": head, "env_name": env_name(python),
-                      "python": python, "bench_lib_version": __version__, "launch_method": opts.launch_method,
-                      "bench": opts.bench, "summary": summary.as_dict()}}
+    record = {
+        "run": {
+            "run_id": run_id,
+            "started": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "grid": opts.grid,
+            "devices": grid.devices,
+            "machine": mid,
+            "commit_hash": head,
+            "env_name": env_name(python),
+            "python": python,
+            "bench_lib_version": __version__,
+            "launch_method": opts.launch_method,
+            "bench": opts.bench,
+            "summary": summary.as_dict(),
+        }
+    }
     history_path = history_dir / f"{run_id}.jsonl"
     write_atomic(history_path, "\n".join(json.dumps(x, default=str) for x in [record, *events]) + "\n")
     print_summary(summary)
@@ -365,8 +430,14 @@ class _Progress:
                 TimeRemainingColumn,
             )
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            )
             self._progress.start()
             self._task = self._progress.add_task("starting asv", total=total)
 

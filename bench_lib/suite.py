@@ -10,6 +10,8 @@ Environment (the same at asv's discovery and run, which ``convbench run`` guaran
 - ``CONVBENCH_DEVICES``: comma-separated device specs to run, overriding the detected ones.
 - ``CONVBENCH_EVENTS``: a JSON-lines file that gets one line per combination (ok / skipped / failed
   with the reason, time spent measuring, the measurement's context), appended atomically.
+- ``CONVBENCH_FAIL``: a regular expression; matching cases fail in ``setup`` (fault injection, to check
+  that one failing combination loses no other result).
 
 Device detection here never initialises CUDA or MPS (it runs in asv's fork server): GPUs are counted
 through NVML, MPS by the platform; availability is decided in ``setup``, in the forked child.
@@ -21,6 +23,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import time
 import traceback
 from collections.abc import Iterator
@@ -41,21 +44,48 @@ THROUGHPUT_BATCH = {"cpu": 8, "cuda": 64, "mps": 64}
 # Stage shapes of ImageNet-style networks: (channels, spatial size), per workload family.
 OP_STAGES = {56: 64, 28: 128, 14: 256, 7: 512}
 BLOCK_STAGES: dict[str, dict[int, dict[str, Any]]] = {
-    "mobilenet_v1": {56: {"in": 128, "out": 128}, 28: {"in": 256, "out": 256}, 14: {"in": 512, "out": 512},
-                     7: {"in": 1024, "out": 1024}},
-    "inverted_residual": {56: {"in": 24, "out": 24}, 28: {"in": 32, "out": 32}, 14: {"in": 96, "out": 96},
-                          7: {"in": 160, "out": 160}},
-    "shufflenet_v1_unit": {28: {"in": 240, "out": 240, "g": 3}, 14: {"in": 480, "out": 480, "g": 3},
-                           7: {"in": 960, "out": 960, "g": 3}},
+    "mobilenet_v1": {
+        56: {"in": 128, "out": 128},
+        28: {"in": 256, "out": 256},
+        14: {"in": 512, "out": 512},
+        7: {"in": 1024, "out": 1024},
+    },
+    "inverted_residual": {
+        56: {"in": 24, "out": 24},
+        28: {"in": 32, "out": 32},
+        14: {"in": 96, "out": 96},
+        7: {"in": 160, "out": 160},
+    },
+    "shufflenet_v1_unit": {
+        28: {"in": 240, "out": 240, "g": 3},
+        14: {"in": 480, "out": 480, "g": 3},
+        7: {"in": 960, "out": 960, "g": 3},
+    },
     "shufflenet_v2_unit": {28: {"in": 116, "out": 116}, 14: {"in": 232, "out": 232}, 7: {"in": 464, "out": 464}},
-    "mbconv": {56: {"in": 24, "out": 24, "k": 3}, 28: {"in": 40, "out": 40, "k": 5},
-               14: {"in": 112, "out": 112, "k": 5}, 7: {"in": 192, "out": 192, "k": 5}},
-    "resnext_bottleneck": {56: {"in": 256, "out": 256}, 28: {"in": 512, "out": 512}, 14: {"in": 1024, "out": 1024},
-                           7: {"in": 2048, "out": 2048}},
-    "resnet_basic": {56: {"in": 64, "out": 64}, 28: {"in": 128, "out": 128}, 14: {"in": 256, "out": 256},
-                     7: {"in": 512, "out": 512}},
-    "resnet_bottleneck": {56: {"in": 256, "out": 256}, 28: {"in": 512, "out": 512}, 14: {"in": 1024, "out": 1024},
-                          7: {"in": 2048, "out": 2048}},
+    "mbconv": {
+        56: {"in": 24, "out": 24, "k": 3},
+        28: {"in": 40, "out": 40, "k": 5},
+        14: {"in": 112, "out": 112, "k": 5},
+        7: {"in": 192, "out": 192, "k": 5},
+    },
+    "resnext_bottleneck": {
+        56: {"in": 256, "out": 256},
+        28: {"in": 512, "out": 512},
+        14: {"in": 1024, "out": 1024},
+        7: {"in": 2048, "out": 2048},
+    },
+    "resnet_basic": {
+        56: {"in": 64, "out": 64},
+        28: {"in": 128, "out": 128},
+        14: {"in": 256, "out": 256},
+        7: {"in": 512, "out": 512},
+    },
+    "resnet_bottleneck": {
+        56: {"in": 256, "out": 256},
+        28: {"in": 512, "out": 512},
+        14: {"in": 1024, "out": 1024},
+        7: {"in": 2048, "out": 2048},
+    },
 }
 
 
@@ -112,8 +142,9 @@ class Grid:
         """All combinations of a suite in asv's order (itertools.product, last parameter fastest)."""
         return itertools.product(*self.params(suite))
 
-    def excluded(self, metric: str, case: str, batch: int, device: str, layout: str, dtype: str,
-                 mode: str) -> str | None:
+    def excluded(
+        self, metric: str, case: str, batch: int, device: str, layout: str, dtype: str, mode: str
+    ) -> str | None:
         """Why this grid leaves a combination out by design (None: it is in). Decided without any device."""
         kind = devices.parse_spec(device).kind
         if batch != 1 and batch != THROUGHPUT_BATCH[kind]:
@@ -161,18 +192,25 @@ def grid(name: str | None = None, device_specs: list[str] | None = None) -> Grid
     if name == "smoke":
         return Grid(
             name="smoke",
-            cases={"ops": ["depthwise(in=32,k=3,bias=false)@14x14", "standard(in=32,out=32,k=3,bias=false)@14x14"],
-                   "blocks": ["mbconv(in=16,out=16,k=3)@14x14"]},
-            batches=[1], devices=found[:1] + accelerators, layouts=["nchw"], dtypes=["float32"],
+            cases={
+                "ops": ["depthwise(in=32,k=3,bias=false)@14x14", "standard(in=32,out=32,k=3,bias=false)@14x14"],
+                "blocks": ["mbconv(in=16,out=16,k=3)@14x14"],
+            },
+            batches=[1],
+            devices=found[:1] + accelerators,
+            layouts=["nchw"],
+            dtypes=["float32"],
             modes={"ops": ["inference"], "blocks": ["inference", "training"]},
             timing={"samples": 5, "max_time_s": 0.1, "max_warmup_s": 0.1},
         )
     if name == "default":
         return Grid(
             name="default",
-            cases={"ops": op_cases(56, 64) + op_cases(7, 512),
-                   "blocks": block_cases()},
-            batches=[1, 8, 64], devices=cpu + accelerators, layouts=["nchw", "channels_last"], dtypes=["float32"],
+            cases={"ops": op_cases(56, 64) + op_cases(7, 512), "blocks": block_cases()},
+            batches=[1, 8, 64],
+            devices=cpu + accelerators,
+            layouts=["nchw", "channels_last"],
+            dtypes=["float32"],
             modes={"ops": ["inference"], "blocks": ["inference", "training"]},
             timing={"samples": 10, "min_samples": 5, "max_time_s": 0.3, "max_warmup_s": 0.3, "min_sample_s": 0.004},
         )
@@ -180,8 +218,7 @@ def grid(name: str | None = None, device_specs: list[str] | None = None) -> Grid
     full = name == "full"
     return Grid(
         name=name,
-        cases={"ops": [c for s in stages for c in op_cases(s, OP_STAGES[s])],
-               "blocks": block_cases(stages)},
+        cases={"ops": [c for s in stages for c in op_cases(s, OP_STAGES[s])], "blocks": block_cases(stages)},
         batches=[1, 8, 64] if not full else [1, 2, 4, 8, 16, 32, 64, 128],
         devices=(cpu if not full else [f"cpu-{n}t" for n in range(1, (os.cpu_count() or 1) + 1)]) + accelerators,
         layouts=["nchw", "channels_last"],
@@ -198,8 +235,7 @@ def grid(name: str | None = None, device_specs: list[str] | None = None) -> Grid
 class Combination:
     """A prepared combination: what ``setup`` leaves for the ``track_*`` method."""
 
-    def __init__(self, metric: str, suite: str, params: tuple[Any, ...], prepared: measure.Prepared,
-                 grid_: Grid):
+    def __init__(self, metric: str, suite: str, params: tuple[Any, ...], prepared: measure.Prepared, grid_: Grid):
         self.metric, self.suite, self.params, self.prepared, self.grid = metric, suite, params, prepared, grid_
 
 
@@ -216,8 +252,13 @@ def _event(record: dict[str, Any]) -> None:
 
 
 def _base_event(metric: str, suite: str, params: tuple[Any, ...]) -> dict[str, Any]:
-    return {"metric": metric, "suite": suite, "params": dict(zip(PARAM_NAMES, params, strict=True)),
-            "pid": os.getpid(), "time": time.time()}
+    return {
+        "metric": metric,
+        "suite": suite,
+        "params": dict(zip(PARAM_NAMES, params, strict=True)),
+        "pid": os.getpid(),
+        "time": time.time(),
+    }
 
 
 def setup_combination(metric: str, suite: str, *params: Any) -> Combination:
@@ -232,22 +273,40 @@ def setup_combination(metric: str, suite: str, *params: Any) -> Combination:
         reason = g.excluded(metric, case_text, batch, device, layout, dtype, mode)
         if reason:
             raise measure.Unsupported(reason)
+        inject = os.environ.get("CONVBENCH_FAIL")  # fault injection: proves one failure loses nothing else
+        if inject and re.search(inject, case_text):
+            raise RuntimeError(f"injected failure: CONVBENCH_FAIL={inject!r} matches {case_text!r}")
         backend = devices.backend(device)
         if metric == "energy":
             ok, why = backend.available()
             if ok:
                 ok, why = _meter(backend).available()
             if not ok:
-                raise measure.Unsupported(f"no energy meter: {why}")
+                raise measure.Unsupported(f"{device}: no energy meter: {why}")
         case = Case.parse(case_text)
-        prepared = measure.prepare(case.workload, device=backend, layout=layout, dtype=dtype, mode=mode,
-                                   batch=batch, height=case.height, width=case.width, **case.params)
+        prepared = measure.prepare(
+            case.workload,
+            device=backend,
+            layout=layout,
+            dtype=dtype,
+            mode=mode,
+            batch=batch,
+            height=case.height,
+            width=case.width,
+            **case.params,
+        )
     except NotImplementedError as e:
         _event({**base, "status": "skipped", "reason": str(e)})
         raise
     except Exception as e:
-        _event({**base, "status": "failed", "error": f"{type(e).__name__}: {e}",
-                "traceback": traceback.format_exc(limit=5)})
+        _event(
+            {
+                **base,
+                "status": "failed",
+                "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(limit=5),
+            }
+        )
         raise
     return Combination(metric, suite, params, prepared, g)
 
@@ -263,8 +322,15 @@ def track(combo: Combination) -> Any:
     try:
         value, extra = _run_metric(combo)
     except Exception as e:
-        _event({**base, "status": "failed", "error": f"{type(e).__name__}: {e}",
-                "traceback": traceback.format_exc(limit=5), "measure_s": time.perf_counter() - started})
+        _event(
+            {
+                **base,
+                "status": "failed",
+                "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(limit=5),
+                "measure_s": time.perf_counter() - started,
+            }
+        )
         raise
     _event({**base, "status": "ok", "measure_s": time.perf_counter() - started, **extra})
     return value
@@ -284,8 +350,9 @@ def _run_metric(combo: Combination) -> tuple[Any, dict[str, Any]]:
     if combo.metric == "energy":
         timing = measure.time_prepared(prepared, samples=5, max_time_s=0.2, max_warmup_s=0.2)
         with prepared.grad_mode():
-            e = energy.energy_per_call(prepared.step, prepared.backend.synchronize, _meter(prepared.backend),
-                                       seconds_per_call=timing.median_s)
+            e = energy.energy_per_call(
+                prepared.step, prepared.backend.synchronize, _meter(prepared.backend), seconds_per_call=timing.median_s
+            )
         batch = prepared.context["batch"]
         return e.energy_j_per_call / batch, {"energy": e.summary(), "energy_j_per_item": e.energy_j_per_call / batch}
     raise ValueError(f"metric={combo.metric!r} is not valid; accepted: {', '.join(METRICS)}")

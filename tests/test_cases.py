@@ -33,9 +33,7 @@ def test_dense_equivalent_case():
         str(Case.parse("depthwise_separable(in=64,out=128,k=3)@56x56").dense_equivalent())
         == "standard(in=64,out=128,k=3,bias=false)@56x56"
     )
-    assert (
-        str(Case.parse("mbconv(in=40,out=40)@28x28").dense_equivalent()) == "mbconv(in=40,out=40,dense=true)@28x28"
-    )
+    assert str(Case.parse("mbconv(in=40,out=40)@28x28").dense_equivalent()) == "mbconv(in=40,out=40,dense=true)@28x28"
 
 
 @pytest.mark.parametrize(

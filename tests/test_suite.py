@@ -1,0 +1,144 @@
+import pytest
+
+from bench_lib import runner, suite, workloads
+from bench_lib.cases import Case
+
+
+@pytest.mark.parametrize("name", suite.GRIDS)
+def test_grid_params_are_strings_and_ints_only(name):
+    g = suite.grid(name, ["cpu-1t", "cpu-2t", "cuda:0"])
+    for suite_name in ("ops", "blocks"):
+        for values in g.params(suite_name):
+            assert values and all(isinstance(v, str | int) and not isinstance(v, bool) for v in values)
+        for case in g.cases[suite_name]:
+            assert str(Case.parse(case)) == case
+
+
+def test_default_grid_has_every_op_and_block_at_two_stage_shapes_with_their_dense_equivalents():
+    g = suite.grid("default", ["cpu-1t", "cpu-2t"])
+    cases = [Case.parse(c) for c in g.cases["ops"] + g.cases["blocks"]]
+    for name in workloads.names():
+        sizes = {c.height for c in cases if c.workload == name and not c.params.get("dense")}
+        assert len(sizes) == 2, (name, sizes)
+    texts = {str(c) for c in cases}
+    assert all(str(c.dense_equivalent()) in texts for c in cases)
+    assert g.batches == [1, 8, 64] and g.layouts == ["nchw", "channels_last"] and g.dtypes == ["float32"]
+    assert g.modes == {"ops": ["inference"], "blocks": ["inference", "training"]}
+
+
+def test_nightly_adds_half_types_op_training_and_four_stage_shapes():
+    g = suite.grid("nightly", ["cpu-1t"])
+    assert g.dtypes == ["float32", "bfloat16", "float16"]
+    assert g.modes["ops"] == ["inference", "training"]
+    assert {Case.parse(c).height for c in g.cases["ops"]} == {56, 28, 14, 7}
+
+
+def test_smoke_grid_covers_every_benchmark_method_in_a_few_combinations():
+    g = suite.grid("smoke", ["cpu-1t"])
+    p = runner.plan(g)
+    assert {x.metric for x in p.selected} == set(suite.METRICS)
+    assert {x.suite for x in p.selected} == {"ops", "blocks"}
+    assert len(p.selected) <= 12 and not p.excluded
+
+
+@pytest.mark.parametrize(
+    ("metric", "params", "reason"),
+    [
+        (
+            "latency",
+            ("pointwise(in=64,out=64,bias=false)@56x56", 64, "cpu-1t", "nchw", "float32", "inference"),
+            "batch 64 is not a batch of this grid on cpu (1 and 8)",
+        ),
+        (
+            "latency",
+            ("pointwise(in=64,out=64,bias=false)@56x56", 8, "cuda:0", "nchw", "float32", "inference"),
+            "batch 8 is not a batch of this grid on cuda (1 and 64)",
+        ),
+        (
+            "latency",
+            ("mbconv(in=24,out=24,k=3,dense=true)@56x56", 1, "cpu-1t", "nchw", "float32", "training"),
+            "dense equivalents are trained in the nightly grid only",
+        ),
+        (
+            "peak_memory",
+            ("mbconv(in=24,out=24,k=3)@56x56", 1, "cpu-2t", "nchw", "float32", "inference"),
+            "CPU peak memory is measured at cpu-1t",
+        ),
+        (
+            "energy",
+            ("mbconv(in=24,out=24,k=3)@56x56", 1, "cpu-1t", "nchw", "float32", "inference"),
+            "CPU energy is measured with all cores",
+        ),
+        ("latency", ("mbconv(in=24,out=24,k=3)@56x56", 8, "cpu-2t", "channels_last", "float32", "training"), None),
+    ],
+)
+def test_default_grid_exclusions_say_why(metric, params, reason, monkeypatch):
+    monkeypatch.setattr(suite.devices, "physical_cores", lambda: 2)
+    g = suite.grid("default", ["cpu-1t", "cpu-2t", "cuda:0"])
+    got = g.excluded(metric, *params)
+    assert (got is None) if reason is None else reason in got
+
+
+def test_planned_names_match_asv_parameterised_names():
+    p = runner.Planned("ops", "latency", ("depthwise(in=32)@14x14", 1, "cpu-1t", "nchw", "float32", "inference"))
+    assert p.asv_name == (
+        "bench_ops.Latency.track_latency('depthwise(in=32)@14x14', 1, 'cpu-1t', 'nchw', 'float32', 'inference')"
+    )
+
+
+def test_plan_filters_by_regex_and_chunks_keep_order():
+    g = suite.grid("smoke", ["cpu-1t"])
+    only = runner.plan(g, bench=r"Latency.*depthwise")
+    assert [x.params[0] for x in only.selected] == ["depthwise(in=32,k=3,bias=false)@14x14"]
+    everything = runner.plan(g).selected
+    assert [x for chunk in runner.chunks(everything, 3) for x in chunk] == everything
+    assert [len(c) for c in runner.chunks(everything, 3)][:1] == [3]
+
+
+def test_summary_counts_skips_failures_and_missing():
+    planned = [
+        runner.Planned("ops", "latency", (f"c{i}", 1, "cpu-1t", "nchw", "float32", "inference")) for i in range(4)
+    ]
+
+    def event(i, status, **kw):
+        return {
+            "metric": "latency",
+            "suite": "ops",
+            "status": status,
+            "params": dict(zip(suite.PARAM_NAMES, planned[i].params, strict=True)),
+            **kw,
+        }
+
+    events = [
+        event(0, "ok", measure_s=1.5),
+        event(1, "skipped", reason="no GPU"),
+        event(2, "failed", error="RuntimeError: boom", measure_s=0.5),
+    ]
+    s = runner.summarise(planned, events, {}, wall_s=4.0, interrupted=False)
+    assert (s.ok, s.skipped, s.missing) == (1, {"no GPU": 1}, 1)
+    assert [e for _, e in s.failed] == [
+        "RuntimeError: boom",
+        "no result: asv timed out or its worker died (see the asv log)",
+    ]
+    assert s.measure_s == 2.0 and s.overhead_fraction == 0.5
+    # combinations never attempted (interrupted before their chunk) are not failures
+    s = runner.summarise(planned, events, {}, 4.0, True, attempted={planned[0].key, planned[1].key})
+    assert s.missing == 0 and len(s.failed) == 1
+
+
+def test_machine_entry_is_added_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVBENCH_MACHINE", "testbox")
+    path = tmp_path / "asv-machine.json"
+    path.write_text('{"other": {"machine": "other"}, "version": 1}')
+    assert runner.ensure_machine_entry(path) == ("testbox", True)
+    assert runner.ensure_machine_entry(path) == ("testbox", False)
+    import json
+
+    data = json.loads(path.read_text())
+    assert set(data) == {"other", "testbox", "version"} and data["testbox"]["machine"] == "testbox"
+    assert {"gpu", "driver", "torch"} <= set(data["testbox"])
+
+
+def test_git_head_outside_a_checkout_is_a_clear_error(tmp_path):
+    with pytest.raises(runner.RunError, match="is not a git checkout with at least one commit"):
+        runner.git_head(tmp_path)
