@@ -262,6 +262,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench_lib import results
+
+    out = results.export(args.results, args.out, history=args.history)
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench_lib import report
+
+    out, problems = report.build(
+        args.results, args.out, args.analysis, machines=args.machine or None, publish=not args.no_publish
+    )
+    for p in problems:
+        print(f"notebook error: {p}", file=sys.stderr)
+    print(f"report: {out.resolve()}")
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench_lib import compare
+
+    fmt = "json" if args.json else "markdown" if args.markdown else "text"
+    return compare.run(args.results, args.baseline, args.candidate, args.factor, args.alpha, fmt)
+
+
 def cmd_selfcheck(args: argparse.Namespace) -> int:
     from bench_lib import selfcheck
 
@@ -337,6 +364,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=120, help="combinations per asv run (default %(default)s)")
     p.add_argument("--project", metavar="DIR", help="project directory holding asv.conf.json (default: here)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("export", help="all results as one tidy table (.parquet or .csv)")
+    p.add_argument("--results", default="results")
+    p.add_argument("--out", required=True, metavar="FILE.parquet|FILE.csv")
+    p.add_argument("--history", action="store_true", help="add every archived run (results/*/history)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="execute the notebooks and write report/index.html (+ asv publish)")
+    p.add_argument("--results", default="results")
+    p.add_argument("--out", default="report")
+    p.add_argument("--analysis", default="analysis", help="the notebooks' folder (default %(default)s)")
+    p.add_argument("--machine", action="append", help="only these machines (repeatable)")
+    p.add_argument("--no-publish", action="store_true", help="skip asv publish into html/")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="significant slowdowns between two selections of results")
+    p.add_argument("--results", default="results")
+    p.add_argument(
+        "--baseline",
+        required=True,
+        metavar="SELECTOR",
+        help="key=value[,...]; keys: machine, env, torch, commit, date, run",
+    )
+    p.add_argument("--candidate", required=True, metavar="SELECTOR")
+    p.add_argument("--factor", type=float, default=1.05, help="ratio beyond which a change counts (default 1.05)")
+    p.add_argument("--alpha", type=float, default=0.01, help="significance level (default 0.01)")
+    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("selfcheck", help="check convbench's timing against torch.utils.benchmark")
     p.add_argument("what", choices=["timing"])

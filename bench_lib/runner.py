@@ -280,6 +280,7 @@ class RunOptions:
     chunk_size: int = 120
     project: str | None = None
     progress: bool = True
+    peaks: bool = True  # measure the roofline peaks of devices that have none cached (not for smoke)
 
 
 def run(opts: RunOptions) -> int:
@@ -326,6 +327,9 @@ def run(opts: RunOptions) -> int:
         f"{head[:8]}; python {python}; launch {opts.launch_method}; asv log {log_path}",
         flush=True,
     )
+
+    if opts.peaks and opts.grid != "smoke":
+        _measure_missing_peaks(grid.devices, results_dir, mid)
 
     started = time.time()
     interrupted = False
@@ -409,6 +413,26 @@ def run(opts: RunOptions) -> int:
     if interrupted:
         return 130
     return 1 if summary.failed else 0
+
+
+def _measure_missing_peaks(specs: list[str], results_dir: Path, machine_id: str) -> None:
+    """Roofline peaks for the analysis (cached per machine and torch; a few seconds per device)."""
+    import torch
+
+    from bench_lib import roofline
+
+    for spec in specs:
+        if roofline.load_cached(spec, results_dir, machine_id, torch_version=torch.__version__) is not None:
+            continue
+        if not devices.backend(spec).available()[0]:
+            continue
+        peaks = roofline.measure_peaks(spec)
+        roofline.save(peaks, results_dir, machine_id)
+        print(
+            f"  roofline peaks of {spec}: {peaks.gemm_flops_per_s['float32'] / 1e9:.1f} GFLOP/s, "
+            f"{peaks.copy_bytes_per_s / 1e9:.1f} GB/s",
+            flush=True,
+        )
 
 
 class _Progress:

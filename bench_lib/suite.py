@@ -197,7 +197,7 @@ def grid(name: str | None = None, device_specs: list[str] | None = None) -> Grid
                 "blocks": ["mbconv(in=16,out=16,k=3)@14x14"],
             },
             batches=[1],
-            devices=found[:1] + accelerators,
+            devices=found if device_specs else found[:1] + accelerators,
             layouts=["nchw"],
             dtypes=["float32"],
             modes={"ops": ["inference"], "blocks": ["inference", "training"]},
@@ -340,8 +340,7 @@ def _run_metric(combo: Combination) -> tuple[Any, dict[str, Any]]:
     prepared = combo.prepared
     if combo.metric == "latency":
         m = measure.time_prepared(prepared, **combo.grid.timing)
-        summary = {k: v for k, v in m.summary().items() if k != "samples_s"}
-        return {"samples": list(m.samples_s), "number": m.block}, {"measurement": summary}
+        return {"samples": list(m.samples_s), "number": m.block}, {"measurement": m.summary()}
     if combo.metric == "peak_memory":
         mem = measure.measure_memory(prepared)
         if mem.peak_bytes is None:

@@ -1,0 +1,214 @@
+"""``convbench compare``: did anything get slower between two sets of results? A yes/no you can trust.
+
+Selectors pick results: ``key=value[,key=value...]`` with keys ``machine``, ``env``, ``torch``,
+``commit`` (prefix), ``date`` (prefix of the run's UTC date, e.g. ``2026-11-24`` or ``2026-11-24T01``)
+and ``run`` (a run id from ``results/<machine>/history``). Both sides come from asv's files and every
+run's history; where a selector matches several runs, each combination's newest matching result is used.
+
+For each benchmark and combination on both sides: the ratio of medians (candidate / baseline), a
+two-sided Mann-Whitney U test on the samples (confidence-interval overlap where samples are missing),
+and a verdict: ``slower`` / ``faster`` (significant at ``alpha`` and beyond ``factor``), ``unchanged``,
+``new failure``, ``fixed``. Across machines, raw latencies say nothing about regressions, so each side's
+latency is divided by the latency of its dense equivalent on the same machine, and those relative
+latencies are compared instead (the output says so).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import mannwhitneyu
+
+from bench_lib import results
+
+SELECTOR_KEYS = {
+    "machine": "machine",
+    "env": "env_name",
+    "torch": "torch_version",
+    "commit": "commit_hash",
+    "date": "run_date",
+    "run": "run_id",
+}
+COMBINATION = ["benchmark", "case", "batch", "device", "layout", "dtype", "mode"]
+
+
+@dataclass(frozen=True)
+class Selector:
+    text: str
+    terms: dict[str, str]
+
+    @classmethod
+    def parse(cls, text: str) -> Selector:
+        terms = {}
+        for item in filter(None, (t.strip() for t in text.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or not value:
+                raise ValueError(f"selector {text!r}: {item!r} is not key=value")
+            if key not in SELECTOR_KEYS:
+                raise ValueError(f"selector {text!r}: unknown key {key!r}; accepted: {', '.join(SELECTOR_KEYS)}")
+            terms[key] = value
+        if not terms:
+            raise ValueError(f"selector {text!r} is empty; write key=value[,key=value...]")
+        return cls(text, terms)
+
+    def select(self, df: pd.DataFrame) -> pd.DataFrame:
+        mask = pd.Series(True, index=df.index)
+        for key, value in self.terms.items():
+            column = df[SELECTOR_KEYS[key]]
+            if key == "date":
+                text = column.map(lambda t: t.strftime("%Y-%m-%dT%H:%M:%S") if pd.notna(t) else "")
+                hit = text.str.startswith(value)
+            elif key in ("commit", "torch"):
+                hit = column.astype(str).str.startswith(value)
+            else:
+                hit = column.astype(str) == value
+            if not (mask & hit).any():
+                seen = sorted({str(v) for v in column.dropna().unique()})[:8]
+                raise ValueError(
+                    f"selector {self.text!r}: {key}={value} matches nothing"
+                    f"{' after the other terms' if mask.sum() < len(mask) else ''}; seen: {', '.join(seen)}"
+                )
+            mask &= hit
+        return df[mask]
+
+
+def newest(df: pd.DataFrame) -> pd.DataFrame:
+    """Each combination's newest result (history rows preferred over asv's copy of the same run)."""
+    order = df.assign(_rank=(df["source"] == "history").astype(int)).sort_values(["run_date", "_rank"])
+    return order.drop_duplicates(["machine", *COMBINATION], keep="last").drop(columns="_rank")
+
+
+def _relative(d: pd.DataFrame) -> pd.DataFrame:
+    """Latency divided by the dense equivalent's median latency on the same side, machine and settings."""
+    keys = ["machine", "benchmark", "batch", "device", "layout", "dtype", "mode"]
+    dense = d.set_index([*keys, "case"])["value"]
+    out = d.copy()
+    idx = list(zip(*[d[k] for k in keys], d["dense_case"], strict=True))
+    base = np.array([dense.get(i, np.nan) for i in idx], dtype=float)
+    out["value"] = d["value"] / base
+    out["samples"] = [
+        None if s is None or not np.isfinite(b) else [x / b for x in s] for s, b in zip(d["samples"], base, strict=True)
+    ]
+    out["ci_low"], out["ci_high"] = d["ci_low"] / base, d["ci_high"] / base
+    return out
+
+
+def _verdict(b: pd.Series, c: pd.Series, factor: float, alpha: float) -> dict[str, Any]:
+    if b["status"] != "ok" or c["status"] != "ok":
+        if b["status"] == "ok" and c["status"] == "failed":
+            return {"verdict": "new failure", "ratio": math.nan, "p_value": math.nan, "test": "-"}
+        if b["status"] == "failed" and c["status"] == "ok":
+            return {"verdict": "fixed", "ratio": math.nan, "p_value": math.nan, "test": "-"}
+        return {"verdict": f"{b['status']} / {c['status']}", "ratio": math.nan, "p_value": math.nan, "test": "-"}
+    ratio = c["value"] / b["value"]
+    bs, cs = b["samples"], c["samples"]
+    if bs and cs and len(bs) >= 3 and len(cs) >= 3:
+        p = float(mannwhitneyu(bs, cs, alternative="two-sided").pvalue)
+        significant, test = p < alpha, "mann-whitney"
+    elif all(np.isfinite([b["ci_low"], b["ci_high"], c["ci_low"], c["ci_high"]])):
+        p = math.nan
+        significant, test = c["ci_low"] > b["ci_high"] or c["ci_high"] < b["ci_low"], "ci-overlap"
+    else:
+        p, significant, test = math.nan, False, "none (no samples or bounds)"
+    verdict = "unchanged"
+    if significant and ratio > factor:
+        verdict = "slower"
+    elif significant and ratio < 1 / factor:
+        verdict = "faster"
+    return {"verdict": verdict, "ratio": ratio, "p_value": p, "test": test}
+
+
+def compare(
+    df: pd.DataFrame, baseline: str, candidate: str, factor: float = 1.05, alpha: float = 0.01
+) -> tuple[pd.DataFrame, str]:
+    """The comparison table (sorted by ratio, worst first) and a note on how it was made."""
+    if factor < 1:
+        raise ValueError(f"--factor {factor} must be at least 1 (e.g. 1.05 for 5%)")
+    base = newest(Selector.parse(baseline).select(df))
+    cand = newest(Selector.parse(candidate).select(df))
+    across = set(base["machine"]) != set(cand["machine"])
+    note = "same machine: medians of the measured values compared"
+    if across:
+        note = (
+            "across machines: each latency divided by its dense equivalent's on the same machine, and those "
+            "relative latencies compared (raw latencies of different machines say nothing about regressions)"
+        )
+        base = _relative(base[base["metric"] == "latency"])
+        cand = _relative(cand[cand["metric"] == "latency"])
+        keys = COMBINATION
+    else:
+        keys = ["machine", *COMBINATION]
+    merged = base.merge(cand, on=keys, suffixes=("_b", "_c"))
+    rows = []
+    for _, r in merged.iterrows():
+        b = pd.Series({k: r[f"{k}_b"] for k in ("status", "value", "samples", "ci_low", "ci_high")})
+        c = pd.Series({k: r[f"{k}_c"] for k in ("status", "value", "samples", "ci_low", "ci_high")})
+        rows.append(
+            {
+                **{k: r[k] for k in keys},
+                "unit": r["unit_b"],
+                "baseline": r["value_b"],
+                "candidate": r["value_c"],
+                **_verdict(b, c, factor, alpha),
+            }
+        )
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table = table.sort_values("ratio", ascending=False, na_position="first").reset_index(drop=True)
+    return table, note
+
+
+def exit_code(table: pd.DataFrame) -> int:
+    return 1 if not table.empty and table["verdict"].isin(["slower", "new failure"]).any() else 0
+
+
+def render(table: pd.DataFrame, note: str, fmt: str = "text") -> str:
+    if fmt == "json":
+        return json.dumps({"note": note, "rows": json.loads(table.to_json(orient="records"))}, indent=2)
+    if table.empty:
+        return f"No combination is present on both sides. ({note})"
+    show = table.copy()
+    show["ratio"] = show["ratio"].map(lambda x: f"{x:.3f}" if np.isfinite(x) else "-")
+    show["p_value"] = show["p_value"].map(lambda x: f"{x:.2g}" if np.isfinite(x) else "-")
+    for col in ("baseline", "candidate"):
+        show[col] = show[col].map(lambda x: f"{x:.4g}" if isinstance(x, float) and np.isfinite(x) else "-")
+    cols = [
+        c
+        for c in [
+            "verdict",
+            "ratio",
+            "p_value",
+            "benchmark",
+            "case",
+            "batch",
+            "device",
+            "layout",
+            "dtype",
+            "mode",
+            "baseline",
+            "candidate",
+            "unit",
+        ]
+        if c in show
+    ]
+    counts = table["verdict"].value_counts().to_dict()
+    head = f"{len(table)} combinations: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + f". {note}"
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for _, r in show.iterrows()]
+        return head + "\n\n" + "\n".join(lines)
+    return head + "\n" + show[cols].to_string(index=False)
+
+
+def run(results_dir: str, baseline: str, candidate: str, factor: float, alpha: float, fmt: str) -> int:
+    df = results.load(results_dir, history=True)
+    if df.empty:
+        raise ValueError(f"--results {results_dir}: no results found")
+    table, note = compare(df, baseline, candidate, factor, alpha)
+    print(render(table, note, fmt))
+    return exit_code(table)
