@@ -25,11 +25,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# `convbench run` exits 1 when some combinations failed; their results and everyone else's are saved,
-# and the report is still built from them.
+# `convbench run` exits 1 when some combinations failed: the rest is saved, and the report is still built
+# (then `make bench` exits 1 too). Any other failure stops here.
 bench: install
-	$(BIN)/convbench run --grid $(GRID); status=$$?; \
+	@status=0; $(BIN)/convbench run --grid $(GRID) || status=$$?; \
 	  if [ $$status -ne 0 ] && [ $$status -ne 1 ]; then exit $$status; fi; \
+	  $(BIN)/convbench report || exit $$?; \
 	  exit $$status
 
 # Another torch beside the default one, at a stable path: its own asv environment.

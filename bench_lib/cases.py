@@ -25,6 +25,7 @@ ABBREVIATIONS: dict[str, str] = {
     "partial_ratio": "r",
     "width_per_group": "w",
     "first_grouped": "fg",
+    "mid_channels": "mid",
 }
 _FULL_NAMES = {short: full for full, short in ABBREVIATIONS.items()}
 
@@ -47,7 +48,7 @@ class Case:
         workloads.input_shape(self.workload, 1, self.height, self.width, **self.params)
 
     def __str__(self) -> str:
-        order = list(workloads.get(self.workload).params)
+        order = workloads.param_names(self.workload, **self.params)
         items = sorted(self.params.items(), key=lambda kv: order.index(kv[0]))
         inner = ",".join(f"{ABBREVIATIONS.get(k, k)}={format_value(v)}" for k, v in items)
         return (
@@ -66,7 +67,7 @@ class Case:
 
     def dense_equivalent(self) -> Case:
         name, params = workloads.dense_equivalent(self.workload, **self.params)
-        if name == self.workload:  # already dense: itself; a block made dense: the same case with dense=true
+        if name == self.workload and "dense" in workloads.get(name).params:  # a block: itself, or with dense=true
             same = params == self.resolved
             return self if same else Case(name, {**self.params, "dense": True}, self.height, self.width)
         return Case(name, minimal_params(name, params), self.height, self.width)

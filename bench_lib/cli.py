@@ -59,9 +59,18 @@ def cmd_workloads(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _default_size(args: argparse.Namespace) -> None:
+    from bench_lib import workloads
+
+    size = 224 if workloads.get(args.name).kind == "network" else 56
+    args.height = args.height or size
+    args.width = args.width or size
+
+
 def cmd_theory(args: argparse.Namespace) -> int:
     from bench_lib import theory
 
+    _default_size(args)
     params = parse_key_values(args.params)
     geometry = {"batch": args.batch, "height": args.height, "width": args.width, "dtype": args.dtype}
     c = theory.cost(args.name, **geometry, **params)
@@ -167,6 +176,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from bench_lib import energy, measure, roofline, theory
 
     params = parse_key_values(args.params)
+    _default_size(args)
     backend = _resolve_device(args.device)
     geometry = {"batch": args.batch, "height": args.height, "width": args.width}
     try:
@@ -209,6 +219,11 @@ def cmd_measure(args: argparse.Namespace) -> int:
         record["energy_reason"] = reason
 
     c = theory.cost(args.name, dtype=args.dtype, **geometry, **params)
+    if args.breakdown:
+        parts = c.parts()
+        record["breakdown"] = [
+            {**row, "macs": parts.get(row["part"], {}).get("macs", 0)} for row in measure.breakdown(prepared)
+        ]
     flops = c.train_flops if args.mode == "training" else c.flops
     peaks = roofline.peaks_for(args.device, args.results, dtypes=(args.dtype,))
     record["roofline_fraction"] = peaks.fraction(m.median_s, flops, c.min_bytes, args.dtype)
@@ -237,6 +252,16 @@ def cmd_measure(args: argparse.Namespace) -> int:
     )
     if record["peak_bytes"] is not None:
         print(f"  peak memory {record['peak_bytes'] / 2**20:,.1f} MiB ({record['memory']['source']})")
+    if args.breakdown:
+        total_s = sum(r["median_s"] for r in record["breakdown"]) or 1.0
+        total_macs = sum(r["macs"] for r in record["breakdown"]) or 1
+        print(f"  per-part replay (each part timed alone on its real input; sum {total_s * 1e3:.2f} ms):")
+        print(f"    {'part':10s} {'time':>10s} {'time %':>7s} {'MACs %':>7s}")
+        for r in record["breakdown"]:
+            print(
+                f"    {r['part']:10s} {r['median_s'] * 1e3:8.3f}ms {r['median_s'] / total_s:7.1%} "
+                f"{r['macs'] / total_macs:7.1%}"
+            )
     if record["energy_j_per_call"] is not None:
         print(f"  energy {record['energy_j_per_call']:.3g} J per call ({record['energy']['meter']})")
     else:
@@ -289,6 +314,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return compare.run(args.results, args.baseline, args.candidate, args.factor, args.alpha, fmt)
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from bench_lib import report, runner
+
+    grid = "papers" if args.paper == "all" else args.paper
+    opts = runner.RunOptions(grid=grid, devices=args.device or None, project=args.project)
+    try:
+        status = runner.run(opts)
+    except runner.RunError as e:
+        raise UsageError(str(e)) from None
+    if status not in (EXIT_OK, EXIT_FAILED):
+        return status
+    out, problems = report.build(args.results, args.out, args.analysis, publish=False)
+    for p in problems:
+        print(f"notebook error: {p}", file=sys.stderr)
+    print(f"report (with 06_paper_reproduction): {out.resolve()}")
+    return status or (EXIT_FAILED if problems else EXIT_OK)
+
+
 def cmd_selfcheck(args: argparse.Namespace) -> int:
     from bench_lib import selfcheck
 
@@ -300,8 +343,8 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
 
 def _add_geometry(p: argparse.ArgumentParser, batch: int = 1) -> None:
     p.add_argument("--batch", type=int, default=batch, help="batch size (default %(default)s)")
-    p.add_argument("--height", type=int, default=56, help="input height (default %(default)s)")
-    p.add_argument("--width", type=int, default=56, help="input width (default %(default)s)")
+    p.add_argument("--height", type=int, help="input height (default 224 for networks, else 56)")
+    p.add_argument("--width", type=int, help="input width (default 224 for networks, else 56)")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16, float16 (default %(default)s)")
 
 
@@ -339,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allocator", default="steady", help="steady (default) or cold")
     p.add_argument("--samples", type=int, default=15)
     p.add_argument("--max-time", type=float, default=2.0, help="seconds of sampling (default %(default)s)")
+    p.add_argument("--breakdown", action="store_true", help="networks: time of each part (stem, blocks, head)")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--no-energy", action="store_true")
     p.add_argument("--results", default="results", help="where measured peaks are cached")
@@ -393,6 +437,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("reproduce", help="re-run ShuffleNet V2's G1/G2 and FasterNet's Table 1 here, then report")
+    p.add_argument("paper", choices=["shufflenetv2", "fasternet", "all"])
+    p.add_argument("--device", action="append", metavar="SPEC", help="default: cpu-1t and every GPU/MPS present")
+    p.add_argument("--results", default="results")
+    p.add_argument("--out", default="report")
+    p.add_argument("--analysis", default="analysis")
+    p.add_argument("--project", metavar="DIR")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("selfcheck", help="check convbench's timing against torch.utils.benchmark")
     p.add_argument("what", choices=["timing"])

@@ -147,7 +147,7 @@ def trace(module: nn.Module, shape: Shape, prefix: str = "") -> tuple[Shape, lis
         return shape, [_elementwise(prefix, "activation", shape)]
     if isinstance(module, nn.Identity):
         return shape, []
-    if isinstance(module, nn.AvgPool2d):
+    if isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
         ho, wo = _spatial_out(prefix, shape, module.kernel_size, module.stride, module.padding)
         out = (shape[0], shape[1], ho, wo)
         kh, kw = _pair(module.kernel_size)

@@ -488,3 +488,36 @@ def measure_memory(prepared: Prepared) -> MemoryMeasurement:
         rss_increase_bytes=reading.peak_increase_bytes,
         note=note,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# per-part breakdown of a network
+
+
+def breakdown(prepared: Prepared, samples: int = 5, max_time_s: float = 0.05) -> list[dict[str, Any]]:
+    """Seconds per call of each part of a sequential workload (a network's stem, blocks, head).
+
+    Per-part replay, not hooks: one forward pass records each part's real input, then each part is
+    timed alone on it with :func:`time_callable`. The parts' times add up to about the whole call (less
+    what fusion across parts would save; more the per-part synchronisation). Inference only.
+    """
+    module = prepared.module
+    if not isinstance(module, torch.nn.Sequential):
+        raise ValueError(f"{prepared.context['workload']}: a breakdown needs a sequential workload (a network)")
+    if prepared.mode != "inference":
+        raise ValueError("mode='training': the per-part breakdown replays inference only")
+    rows = []
+    x = prepared.inputs
+    with prepared.grad_mode():
+        for name, part in module.named_children():
+            m = time_callable(
+                lambda p=part, i=x: p(i),
+                prepared.backend,
+                samples=samples,
+                max_time_s=max_time_s,
+                max_warmup_s=max_time_s,
+                min_samples=3,
+            )
+            rows.append({"part": name, "median_s": m.median_s, "iqr_s": m.iqr_s, "block": m.block})
+            x = part(x)
+    return rows

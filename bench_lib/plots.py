@@ -380,3 +380,137 @@ def show(obj, what: str, df: pd.DataFrame | None = None, max_rows: int = 40) -> 
             display(Markdown(f"*{len(obj) - max_rows} more rows not shown.*"))
     else:
         display(Image(png(obj)))
+
+
+def cached_peaks(df: pd.DataFrame, results_dir: str) -> dict[tuple[str, str], object]:
+    """Each (machine, device)'s newest cached roofline peaks, None where none were measured."""
+    from bench_lib import roofline
+
+    if df.empty:
+        return {}
+    pairs = df[["machine", "device"]].dropna().drop_duplicates().itertuples(index=False)
+    return {(m, d): roofline.load_cached(d, results_dir, m) for m, d in pairs}
+
+
+def roofline_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Every case's achieved FLOP/s and the fraction of its device's roofline, lowest fraction first."""
+    t = roofline_points(df)
+    cols = [
+        "machine",
+        "device",
+        "layout",
+        "mode",
+        "batch",
+        "case",
+        "theory_intensity_flops_per_byte",
+        "achieved_flops_per_s",
+        "roofline_fraction",
+    ]
+    return t[cols].sort_values("roofline_fraction").reset_index(drop=True) if not t.empty else t
+
+
+def network_table(df: pd.DataFrame, baseline: str = "net_resnet50") -> pd.DataFrame:
+    """Each network's MACs, latency, throughput, achieved FLOP/s, and its speedup over ResNet-50 beside
+    its FLOP reduction (same machine, device, layout, batch and mode)."""
+    d = latest(df)
+    d = d[d["workload"].fillna("").str.startswith("net_")]
+    if d.empty:
+        return d
+    keys = ["machine", "device", "layout", "mode", "batch"]
+    base = d[d["workload"] == baseline].set_index(keys)[["latency_s", "theory_flops"]]
+    d = d.join(base.rename(columns={"latency_s": "baseline_latency_s", "theory_flops": "baseline_flops"}), on=keys)
+    d = d.assign(
+        macs_per_item=d["theory_macs"] / d["batch"],
+        speedup_vs_resnet50=d["baseline_latency_s"] / d["latency_s"],
+        flop_reduction_vs_resnet50=d["baseline_flops"] / d["theory_flops"],
+    )
+    cols = [
+        *keys,
+        "workload",
+        "macs_per_item",
+        "latency_s",
+        "items_per_s",
+        "achieved_flops_per_s",
+        "speedup_vs_resnet50",
+        "flop_reduction_vs_resnet50",
+    ]
+    return d[cols].sort_values([*keys, "macs_per_item"]).reset_index(drop=True)
+
+
+def network_plot(df: pd.DataFrame, mode: str = "inference"):
+    """Latency (batch 1) and throughput (largest batch) against MACs per image, log-log, iso-FLOP/s lines."""
+    t = network_table(df)
+    t = t[t["mode"] == mode] if not t.empty else t
+    if t.empty:
+        return None
+    t = t.assign(panel=t["machine"] + " · " + t["device"] + " · " + t["layout"])
+    panels = sorted(t["panel"].unique())
+    fig, axes = plt.subplots(len(panels), 2, figsize=(13, 4.8 * len(panels)), squeeze=False)
+    for row, panel in zip(axes, panels, strict=True):
+        p = t[t["panel"] == panel]
+        for ax, batch, y, label in (
+            (row[0], p["batch"].min(), "latency_s", "latency per call (s)"),
+            (row[1], p["batch"].max(), "items_per_s", "throughput (images/s)"),
+        ):
+            q = p[p["batch"] == batch]
+            ax.scatter(q["macs_per_item"], q[y])
+            for _, r in q.iterrows():
+                ax.annotate(
+                    r["workload"].removeprefix("net_"),
+                    (r["macs_per_item"], r[y]),
+                    fontsize=8,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
+            x = np.logspace(np.log10(q["macs_per_item"].min() / 2), np.log10(q["macs_per_item"].max() * 2), 50)
+            for rate in (1e9, 1e10, 1e11, 1e12, 1e13):  # iso-FLOP/s: FLOPs = 2 × MACs
+                line = 2 * x * batch / rate if y == "latency_s" else rate / (2 * x)
+                ax.plot(x, line, color="grey", lw=0.6, ls=":")
+                ax.annotate(f"{rate / 1e9:g} GFLOP/s", (x[-1], line[-1]), fontsize=6, color="grey")
+            lo, hi = q[y].min() / 3, q[y].max() * 3
+            ax.set(
+                xscale="log",
+                yscale="log",
+                ylim=(lo, hi),
+                xlabel="MACs per image",
+                ylabel=label,
+                title=f"{panel}, batch {batch}",
+            )
+    fig.tight_layout()
+    return fig
+
+
+def breakdown_plot(bdf: pd.DataFrame):
+    """For each network: each block's share of the time against its share of the MACs."""
+    if bdf.empty:
+        return None
+    b = bdf.assign(
+        network=bdf["case"].str.split("@").str[0].str.removeprefix("net_"),
+        panel=bdf["machine"] + " · " + bdf["device"] + " · " + bdf["layout"],
+    )
+    panels = sorted(b["panel"].unique())
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 5.5 * len(panels)), squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels, strict=True):
+        p = b[b["panel"] == panel]
+        sns.scatterplot(data=p, x="macs_share", y="time_share", hue="network", ax=ax, s=35)
+        hi = max(p["macs_share"].max(), p["time_share"].max()) * 1.1
+        ax.plot([0, hi], [0, hi], "k--", lw=1, label="time share = MAC share")
+        ax.set(
+            xlim=(0, hi),
+            ylim=(0, hi),
+            xlabel="share of the network's MACs",
+            ylabel="share of its time",
+            title=f"{panel}: above the diagonal, a block costs more time than its FLOPs say",
+        )
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def breakdown_table(bdf: pd.DataFrame) -> pd.DataFrame:
+    """The blocks whose time share most exceeds their MAC share, per network."""
+    if bdf.empty:
+        return bdf
+    t = bdf.assign(time_over_macs=bdf["time_share"] / bdf["macs_share"].where(bdf["macs_share"] > 0))
+    cols = ["machine", "device", "layout", "case", "part", "part_s", "time_share", "macs_share", "time_over_macs"]
+    return t.sort_values("time_over_macs", ascending=False)[cols].reset_index(drop=True)

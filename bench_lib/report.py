@@ -20,6 +20,7 @@ from typing import Any
 import nbformat
 
 from bench_lib import __version__
+from bench_lib.files import write_atomic
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
@@ -142,8 +143,6 @@ def build(
         sections.append((anchor, path.stem, notebook_html(nb)))
     page = _page(df, summary, sections, results_abs)
     out = Path(out_dir) / "index.html"
-    from bench_lib.runner import write_atomic
-
     write_atomic(out, page)
     if publish:
         _asv_publish(Path(results_dir).resolve().parent)

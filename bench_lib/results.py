@@ -390,3 +390,38 @@ def export(results_dir: str | Path, out: str | Path, history: bool = False) -> P
         df.to_csv(tmp, index=False)
     tmp.replace(out)
     return out
+
+
+def load_breakdowns(results_dir: str | Path = "results") -> pd.DataFrame:
+    """Per-part times of networks (``results/<machine>/breakdown.jsonl``): one row per part of each record,
+    with its share of the network's time and of its MACs. Only each (machine, device, layout, case)'s newest."""
+    rows = []
+    for path in sorted(Path(results_dir).glob("*/breakdown.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                warnings.warn(f"{path}: a line is not JSON; skipped", stacklevel=2)
+                continue
+            total_s = sum(p["median_s"] for p in record["parts"]) or math.nan
+            total_macs = sum(p["macs"] for p in record["parts"]) or math.nan
+            for order, part in enumerate(record["parts"]):
+                rows.append(
+                    {
+                        **{
+                            k: record[k]
+                            for k in ("machine", "device", "layout", "case", "batch", "measured_at", "torch_version")
+                        },
+                        "order": order,
+                        "part": part["part"],
+                        "part_s": part["median_s"],
+                        "macs": part["macs"],
+                        "time_share": part["median_s"] / total_s,
+                        "macs_share": part["macs"] / total_macs,
+                    }
+                )
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    newest = df.groupby(["machine", "device", "layout", "case"])["measured_at"].transform("max")
+    return df[df["measured_at"] == newest].reset_index(drop=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 
 from bench_lib import devices, machine
 from bench_lib.devices import DTYPES
+from bench_lib.files import append_line
 from bench_lib.measure import time_callable
 
 
@@ -123,13 +123,7 @@ def load_cached(
 def save(peaks: Peaks, results_dir: str | Path = "results", machine_id: str | None = None) -> Path:
     """Append ``peaks`` to the machine's cache (one line, written with a single append)."""
     path = cache_path(results_dir, machine_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(asdict(peaks), sort_keys=True) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
+    append_line(path, json.dumps(asdict(peaks), sort_keys=True))
     return path
 
 

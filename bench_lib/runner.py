@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from bench_lib import __version__, devices, machine, suite
+from bench_lib.files import append_line, write_atomic
 
-SUITE_MODULES = {"ops": "bench_ops", "blocks": "bench_blocks"}
+SUITE_MODULES = {"ops": "bench_ops", "blocks": "bench_blocks", "networks": "bench_networks", "papers": "bench_papers"}
 METRIC_CLASSES = {"latency": "Latency", "peak_memory": "PeakMemory", "energy": "Energy"}
 
 
@@ -139,22 +140,6 @@ def ensure_machine_entry(path: Path | None = None) -> tuple[str, bool]:
     data.setdefault("version", 1)
     write_atomic(path, json.dumps(data, indent=4, sort_keys=True))
     return mid, True
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def env_name(python: str) -> str:
@@ -281,6 +266,7 @@ class RunOptions:
     project: str | None = None
     progress: bool = True
     peaks: bool = True  # measure the roofline peaks of devices that have none cached (not for smoke)
+    breakdowns: bool = True  # per-block times of each network at batch 1 (results/<machine>/breakdown.jsonl)
 
 
 def run(opts: RunOptions) -> int:
@@ -386,6 +372,9 @@ def run(opts: RunOptions) -> int:
         signal.signal(signal.SIGINT, previous)
         progress.close()
 
+    if opts.breakdowns and grid.has("networks") and grid.name != "smoke" and not interrupted:
+        _measure_breakdowns(grid, results_dir, mid)
+
     wall = time.time() - started
     events = read_events(events_path)
     summary = summarise(the_plan.selected, events, the_plan.excluded, wall, interrupted, attempted)
@@ -433,6 +422,46 @@ def _measure_missing_peaks(specs: list[str], results_dir: Path, machine_id: str)
             f"{peaks.copy_bytes_per_s / 1e9:.1f} GB/s",
             flush=True,
         )
+
+
+def _measure_breakdowns(grid: suite.Grid, results_dir: Path, machine_id: str) -> None:
+    """Each network's per-part times (batch 1, inference, each layout) on each available device, appended to
+    ``results/<machine>/breakdown.jsonl`` for the analysis; a failure here is reported, not fatal."""
+    import torch
+
+    from bench_lib import measure, theory
+    from bench_lib.cases import Case
+
+    path = results_dir / machine_id / "breakdown.jsonl"
+    for spec in grid.devices:
+        if not devices.backend(spec).available()[0]:
+            continue
+        for case_text in grid.cases["networks"]:
+            case = Case.parse(case_text)
+            for layout in grid.layouts:
+                try:
+                    prepared = measure.prepare(
+                        case.workload, device=spec, layout=layout, height=case.height, width=case.width, **case.params
+                    )
+                    parts = theory.cost(case.workload, height=case.height, width=case.width, **case.params).parts()
+                    rows = [{**r, "macs": parts[r["part"]]["macs"]} for r in measure.breakdown(prepared)]
+                except Exception as e:  # the asv results stand without it
+                    print(f"  breakdown of {case_text} on {spec} failed: {type(e).__name__}: {e}", file=sys.stderr)
+                    continue
+                record = {
+                    "machine": machine_id,
+                    "device": spec,
+                    "layout": layout,
+                    "case": case_text,
+                    "batch": 1,
+                    "torch_version": torch.__version__,
+                    "bench_lib_version": __version__,
+                    "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                    "method": "per-part replay",
+                    "parts": rows,
+                }
+                append_line(path, json.dumps(record))
+        print(f"  per-block breakdowns of {len(grid.cases['networks'])} networks on {spec} -> {path}", flush=True)
 
 
 class _Progress:

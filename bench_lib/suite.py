@@ -32,14 +32,17 @@ from typing import Any
 
 import torch
 
-from bench_lib import __version__, devices, energy, measure, nvml
+from bench_lib import __version__, devices, energy, measure, nvml, papers
 from bench_lib.cases import Case
+from bench_lib.files import append_line
 
 PARAM_NAMES = ["case", "batch", "device", "layout", "dtype", "mode"]
 METRICS = {"latency": "seconds", "peak_memory": "bytes", "energy": "joules"}
-GRIDS = ("smoke", "default", "nightly", "full")
+GRIDS = ("smoke", "default", "nightly", "full", "papers", "shufflenetv2", "fasternet")
 SUITE_VERSION = f"{__version__}-1"  # bump the suffix when a benchmark's method changes
 THROUGHPUT_BATCH = {"cpu": 8, "cuda": 64, "mps": 64}
+SUITES = ("ops", "blocks", "networks", "papers")
+NETWORK_SIZE = 224
 
 # Stage shapes of ImageNet-style networks: (channels, spatial size), per workload family.
 OP_STAGES = {56: 64, 28: 128, 14: 256, 7: 512}
@@ -120,6 +123,13 @@ def block_cases(sizes: list[int] | None = None) -> list[str]:
     return cases
 
 
+def network_cases() -> list[str]:
+    """Every registered network at 224×224, its default width."""
+    from bench_lib import workloads
+
+    return [f"{name}@{NETWORK_SIZE}x{NETWORK_SIZE}" for name in workloads.names("network")]
+
+
 @dataclass(frozen=True)
 class Grid:
     """One grid: the parameter lists of each suite (Cartesian product, as asv runs them)."""
@@ -133,22 +143,26 @@ class Grid:
     modes: dict[str, list[str]]  # suite → modes
     metrics: tuple[str, ...] = tuple(METRICS)
     timing: dict[str, float] = field(default_factory=dict)  # keyword arguments for time_callable
-    notes: tuple[str, ...] = ()
+    batches_by_kind: dict[str, list[int]] | None = None  # None: batch 1 and THROUGHPUT_BATCH per device kind
+
+    def has(self, suite: str) -> bool:
+        return bool(self.cases.get(suite))
 
     def params(self, suite: str) -> list[list[Any]]:
         return [self.cases[suite], self.batches, self.devices, self.layouts, self.dtypes, self.modes[suite]]
 
     def combinations(self, suite: str) -> Iterator[tuple[Any, ...]]:
         """All combinations of a suite in asv's order (itertools.product, last parameter fastest)."""
-        return itertools.product(*self.params(suite))
+        return itertools.product(*self.params(suite)) if self.has(suite) else iter(())
 
     def excluded(
         self, metric: str, case: str, batch: int, device: str, layout: str, dtype: str, mode: str
     ) -> str | None:
         """Why this grid leaves a combination out by design (None: it is in). Decided without any device."""
         kind = devices.parse_spec(device).kind
-        if batch != 1 and batch != THROUGHPUT_BATCH[kind]:
-            return f"batch {batch} is not a batch of this grid on {kind} (1 and {THROUGHPUT_BATCH[kind]})"
+        allowed = self.batches_by_kind.get(kind) if self.batches_by_kind else [1, THROUGHPUT_BATCH[kind]]
+        if batch not in allowed:
+            return f"batch {batch} is not a batch of this grid on {kind} ({' and '.join(map(str, allowed))})"
         if self.name in ("smoke", "full"):  # smoke exercises every method; full leaves nothing out
             return None
         if mode == "training" and Case.parse(case).params.get("dense") and self.name != "nightly":
@@ -206,24 +220,46 @@ def grid(name: str | None = None, device_specs: list[str] | None = None) -> Grid
     if name == "default":
         return Grid(
             name="default",
-            cases={"ops": op_cases(56, 64) + op_cases(7, 512), "blocks": block_cases()},
+            cases={"ops": op_cases(56, 64) + op_cases(7, 512), "blocks": block_cases(), "networks": network_cases()},
             batches=[1, 8, 64],
             devices=cpu + accelerators,
             layouts=["nchw", "channels_last"],
             dtypes=["float32"],
-            modes={"ops": ["inference"], "blocks": ["inference", "training"]},
+            modes={"ops": ["inference"], "blocks": ["inference", "training"], "networks": ["inference"]},
             timing={"samples": 10, "min_samples": 5, "max_time_s": 0.3, "max_warmup_s": 0.3, "min_sample_s": 0.004},
+        )
+    if name in ("papers", *papers.PAPERS):
+        tables = None if name == "papers" else papers.PAPERS[name]
+        return Grid(
+            name=name,
+            cases={"papers": papers.cases(tables)},
+            batches=sorted(set(papers.BATCH.values())),
+            devices=(found if device_specs else ["cpu-1t", *accelerators]),
+            layouts=["nchw"],
+            dtypes=["float32"],
+            modes={"papers": ["inference"]},
+            metrics=("latency",),
+            timing={"samples": 15, "min_samples": 7, "max_time_s": 2.0, "max_warmup_s": 1.0},
+            batches_by_kind={kind: [b] for kind, b in papers.BATCH.items()},
         )
     stages = [56, 28, 14, 7]
     full = name == "full"
     return Grid(
         name=name,
-        cases={"ops": [c for s in stages for c in op_cases(s, OP_STAGES[s])], "blocks": block_cases(stages)},
+        cases={
+            "ops": [c for s in stages for c in op_cases(s, OP_STAGES[s])],
+            "blocks": block_cases(stages),
+            "networks": network_cases(),
+        },
         batches=[1, 8, 64] if not full else [1, 2, 4, 8, 16, 32, 64, 128],
         devices=(cpu if not full else [f"cpu-{n}t" for n in range(1, (os.cpu_count() or 1) + 1)]) + accelerators,
         layouts=["nchw", "channels_last"],
         dtypes=["float32", "bfloat16", "float16"],
-        modes={"ops": ["inference", "training"], "blocks": ["inference", "training"]},
+        modes={
+            "ops": ["inference", "training"],
+            "blocks": ["inference", "training"],
+            "networks": ["inference", "training"],
+        },
         timing={"samples": 15, "max_time_s": 1.0, "max_warmup_s": 1.0} if not full else {},
     )
 
@@ -241,14 +277,8 @@ class Combination:
 
 def _event(record: dict[str, Any]) -> None:
     path = os.environ.get("CONVBENCH_EVENTS")
-    if not path:
-        return
-    line = (json.dumps(record, default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)  # one write with O_APPEND: lines from concurrent workers never interleave
-    finally:
-        os.close(fd)
+    if path:
+        append_line(path, json.dumps(record, default=str))
 
 
 def _base_event(metric: str, suite: str, params: tuple[Any, ...]) -> dict[str, Any]:

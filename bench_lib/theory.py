@@ -82,6 +82,16 @@ class Cost:
             "train_flops": self.train_flops,
         }
 
+    def parts(self) -> dict[str, dict[str, int]]:
+        """Totals per top-level part (a network's ``stem``, each block, ``head``), in order."""
+        out: dict[str, dict[str, int]] = {}
+        for layer in self.layers:
+            part = out.setdefault(layer.name.split(".")[0], {"params": 0, "macs": 0, "elementwise_ops": 0})
+            part["params"] += layer.params
+            part["macs"] += layer.macs
+            part["elementwise_ops"] += layer.elementwise_ops
+        return out
+
     def layer_table(self) -> list[dict[str, Any]]:
         itemsize = dtype_itemsize(self.dtype)
         return [

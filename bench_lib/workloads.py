@@ -47,6 +47,8 @@ class Workload:
     check: Callable[[Params], None]
     dense: Callable[[Params], tuple[str, Params]]
     references: tuple[str, ...] = field(default=())
+    # For workloads that wrap another (``stack``): resolves the parameters not in ``params``.
+    nested: Callable[[Params, dict[str, Any]], Params] | None = None
 
 
 _REGISTRY: dict[str, Workload] = {}
@@ -79,7 +81,7 @@ def resolve(name: str, **params: Any) -> Params:
     """All parameters of ``name`` with defaults filled in and derived values computed, validated."""
     w = get(name)
     unknown = sorted(set(params) - set(w.params))
-    if unknown:
+    if unknown and w.nested is None:
         raise ValueError(f"{name}: unknown parameter {unknown[0]!r}; accepted: {', '.join(w.params)}")
     p: Params = {}
     for key, spec in w.params.items():
@@ -92,6 +94,8 @@ def resolve(name: str, **params: Any) -> Params:
         if spec.minimum is not None and p[key] is not None and p[key] < spec.minimum:
             raise ValueError(f"{name}: {key}={p[key]!r} must be at least {spec.minimum:g}")
     w.check(p)
+    if w.nested is not None:
+        p.update(w.nested(p, {k: params[k] for k in unknown}))
     return p
 
 
@@ -106,11 +110,25 @@ def _coerce(name: str, key: str, value: Any, spec: Param) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{name}: {key}={value!r} must be an integer")
         return value
+    if spec.type is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{name}: {key}={value!r} must be a name")
+        return value
     if spec.type is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{name}: {key}={value!r} must be a number")
         return float(value)
     return value
+
+
+def param_names(name: str, **params: Any) -> list[str]:
+    """The workload's parameter names in their canonical order (a stack's own, then its op's)."""
+    w = get(name)
+    own = list(w.params)
+    if w.nested is not None:
+        op = params.get("op", w.params["op"].default)
+        return own + [k for k in get(op).params if k not in own]
+    return own
 
 
 def build(name: str, **params: Any) -> nn.Module:
@@ -119,7 +137,8 @@ def build(name: str, **params: Any) -> nn.Module:
 
 
 def in_channels(name: str, **params: Any) -> int:
-    return resolve(name, **params)["in_channels"]
+    """Channels of the workload's input (networks take RGB images)."""
+    return resolve(name, **params).get("in_channels", 3)
 
 
 def input_shape(name: str, batch: int, height: int, width: int, **params: Any) -> tuple[int, int, int, int]:
@@ -651,3 +670,151 @@ register(
         references=("He et al. 2016 (ResNet)",),
     )
 )
+
+# --------------------------------------------------------------------------------------------
+# composites for the paper reproductions
+
+register(
+    Workload(
+        name="pointwise_pair",
+        kind="composite",
+        summary="1×1 conv c1→c2 then 1×1 conv c2→c1, bias-free (ShuffleNet V2's guideline-1 block)",
+        params={"in_channels": Param(int, 128, 1, "c1"), "mid_channels": Param(int, 128, 1, "c2")},
+        make=lambda p: layers_seq(
+            nn.Conv2d(p["in_channels"], p["mid_channels"], 1, bias=False),
+            nn.Conv2d(p["mid_channels"], p["in_channels"], 1, bias=False),
+        ),
+        derive=_no_derive,
+        check=_no_check,
+        dense=_self_dense("pointwise_pair"),
+        references=("Ma et al. 2018 (ShuffleNet V2), Table 1",),
+    )
+)
+
+
+def layers_seq(*modules: nn.Module) -> nn.Sequential:
+    return nn.Sequential(*modules)
+
+
+def stackable() -> list[str]:
+    return [*names("op"), "pointwise_pair"]
+
+
+def _stack_inner(p: Params, extra: dict[str, Any]) -> Params:
+    op = p["op"]
+    if op not in stackable():
+        raise ValueError(f"stack: op={op!r} must be one of {', '.join(stackable())}")
+    spec = get(op).params
+    if "out_channels" in spec and "out_channels" not in extra:  # a stack keeps its width
+        extra = {**extra, "out_channels": extra.get("in_channels", spec["in_channels"].default)}
+    inner = resolve(op, **extra)
+    out = inner.get("out_channels") or inner["in_channels"]
+    if out != inner["in_channels"]:
+        raise ValueError(
+            f"stack: out_channels={out} must equal in_channels={inner['in_channels']} (each layer feeds the next)"
+        )
+    if inner.get("stride", 1) != 1:
+        raise ValueError(f"stack: stride={inner['stride']} must be 1 (the layers keep the spatial size)")
+    return inner
+
+
+def _stack_dense(p: Params) -> tuple[str, Params]:
+    inner = {k: v for k, v in p.items() if k not in ("op", "depth")}
+    dense_op, dense_params = dense_equivalent(p["op"], **inner)
+    return "stack", {"op": dense_op, "depth": p["depth"], **dense_params}
+
+
+def _make_stack(p: Params) -> nn.Module:
+    inner = {k: v for k, v in p.items() if k not in ("op", "depth")}
+    return nn.Sequential(*[get(p["op"]).make(inner) for _ in range(p["depth"])])
+
+
+register(
+    Workload(
+        name="stack",
+        kind="composite",
+        summary="depth copies of one op (or pointwise_pair) in sequence: the papers' benchmark networks",
+        params={"op": Param(str, "grouped", None, "the stacked workload"), "depth": Param(int, 10, 1, "copies")},
+        make=_make_stack,
+        derive=_no_derive,
+        check=_no_check,
+        dense=_stack_dense,
+        nested=_stack_inner,
+        references=("Ma et al. 2018, Tables 1-2", "Chen et al. 2023 (FasterNet), Table 1"),
+    )
+)
+
+# --------------------------------------------------------------------------------------------
+# whole networks, assembled from the blocks above (bench_lib.networks)
+
+
+def _register_network(name: str, make: Callable[..., nn.Module], summary: str, width: bool, refs: tuple[str, ...]):
+    params: dict[str, Param] = {"num_classes": Param(int, 1000, 1, "classifier outputs")}
+    if width:
+        params = {"width_mult": Param(float, 1.0, 0.0, "the paper's width multiplier"), **params}
+    register(
+        Workload(
+            name=f"net_{name}",
+            kind="network",
+            summary=summary,
+            params=params,
+            make=lambda p: make(**p),
+            derive=_no_derive,
+            check=_no_check,
+            dense=_self_dense(f"net_{name}"),
+            references=refs,
+        )
+    )
+
+
+def _networks() -> None:
+    from bench_lib import networks as n
+
+    _register_network(
+        "mobilenet_v1", n.mobilenet_v1, "MobileNet V1 (α = width_mult), 224×224", True, ("Howard et al. 2017, Table 1",)
+    )
+    _register_network(
+        "mobilenet_v2",
+        n.mobilenet_v2,
+        "MobileNet V2 (width_mult), 224×224",
+        True,
+        ("Sandler et al. 2018, Table 2", "torchvision.models.mobilenet_v2"),
+    )
+    _register_network(
+        "shufflenet_v1",
+        n.shufflenet_v1,
+        "ShuffleNet V1, g = 3, 1× (width_mult 0.5–2.0)",
+        True,
+        ("Zhang et al. 2018, Table 1", "megvii-model/ShuffleNet-Series"),
+    )
+    _register_network(
+        "shufflenet_v2",
+        n.shufflenet_v2,
+        "ShuffleNet V2 1× (width_mult 0.5–2.0)",
+        True,
+        ("Ma et al. 2018, Table 5", "torchvision.models.shufflenet_v2_x1_0"),
+    )
+    _register_network(
+        "efficientnet_b0",
+        n.efficientnet_b0,
+        "EfficientNet-B0",
+        False,
+        ("Tan & Le 2019, Table 1", "torchvision.models.efficientnet_b0"),
+    )
+    _register_network(
+        "resnext50_32x4d",
+        n.resnext50_32x4d,
+        "ResNeXt-50 (32×4d)",
+        False,
+        ("Xie et al. 2017", "torchvision.models.resnext50_32x4d"),
+    )
+    _register_network(
+        "resnet50",
+        n.resnet50,
+        "ResNet-50 (v1.5: stride on the 3×3)",
+        False,
+        ("He et al. 2016", "torchvision.models.resnet50"),
+    )
+
+
+_networks()

@@ -1,0 +1,82 @@
+"""Hand-made asv result directories, written the way asv 0.6 writes them (format version 2)."""
+
+import json
+from pathlib import Path
+
+COLUMNS = [
+    "result",
+    "params",
+    "version",
+    "started_at",
+    "duration",
+    "stats_ci_99_a",
+    "stats_ci_99_b",
+    "stats_q_25",
+    "stats_q_75",
+    "stats_number",
+    "stats_repeat",
+    "samples",
+    "profile",
+]
+PARAMS = lambda cases, devices=("cpu-1t",), modes=("inference",): [  # noqa: E731
+    [repr(c) for c in cases],
+    ["1"],
+    [repr(d) for d in devices],
+    ["'nchw'"],
+    ["'float32'"],
+    [repr(m) for m in modes],
+]
+
+
+def machine(root: Path, name: str, **extra) -> Path:
+    d = root / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "machine.json").write_text(
+        json.dumps({"machine": name, "cpu": "Test CPU", "num_cpu": "2", "version": 1, **extra})
+    )
+    return d
+
+
+def latency_row(values, cases, samples=None, version="0.1.0-1", ci=None, started_at=1_795_000_000_000):
+    ci = ci or [
+        [v * 0.99 if isinstance(v, float) else None for v in values],
+        [v * 1.01 if isinstance(v, float) else None for v in values],
+    ]
+    return [
+        values,
+        PARAMS(cases),
+        version,
+        started_at,
+        1.0,
+        ci[0],
+        ci[1],
+        values,
+        values,
+        [10] * len(values),
+        [len(s) if s else None for s in (samples or [None] * len(values))],
+        samples,
+        None,
+    ]
+
+
+def result_file(machine_dir: Path, commit: str, env: str, benchmarks: dict, date_ms=1_795_000_000_000) -> Path:
+    path = machine_dir / f"{commit[:8]}-{env}.json"
+    path.write_text(
+        json.dumps(
+            {
+                "commit_hash": commit,
+                "env_name": env,
+                "date": date_ms,
+                "params": {"machine": machine_dir.name},
+                "python": "3.11",
+                "requirements": {},
+                "env_vars": {},
+                "result_columns": COLUMNS,
+                "results": benchmarks,
+                "durations": {},
+                "version": 2,
+            },
+            allow_nan=True,
+        )
+    )
+    return path

@@ -1,0 +1,154 @@
+"""convbench compare on real samples: the committed results of this project, measured on a real machine."""
+
+import json
+import shutil
+import statistics
+import warnings
+from pathlib import Path
+
+import pytest
+
+from bench_lib import compare, results
+from bench_lib.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+LAT = "bench_ops.Latency.track_latency"
+
+
+def committed_result_file() -> Path:
+    files = [p for p in sorted((ROOT / "results").glob("*/*.json")) if p.name != "machine.json"]
+    if not files:
+        pytest.skip("no committed results under results/")
+    return max(files, key=lambda p: p.stat().st_size)
+
+
+@pytest.fixture
+def two_envs(tmp_path):
+    """The committed result file, and a copy under another environment with chosen combinations slowed 10%."""
+    src = committed_result_file()
+    root = tmp_path / "results"
+    box = root / src.parent.name
+    box.mkdir(parents=True)
+    shutil.copy(src.parent / "machine.json", box)
+    shutil.copy(src, box)
+    data = json.loads(src.read_text())
+    cols = data["result_columns"]
+    row = data["results"][LAT]
+    values, samples = row[cols.index("result")], row[cols.index("samples")]
+    # slow down every fourth combination whose samples are tight (so a 10% change is unambiguous)
+    tight = [i for i, s in enumerate(samples) if s and len(s) >= 5 and (max(s) - min(s)) / statistics.median(s) < 0.04]
+    chosen = set(tight[::4][:6])
+    assert len(chosen) >= 3, "the committed results should hold tight samples"
+    for i in chosen:
+        samples[i] = [x * 1.10 for x in samples[i]]
+        values[i] = values[i] * 1.10
+    data["env_name"] = "existing-candidate"
+    (box / f"{data['commit_hash'][:8]}-existing-candidate.json").write_text(json.dumps(data, allow_nan=True))
+    return root, data["env_name"], json.loads(src.read_text())["env_name"], chosen, data
+
+
+def load(root):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return results.load(root, history=True)
+
+
+def test_results_compared_with_themselves_flag_nothing(two_envs):
+    root, _, base_env, _, _ = two_envs
+    table, note = compare.compare(load(root), f"env={base_env}", f"env={base_env}")
+    assert not table.empty and "same machine" in note
+    ok = table[table.verdict != "skipped / skipped"]
+    assert set(ok.verdict) <= {"unchanged", "failed / failed"}
+    assert compare.exit_code(table) == 0
+
+
+def test_a_subset_slowed_by_ten_percent_is_flagged_exactly(two_envs):
+    root, cand_env, base_env, chosen, data = two_envs
+    table, _ = compare.compare(load(root), f"env={base_env}", f"env={cand_env}", factor=1.05, alpha=0.01)
+    import itertools
+
+    row = data["results"][LAT]
+    combos = list(itertools.product(*row[data["result_columns"].index("params")]))
+    expected = {tuple(p.strip("'") for p in combos[i]) for i in chosen}
+    slower = table[table.verdict == "slower"]
+    got = {(r.case, str(r.batch), r.device, r.layout, r.dtype, r["mode"]) for _, r in slower.iterrows()}
+    assert got == expected
+    assert slower.ratio.between(1.09, 1.11).all() and (slower.p_value < 0.01).all()
+    assert compare.exit_code(table) == 1
+
+
+def test_cli_exit_codes_and_formats(two_envs, capsys):
+    root, cand_env, base_env, _, _ = two_envs
+    assert (
+        main(["compare", "--results", str(root), "--baseline", f"env={base_env}", "--candidate", f"env={base_env}"])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "compare",
+                "--results",
+                str(root),
+                "--baseline",
+                f"env={base_env}",
+                "--candidate",
+                f"env={cand_env}",
+                "--markdown",
+            ]
+        )
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert "| verdict | ratio |" in out and "slower" in out
+    assert (
+        main(
+            [
+                "compare",
+                "--results",
+                str(root),
+                "--baseline",
+                f"env={base_env}",
+                "--candidate",
+                f"env={cand_env}",
+                "--json",
+            ]
+        )
+        == 1
+    )
+    record = json.loads(capsys.readouterr().out)
+    assert {"note", "rows"} <= set(record) and any(r["verdict"] == "slower" for r in record["rows"])
+
+
+@pytest.mark.parametrize(
+    ("selector", "message"),
+    [
+        ("machine=nowhere", "selector 'machine=nowhere': machine=nowhere matches nothing"),
+        ("colour=red", "unknown key 'colour'; accepted: machine, env, torch, commit, date, run"),
+        ("env", "'env' is not key=value"),
+    ],
+)
+def test_bad_selectors_exit_2_naming_what_matched_nothing(two_envs, capsys, selector, message):
+    root, _, base_env, _, _ = two_envs
+    code = main(["compare", "--results", str(root), "--baseline", f"env={base_env}", "--candidate", selector])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_across_machines_compares_ratios_to_each_dense_baseline(two_envs):
+    root, _cand_env, base_env, _, _ = two_envs
+    src = next(p for p in root.iterdir() if p.is_dir())
+    other = root / "other-box"
+    shutil.copytree(src, other)
+    (other / "machine.json").write_text(json.dumps({"machine": "other-box", "version": 1}))
+    # the other machine is uniformly 3x slower: relative to dense, nothing changed
+    for f in other.glob("*.json"):
+        if f.name == "machine.json":
+            continue
+        d = json.loads(f.read_text())
+        cols = d["result_columns"]
+        r = d["results"][LAT]
+        r[cols.index("result")] = [v * 3 if isinstance(v, float) else v for v in r[cols.index("result")]]
+        r[cols.index("samples")] = [[x * 3 for x in s] if s else s for s in r[cols.index("samples")]]
+        f.write_text(json.dumps(d, allow_nan=True))
+    table, note = compare.compare(load(root), f"machine={src.name},env={base_env}", f"machine=other-box,env={base_env}")
+    assert "across machines" in note
+    assert "slower" not in set(table.verdict) and "faster" not in set(table.verdict)

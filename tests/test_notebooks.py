@@ -1,0 +1,84 @@
+"""Every notebook executes headlessly: on the committed results and on a single machine without energy data."""
+
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+
+from bench_lib import report
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def run_all(results_dir: Path):
+    outputs = {}
+    for path in report.notebooks(ROOT / "analysis"):
+        nb = report.execute(path, {"results_dir": str(results_dir), "machines": []})
+        assert report.errors(nb) == [], path.name
+        outputs[path.name] = report.notebook_html(nb)
+    return outputs
+
+
+def test_the_five_notebooks_exist_without_outputs():
+    import nbformat
+
+    paths = report.notebooks(ROOT / "analysis")
+    assert [p.stem for p in paths] == [
+        "01_flops_vs_latency",
+        "02_roofline",
+        "03_layouts_threads",
+        "04_energy_memory",
+        "05_compare_machines",
+    ]
+    for p in paths:
+        nb = nbformat.read(p, as_version=4)
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), p.name
+        assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), p.name
+
+
+def test_notebooks_run_on_the_committed_results():
+    if not any((ROOT / "results").glob("*/*-*.json")):
+        pytest.skip("no committed results under results/")
+    out = run_all(ROOT / "results")
+    assert "<img" in out["01_flops_vs_latency.ipynb"]  # the headline figure was drawn
+
+
+def test_notebooks_say_plainly_when_there_is_no_data(tmp_path):
+    # one machine, latency only: no energy, no memory, one layout, one thread count
+    from fake_results import latency_row, machine, result_file
+
+    root = tmp_path / "results"
+    box = machine(root, "lonely-box")
+    result_file(
+        box,
+        "a" * 40,
+        "env",
+        {
+            "bench_ops.Latency.track_latency": latency_row(
+                [1e-3, 4e-4],
+                ["standard(in=64,out=64,k=3,bias=false)@14x14", "grouped(in=64,out=64,k=3,g=4,bias=false)@14x14"],
+                samples=[[1e-3] * 5, [4e-4] * 5],
+            )
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = run_all(root)
+    assert "No data for energy" in out["04_energy_memory.ipynb"]
+    assert "No data for both layouts" in out["03_layouts_threads.ipynb"]
+    assert "<img" in out["01_flops_vs_latency.ipynb"]
+
+
+def test_report_page_is_self_contained(tmp_path):
+    if not any((ROOT / "results").glob("*/*-*.json")):
+        pytest.skip("no committed results under results/")
+    shutil.copytree(ROOT / "results", tmp_path / "results")
+    page, problems = report.build(
+        str(tmp_path / "results"), str(tmp_path / "report"), str(ROOT / "analysis"), publish=False
+    )
+    html = page.read_text()
+    assert problems == []
+    assert "Summary: how much of the FLOP cut" in html and "data:image/png;base64," in html
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html

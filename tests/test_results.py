@@ -1,0 +1,178 @@
+import json
+import math
+import warnings
+
+import pandas as pd
+import pytest
+from fake_results import latency_row, machine, result_file
+
+from bench_lib import results
+
+GROUPED = "grouped(in=64,out=64,k=3,g=4,bias=false)@14x14"
+DENSE = "standard(in=64,out=64,k=3,bias=false)@14x14"
+DEPTHWISE = "depthwise(in=64,k=3,bias=false)@14x14"
+LAT = "bench_ops.Latency.track_latency"
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    root = tmp_path / "results"
+    box = machine(root, "box-a", torch="2.13.0+cpu")
+    samples = [[1.0e-3, 1.1e-3, 0.9e-3], [4.0e-4, 4.1e-4, 3.9e-4], None]
+    result_file(
+        box,
+        "a" * 40,
+        "existing-py_venv_a",
+        {
+            # standard measured, grouped 2.5x faster, depthwise failed (null)
+            LAT: latency_row([1.0e-3, 4.0e-4, None], [DENSE, GROUPED, DEPTHWISE], samples=samples),
+            "bench_ops.PeakMemory.track_peak_memory": latency_row(
+                [2e6, float("nan"), 1e6], [DENSE, GROUPED, DEPTHWISE]
+            ),
+        },
+    )
+    # a quick run: infinite confidence bounds, no samples
+    result_file(
+        box,
+        "b" * 40,
+        "existing-py_venv_a",
+        {
+            LAT: latency_row(
+                [2.0e-3, 1.0e-3], [DENSE, GROUPED], ci=[[float("-inf"), float("-inf")], [float("inf"), float("inf")]]
+            ),
+        },
+    )
+    # another environment with an old benchmark version
+    result_file(box, "a" * 40, "existing-py_venv_b", {LAT: latency_row([1.2e-3], [DENSE], version="0.0.9-1")})
+    other = machine(root, "box-b", gpu="1x Test GPU")
+    result_file(
+        other,
+        "a" * 40,
+        "existing-py_venv_a",
+        {LAT: latency_row([5e-4, 1e-4], [DENSE, GROUPED], samples=[[5e-4] * 3, [1e-4] * 3])},
+    )
+    (other / "cccccccc-existing-py_venv_a.json").write_text('{"commit_hash": "cccc", "results": {')  # truncated
+    return root
+
+
+def test_load_one_row_per_combination_with_decoded_params(results_dir):
+    with pytest.warns(UserWarning, match=r"cccccccc-existing-py_venv_a.json: not a readable JSON file"):
+        df = results.load(results_dir)
+    assert len(df) == 3 + 3 + 2 + 1 + 2  # the truncated file is skipped, the rest loads
+    row = df[
+        (df.machine == "box-a")
+        & (df.commit_hash == "a" * 40)
+        & (df.case == GROUPED)
+        & (df.env_name == "existing-py_venv_a")
+        & (df.metric == "latency")
+    ].iloc[0]
+    assert (row.workload, row.height, row.batch, row.device, row.layout, row["dtype"], row["mode"]) == (
+        "grouped",
+        14,
+        1,
+        "cpu-1t",
+        "nchw",
+        "float32",
+        "inference",
+    )
+    assert row.case_params == {"in_channels": 64, "out_channels": 64, "kernel_size": 3, "groups": 4, "bias": False}
+    assert row.samples == [4.0e-4, 4.1e-4, 3.9e-4] and row.n_samples == 3 and row.number == 10
+    assert row.unit == "seconds" and row.status == "ok" and row.torch_version == "2.13.0+cpu"
+    assert row.machine_cpu == "Test CPU"
+
+
+def test_statuses_quick_runs_and_versions(results_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = results.load(results_dir)
+    a = df[(df.machine == "box-a") & (df.commit_hash == "a" * 40) & (df.env_name == "existing-py_venv_a")]
+    assert a[(a.case == DEPTHWISE) & (a.metric == "latency")].status.item() == "failed"
+    assert a[(a.case == GROUPED) & (a.metric == "peak_memory")].status.item() == "skipped"
+    assert math.isnan(a[(a.case == GROUPED) & (a.metric == "peak_memory")].value.item())
+    quick = df[df.commit_hash == "b" * 40]
+    assert quick.quick.all() and quick.ci_low.isna().all() and quick.ci_high.isna().all()
+    old = df[df.env_name == "existing-py_venv_b"]
+    assert not old.current_version.any() and df[df.env_name == "existing-py_venv_a"].current_version.all()
+
+
+def test_theory_join_and_derived_columns(results_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = results.load(results_dir)
+    a = df[
+        (df.machine == "box-a")
+        & (df.commit_hash == "a" * 40)
+        & (df.env_name == "existing-py_venv_a")
+        & (df.metric == "latency")
+    ].set_index("case")
+    macs = 14 * 14 * 64 * 16 * 9
+    assert a.loc[GROUPED, "theory_macs"] == macs and a.loc[GROUPED, "theory_flops"] == 2 * macs
+    assert a.loc[GROUPED, "flop_reduction"] == pytest.approx(4.0)
+    assert a.loc[GROUPED, "dense_case"] == DENSE
+    assert a.loc[GROUPED, "speedup"] == pytest.approx(1.0e-3 / 4.0e-4)
+    assert a.loc[DENSE, "speedup"] == pytest.approx(1.0)
+    assert math.isnan(a.loc[DEPTHWISE, "speedup"])  # its latency failed
+    assert a.loc[GROUPED, "achieved_flops_per_s"] == pytest.approx(2 * macs / 4.0e-4)
+    assert a.loc[GROUPED, "items_per_s"] == pytest.approx(1 / 4.0e-4)
+    # speedup never mixes machines, environments or commits
+    b = df[(df.machine == "box-b") & (df.metric == "latency")].set_index("case")
+    assert b.loc[GROUPED, "speedup"] == pytest.approx(5.0)
+    mem = df[(df.metric == "peak_memory") & (df.status == "ok")]
+    assert (mem.peak_bytes == mem.value).all() and mem.latency_s.isna().all()
+
+
+def test_empty_or_missing_directory_gives_an_empty_frame(tmp_path):
+    assert results.load(tmp_path / "nothing").empty
+    assert results.load(tmp_path).empty
+
+
+def test_history_rows_select_runs_by_date(tmp_path):
+    root = tmp_path / "results"
+    box = machine(root, "box-a")
+    hist = box / "history"
+    hist.mkdir()
+    for day, median in (("2026-11-20", 1e-3), ("2026-11-21", 2e-3)):
+        run = {
+            "run": {
+                "run_id": f"{day}-x",
+                "started": f"{day}T01:00:00+00:00",
+                "machine": "box-a",
+                "commit_hash": "a" * 40,
+                "env_name": "env",
+                "bench_lib_version": "0.1.0",
+            }
+        }
+        event = {
+            "metric": "latency",
+            "suite": "ops",
+            "status": "ok",
+            "params": {
+                "case": DENSE,
+                "batch": 1,
+                "device": "cpu-1t",
+                "layout": "nchw",
+                "dtype": "float32",
+                "mode": "inference",
+            },
+            "measurement": {"median_s": median, "samples_s": [median] * 5, "context": {"torch_version": "2.14.0"}},
+        }
+        (hist / f"{day}-x.jsonl").write_text(json.dumps(run) + "\n" + json.dumps(event) + "\n{broken\n")
+    with pytest.warns(UserWarning, match="line 3 is not JSON"):
+        df = results.load(root, history=True)
+    assert list(df.sort_values("run_date").value) == [1e-3, 2e-3]
+    assert set(df.source) == {"history"} and set(df.torch_version) == {"2.14.0"}
+    assert df.run_date.dt.strftime("%Y-%m-%d").tolist() == ["2026-11-20", "2026-11-21"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_export(results_dir, tmp_path, suffix, capsys):
+    from bench_lib.cli import main
+
+    out = tmp_path / f"all{suffix}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["export", "--results", str(results_dir), "--out", str(out)]) == 0
+    back = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    assert len(back) == 11 and {"speedup", "theory_flops", "latency_s"} <= set(back.columns)
+    assert main(["export", "--results", str(results_dir), "--out", str(tmp_path / "x.xlsx")]) == 2
+    assert "must end in .parquet or .csv" in capsys.readouterr().err
