@@ -21,7 +21,7 @@ def run_all(results_dir: Path):
     return outputs
 
 
-def test_the_five_notebooks_exist_without_outputs():
+def test_the_notebooks_exist_without_outputs():
     import nbformat
 
     paths = report.notebooks(ROOT / "analysis")
@@ -31,6 +31,8 @@ def test_the_five_notebooks_exist_without_outputs():
         "03_layouts_threads",
         "04_energy_memory",
         "05_compare_machines",
+        "06_paper_reproduction",
+        "07_networks",
     ]
     for p in paths:
         nb = nbformat.read(p, as_version=4)

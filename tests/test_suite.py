@@ -7,23 +7,27 @@ from bench_lib.cases import Case
 @pytest.mark.parametrize("name", suite.GRIDS)
 def test_grid_params_are_strings_and_ints_only(name):
     g = suite.grid(name, ["cpu-1t", "cpu-2t", "cuda:0"])
-    for suite_name in ("ops", "blocks"):
+    for suite_name in suite.SUITES:
+        if not g.has(suite_name):
+            continue
         for values in g.params(suite_name):
             assert values and all(isinstance(v, str | int) and not isinstance(v, bool) for v in values)
         for case in g.cases[suite_name]:
             assert str(Case.parse(case)) == case
+    assert any(g.has(s) for s in suite.SUITES)
 
 
 def test_default_grid_has_every_op_and_block_at_two_stage_shapes_with_their_dense_equivalents():
     g = suite.grid("default", ["cpu-1t", "cpu-2t"])
     cases = [Case.parse(c) for c in g.cases["ops"] + g.cases["blocks"]]
-    for name in workloads.names():
+    for name in workloads.names("op") + workloads.names("block"):
         sizes = {c.height for c in cases if c.workload == name and not c.params.get("dense")}
         assert len(sizes) == 2, (name, sizes)
     texts = {str(c) for c in cases}
     assert all(str(c.dense_equivalent()) in texts for c in cases)
+    assert g.cases["networks"] == [f"{n}@224x224" for n in workloads.names("network")]
     assert g.batches == [1, 8, 64] and g.layouts == ["nchw", "channels_last"] and g.dtypes == ["float32"]
-    assert g.modes == {"ops": ["inference"], "blocks": ["inference", "training"]}
+    assert g.modes == {"ops": ["inference"], "blocks": ["inference", "training"], "networks": ["inference"]}
 
 
 def test_nightly_adds_half_types_op_training_and_four_stage_shapes():
