@@ -425,7 +425,7 @@ def _measure_missing_peaks(specs: list[str], results_dir: Path, machine_id: str)
 
 
 def _measure_breakdowns(grid: suite.Grid, results_dir: Path, machine_id: str) -> None:
-    """Each network's per-part times (batch 1, inference, each layout) on each available device, appended to
+    """Each network's per-part times (batch 1, inference, the grid's first layout) on each available device, appended to
     ``results/<machine>/breakdown.jsonl`` for the analysis; a failure here is reported, not fatal."""
     import torch
 
@@ -438,7 +438,7 @@ def _measure_breakdowns(grid: suite.Grid, results_dir: Path, machine_id: str) ->
             continue
         for case_text in grid.cases["networks"]:
             case = Case.parse(case_text)
-            for layout in grid.layouts:
+            for layout in grid.layouts[:1]:  # NCHW: the breakdown's shares barely move with the layout
                 try:
                     prepared = measure.prepare(
                         case.workload, device=spec, layout=layout, height=case.height, width=case.width, **case.params

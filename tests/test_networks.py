@@ -46,7 +46,7 @@ def test_output_shape_and_theory_is_the_sum_of_its_blocks(name):
         assert model(x).shape == (2, 1000)
     whole = theory.cost(name, batch=2, height=224, width=224)
     parts = whole.parts()
-    assert list(parts)[0] == "stem" and list(parts)[-1] == "head"
+    assert next(iter(parts)) == "stem" and list(parts)[-1] == "head"
     assert [n for n, _ in model.named_children()] == list(parts)
     assert sum(p["macs"] for p in parts.values()) == whole.macs
     assert sum(p["params"] for p in parts.values()) == whole.params
@@ -63,7 +63,7 @@ def test_output_shape_and_theory_is_the_sum_of_its_blocks(name):
 def test_width_multipliers():
     half = theory.cost("net_mobilenet_v1", height=224, width=224, width_mult=0.5)
     assert half.macs == pytest.approx(149e6, rel=0.01)  # the paper's Table 6: 149M mult-adds at α = 0.5
-    with pytest.raises(ValueError, match="net_shufflenet_v2: width_mult=0.7 must be one of 0.5, 1.0, 1.5, 2.0"):
+    with pytest.raises(ValueError, match=r"net_shufflenet_v2: width_mult=0\.7 must be one of 0\.5, 1\.0, 1\.5, 2\.0"):
         workloads.build("net_shufflenet_v2", width_mult=0.7)
 
 
