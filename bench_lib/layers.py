@@ -395,17 +395,24 @@ class InvertedResidual(_ResidualBlock):
     ):
         super().__init__()
         hidden = in_channels * expand_ratio
-        layers: dict[str, nn.Module] = {}
-        if expand_ratio != 1:
-            layers["expand"] = conv_bn(in_channels, hidden, 1, act=nn.ReLU6)
-        layers["depthwise"] = conv_bn(
-            hidden, hidden, kernel_size, stride=stride, groups=hidden, act=nn.ReLU6, dense=dense
-        )
+        layers = expand_depthwise(in_channels, hidden, kernel_size, stride, nn.ReLU6, dense)
         layers["project"] = conv_bn(hidden, out_channels, 1, act=None)
         self.body = layers_from(layers)
         self.shortcut = None
         self.use_residual = stride == 1 and in_channels == out_channels
         self.post_act = None
+
+
+def expand_depthwise(
+    in_channels: int, hidden: int, kernel_size: int, stride: int, act: type[nn.Module], dense: bool
+) -> dict[str, nn.Module]:
+    """The shared start of MobileNet V2's and EfficientNet's blocks: 1×1 expansion (when hidden differs
+    from in_channels) then a depthwise K×K with the stride, each with BN and ``act``."""
+    layers: dict[str, nn.Module] = {}
+    if hidden != in_channels:
+        layers["expand"] = conv_bn(in_channels, hidden, 1, act=act)
+    layers["depthwise"] = conv_bn(hidden, hidden, kernel_size, stride=stride, groups=hidden, act=act, dense=dense)
+    return layers
 
 
 def layers_from(named: dict[str, nn.Module]) -> nn.Sequential:
@@ -468,12 +475,7 @@ class MBConv(_ResidualBlock):
     ):
         super().__init__()
         hidden = in_channels * expand_ratio
-        layers: dict[str, nn.Module] = {}
-        if expand_ratio != 1:
-            layers["expand"] = conv_bn(in_channels, hidden, 1, act=nn.SiLU)
-        layers["depthwise"] = conv_bn(
-            hidden, hidden, kernel_size, stride=stride, groups=hidden, act=nn.SiLU, dense=dense
-        )
+        layers = expand_depthwise(in_channels, hidden, kernel_size, stride, nn.SiLU, dense)
         if se_ratio > 0:
             layers["se"] = SqueezeExcite(hidden, max(1, int(in_channels * se_ratio)))
         layers["project"] = conv_bn(hidden, out_channels, 1, act=None)
