@@ -142,6 +142,9 @@ def build(
         anchor = path.stem
         sections.append((anchor, path.stem, notebook_html(nb)))
     page = _page(df, summary, sections, results_abs)
+    headline = plots.flops_vs_latency(df) if not df.empty else None
+    if headline is not None:  # the headline figure on its own, for README files and chat messages
+        (Path(out_dir) / "flops_vs_latency.png").write_bytes(plots.png(headline))
     out = Path(out_dir) / "index.html"
     write_atomic(out, page)
     if publish:
