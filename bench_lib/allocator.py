@@ -9,8 +9,9 @@ asv worker is in the first. Policies:
 - ``steady`` (default): what a long-running process sees. With glibc, ``mallopt`` turns off mmap for
   allocations (``M_MMAP_MAX=0``) and keeps freed memory (``M_TRIM_THRESHOLD`` = 1 GiB); with a
   preloaded jemalloc or tcmalloc, that allocator as it is (they keep memory already).
-- ``cold``: glibc's defaults, a fresh process's first calls. It cannot be restored once ``steady``
-  was applied in the same process (glibc's dynamic threshold stays off): that is an error.
+- ``cold``: a fresh process's first calls, held there: glibc's initial thresholds (mmap and trim at
+  128 KiB) set explicitly, which also stops glibc from raising its mmap threshold after the first large
+  free (it would otherwise drift to ``steady`` after a single big tensor, e.g. the float64 reference).
 """
 
 from __future__ import annotations
@@ -22,9 +23,18 @@ import resource
 
 POLICIES = ("steady", "cold")
 
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_MAX = -4
-_KEEP_BYTES = 1 << 30
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+_GLIBC_DEFAULT_THRESHOLD = 128 * 1024  # glibc's initial mmap and trim thresholds
+_STEADY = [(_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 1 << 30)]
+_COLD = [
+    (_M_MMAP_MAX, 65536),
+    (_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD),
+    (_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD),
+]
+_DESCRIPTIONS = {
+    "steady": "glibc mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=1GiB) (steady)",
+    "cold": "glibc mallopt(M_MMAP_THRESHOLD=M_TRIM_THRESHOLD=128KiB, fixed) (cold)",
+}
 
 _applied: dict[str, str | None] = {"policy": None}
 
@@ -53,8 +63,8 @@ def _libc() -> ctypes.CDLL | None:
 def apply(policy: str = "steady") -> str:
     """Put this process's allocator under ``policy``; return the description recorded in the context.
 
-    Idempotent for the same policy. ValueError for an unknown policy, RuntimeError for ``cold`` after
-    ``steady`` in the same process.
+    Idempotent; switching policies in one process is allowed (both are explicit ``mallopt`` settings).
+    ValueError for an unknown policy, or ``cold`` under a preloaded allocator.
     """
     if policy not in POLICIES:
         raise ValueError(f"allocator={policy!r} is not valid; accepted: {', '.join(POLICIES)}")
@@ -65,21 +75,16 @@ def apply(policy: str = "steady") -> str:
             raise ValueError(f"allocator='cold' reproduces glibc's defaults, but {preloaded} is preloaded")
         _applied["policy"] = policy
         return description
-    if policy == "cold":
-        if _applied["policy"] == "steady":
-            raise RuntimeError("allocator='cold' needs a fresh process: 'steady' was applied in this one")
-        _applied["policy"] = "cold"
-        return "glibc defaults (cold)"
     libc = _libc()
     if libc is None:
         _applied["policy"] = policy
-        return "system allocator (no mallopt; steady state not enforced)"
-    if _applied["policy"] != "steady":
-        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES) == 1
-        if not ok:
-            raise RuntimeError("mallopt refused the steady-state settings")
-        _applied["policy"] = "steady"
-    return "glibc mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=1GiB) (steady)"
+        return "system allocator (no mallopt; policy not enforced)"
+    settings = _COLD if policy == "cold" else _STEADY
+    if _applied["policy"] != policy:
+        if not all(libc.mallopt(param, value) == 1 for param, value in settings):
+            raise RuntimeError(f"mallopt refused the {policy} settings")
+        _applied["policy"] = policy
+    return _DESCRIPTIONS[policy]
 
 
 def minor_faults() -> int:

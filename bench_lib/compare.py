@@ -2,8 +2,9 @@
 
 Selectors pick results: ``key=value[,key=value...]`` with keys ``machine``, ``env``, ``torch``,
 ``commit`` (prefix), ``date`` (prefix of the run's UTC date, e.g. ``2026-11-24`` or ``2026-11-24T01``)
-and ``run`` (a run id from ``results/<machine>/history``). Both sides come from asv's files and every
-run's history; where a selector matches several runs, each combination's newest matching result is used.
+and ``run`` (a run id from ``results/<machine>/history``). Both sides come from every run's history (and
+asv's files where there is none); where a selector matches several runs, their samples are pooled, so a
+week of nights on each side brings the run-to-run spread into the test.
 
 For each benchmark and combination on both sides: the ratio of medians (candidate / baseline), a
 two-sided Mann-Whitney U test on the samples (confidence-interval overlap where samples are missing),
@@ -77,10 +78,30 @@ class Selector:
         return df[mask]
 
 
-def newest(df: pd.DataFrame) -> pd.DataFrame:
-    """Each combination's newest result (history rows preferred over asv's copy of the same run)."""
-    order = df.assign(_rank=(df["source"] == "history").astype(int)).sort_values(["run_date", "_rank"])
-    return order.drop_duplicates(["machine", *COMBINATION], keep="last").drop(columns="_rank")
+def pooled(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per combination: the samples of every matching run pooled, their median as the value.
+
+    Runs are read from the history (one file per run); asv's own file counts only for a machine, commit
+    and environment that has no history (asv keeps just the latest run there). Pooling several nights
+    per side lets the test see the run-to-run spread, which the samples of one run cannot show.
+    """
+    hist = df[df["source"] == "history"]
+    covered = set(zip(hist["machine"], hist["commit_hash"], hist["env_name"], strict=True))
+    asv = df[df["source"] == "asv"]
+    asv = asv[[k not in covered for k in zip(asv["machine"], asv["commit_hash"], asv["env_name"], strict=True)]]
+    rows = []
+    for _, group in pd.concat([hist, asv]).groupby(["machine", *COMBINATION], sort=False, dropna=False):
+        ok = group[group["status"] == "ok"]
+        first = (ok if not ok.empty else group).iloc[-1].copy()
+        first["runs"] = len(group)
+        if not ok.empty:
+            samples = [x for s in ok["samples"] if s for x in s]
+            first["samples"] = samples or None
+            first["value"] = float(np.median(samples)) if samples else float(ok["value"].median())
+            if len(ok) > 1:  # bounds of one run do not describe several
+                first["ci_low"] = first["ci_high"] = math.nan
+        rows.append(first)
+    return pd.DataFrame(rows).reset_index(drop=True)
 
 
 def _relative(d: pd.DataFrame) -> pd.DataFrame:
@@ -98,6 +119,11 @@ def _relative(d: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _samples(value: Any) -> list[float] | None:
+    """Samples usable by the rank test (at least 3), or None (absent, NaN after a merge, too few)."""
+    return list(value) if isinstance(value, list | tuple) and len(value) >= 3 else None
+
+
 def _verdict(b: pd.Series, c: pd.Series, factor: float, alpha: float) -> dict[str, Any]:
     if b["status"] != "ok" or c["status"] != "ok":
         if b["status"] == "ok" and c["status"] == "failed":
@@ -106,8 +132,8 @@ def _verdict(b: pd.Series, c: pd.Series, factor: float, alpha: float) -> dict[st
             return {"verdict": "fixed", "ratio": math.nan, "p_value": math.nan, "test": "-"}
         return {"verdict": f"{b['status']} / {c['status']}", "ratio": math.nan, "p_value": math.nan, "test": "-"}
     ratio = c["value"] / b["value"]
-    bs, cs = b["samples"], c["samples"]
-    if bs and cs and len(bs) >= 3 and len(cs) >= 3:
+    bs, cs = _samples(b["samples"]), _samples(c["samples"])
+    if bs and cs:
         p = float(mannwhitneyu(bs, cs, alternative="two-sided").pvalue)
         significant, test = p < alpha, "mann-whitney"
     elif all(np.isfinite([b["ci_low"], b["ci_high"], c["ci_low"], c["ci_high"]])):
@@ -129,8 +155,8 @@ def compare(
     """The comparison table (sorted by ratio, worst first) and a note on how it was made."""
     if factor < 1:
         raise ValueError(f"--factor {factor} must be at least 1 (e.g. 1.05 for 5%)")
-    base = newest(Selector.parse(baseline).select(df))
-    cand = newest(Selector.parse(candidate).select(df))
+    base = pooled(Selector.parse(baseline).select(df))
+    cand = pooled(Selector.parse(candidate).select(df))
     across = set(base["machine"]) != set(cand["machine"])
     note = "same machine: medians of the measured values compared"
     if across:
@@ -177,25 +203,24 @@ def render(table: pd.DataFrame, note: str, fmt: str = "text") -> str:
     show["p_value"] = show["p_value"].map(lambda x: f"{x:.2g}" if np.isfinite(x) else "-")
     for col in ("baseline", "candidate"):
         show[col] = show[col].map(lambda x: f"{x:.4g}" if isinstance(x, float) and np.isfinite(x) else "-")
-    cols = [
-        c
-        for c in [
-            "verdict",
-            "ratio",
-            "p_value",
-            "benchmark",
-            "case",
-            "batch",
-            "device",
-            "layout",
-            "dtype",
-            "mode",
-            "baseline",
-            "candidate",
-            "unit",
-        ]
-        if c in show
+    show = show[show["verdict"] != "skipped / skipped"]  # counted in the header, not listed
+    columns = [
+        "verdict",
+        "ratio",
+        "p_value",
+        "benchmark",
+        "case",
+        "batch",
+        "device",
+        "layout",
+        "dtype",
+        "mode",
+        "baseline",
+        "candidate",
+        "unit",
+        "runs",
     ]
+    cols = [c for c in columns if c in show]
     counts = table["verdict"].value_counts().to_dict()
     head = f"{len(table)} combinations: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + f". {note}"
     if fmt == "markdown":

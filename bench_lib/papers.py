@@ -142,7 +142,7 @@ def table(df: pd.DataFrame, name: str, device: str | None = None) -> pd.DataFram
                 }
                 if name == "fasternet-t1":
                     entry["achieved_gmacs_per_s"] = m["theory_macs"] / m["latency_s"] / 1e9
-                    entry["published_gmacs_per_s"] = r.published
+                    entry["published_average_gmacs_per_s"] = r.published  # the paper gives the four-stage average
                 else:
                     entry["measured_relative_speed"] = first["latency_s"] / m["latency_s"]
                     entry["published_relative_speed"] = r.published / table_rows[0].published

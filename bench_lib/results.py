@@ -277,22 +277,32 @@ def _parse_case(text: str) -> tuple:
 
 
 @functools.lru_cache(maxsize=4096)
-def _theory(case_text: str, batch: int, dtype: str) -> dict[str, float]:
+def _theory_per_item(case_text: str, dtype: str) -> tuple[theory.Cost, dict[str, Any]] | None:
     try:
         case = Case.parse(case_text)
-        cost = theory.cost(case.workload, batch=batch, height=case.height, width=case.width, dtype=dtype, **case.params)
-        red = theory.reduction(
-            case.workload, batch=batch, height=case.height, width=case.width, dtype=dtype, **case.params
-        )
+        cost = theory.cost(case.workload, batch=1, height=case.height, width=case.width, dtype=dtype, **case.params)
+        red = theory.reduction(case.workload, batch=1, height=case.height, width=case.width, dtype=dtype, **case.params)
     except (ValueError, KeyError):
+        return None
+    return cost, red
+
+
+def _theory(case_text: str, batch: int, dtype: str) -> dict[str, float]:
+    """Theory at ``batch``: every count but the parameters scales with the batch (computed once per case)."""
+    found = _theory_per_item(case_text, dtype)
+    if found is None:
         return {}
+    cost, red = found
+    itemsize = theory.dtype_itemsize(dtype)
+    activations = (math.prod(cost.in_shape) + math.prod(cost.out_shape)) * itemsize
+    min_bytes = cost.min_bytes + (batch - 1) * activations
     return {
         "theory_params": cost.params,
-        "theory_macs": cost.macs,
-        "theory_flops": cost.flops,
-        "theory_train_flops": cost.train_flops,
-        "theory_min_bytes": cost.min_bytes,
-        "theory_intensity_flops_per_byte": cost.intensity,
+        "theory_macs": batch * cost.macs,
+        "theory_flops": batch * cost.flops,
+        "theory_train_flops": batch * cost.train_flops,
+        "theory_min_bytes": min_bytes,
+        "theory_intensity_flops_per_byte": batch * cost.flops / min_bytes,
         "flop_reduction": red["flops"],
         "param_reduction": red["params"],
     }

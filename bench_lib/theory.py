@@ -111,10 +111,16 @@ def cost(
     """Cost of ``name`` with ``params`` on a ``batch``×C×``height``×``width`` input in ``dtype``."""
     itemsize = dtype_itemsize(dtype)
     config = workloads.resolve(name, **params)
-    in_shape = workloads.input_shape(name, batch, height, width, **config)
+    for key, value in (("batch", batch), ("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: {key}={value!r} must be a positive integer")
+    in_shape = (batch, workloads.in_channels(name, **config), height, width)
     with torch.device("meta"):
         module = workloads.build(name, **config)
-    out_shape, records = layers.trace(module, in_shape)
+    try:
+        out_shape, records = layers.trace(module, in_shape)
+    except layers.ShapeError as e:
+        raise ValueError(f"{name}: {e}") from None
     weight_count = sum(p.numel() for p in module.parameters())
     traced = sum(r.params for r in records)
     if traced != weight_count:  # a block whose trace misses a parameterised layer would under-count

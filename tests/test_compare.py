@@ -71,7 +71,7 @@ def test_a_subset_slowed_by_ten_percent_is_flagged_exactly(two_envs):
     combos = list(itertools.product(*row[data["result_columns"].index("params")]))
     expected = {tuple(p.strip("'") for p in combos[i]) for i in chosen}
     slower = table[table.verdict == "slower"]
-    got = {(r.case, str(r.batch), r.device, r.layout, r.dtype, r["mode"]) for _, r in slower.iterrows()}
+    got = {(r["case"], str(r["batch"]), r["device"], r["layout"], r["dtype"], r["mode"]) for _, r in slower.iterrows()}
     assert got == expected
     assert slower.ratio.between(1.09, 1.11).all() and (slower.p_value < 0.01).all()
     assert compare.exit_code(table) == 1

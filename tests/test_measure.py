@@ -110,26 +110,18 @@ def test_steady_allocator_policy_gives_no_page_faults_for_the_depthwise_case():
 
 
 @pytest.mark.skipif(allocator.preloaded_allocator() is not None, reason="a preloaded allocator replaces glibc's")
-def test_cold_policy_reproduces_a_fresh_process_page_faults():
-    code = (
-        "from bench_lib import measure; m = measure.measure('depthwise', in_channels=64, height=56, width=56, "
-        "allocator_policy='cold', samples=5, max_time_s=0.2); print(m.page_faults_per_call)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "", "MALLOC_TRIM_THRESHOLD_": ""},
-    )
-    assert out.returncode == 0, out.stderr
-    assert float(out.stdout.split()[-1]) > 100  # ~550 per call: every call maps its output afresh
+def test_cold_policy_keeps_a_fresh_process_page_faults_and_steady_removes_them():
+    # One process, one policy after the other: the float64 reference check frees large buffers, which
+    # would raise glibc's dynamic threshold; cold must hold the fresh-process behaviour regardless.
+    kw = {"in_channels": 64, "height": 56, "width": 56, "samples": 5, "max_time_s": 0.2}
+    cold = measure.measure("depthwise", allocator_policy="cold", **kw)
+    steady = measure.measure("depthwise", allocator_policy="steady", **kw)
+    assert cold.page_faults_per_call > 100  # ~550: every call maps its output afresh
+    assert steady.page_faults_per_call == 0
+    assert cold.context["allocator"].endswith("(cold)") and steady.context["allocator"].endswith("(steady)")
 
 
-def test_cold_after_steady_needs_a_fresh_process():
-    allocator.apply("steady")
-    with pytest.raises(RuntimeError, match="allocator='cold' needs a fresh process"):
-        allocator.apply("cold")
+def test_unknown_allocator_policy():
     with pytest.raises(ValueError, match="allocator='warm' is not valid; accepted: steady, cold"):
         allocator.apply("warm")
 
