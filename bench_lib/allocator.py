@@ -63,8 +63,8 @@ def _libc() -> ctypes.CDLL | None:
 def apply(policy: str = "steady") -> str:
     """Put this process's allocator under ``policy``; return the description recorded in the context.
 
-    Idempotent; switching policies in one process is allowed (both are explicit ``mallopt`` settings).
-    ValueError for an unknown policy, or ``cold`` under a preloaded allocator.
+    Idempotent. ValueError for an unknown policy or ``cold`` under a preloaded allocator; RuntimeError for
+    ``cold`` after ``steady`` in one process (``steady`` after ``cold`` is fine).
     """
     if policy not in POLICIES:
         raise ValueError(f"allocator={policy!r} is not valid; accepted: {', '.join(POLICIES)}")
@@ -79,6 +79,9 @@ def apply(policy: str = "steady") -> str:
     if libc is None:
         _applied["policy"] = policy
         return "system allocator (no mallopt; policy not enforced)"
+    if policy == "cold" and _applied["policy"] == "steady":
+        # glibc serves large requests from free heap chunks before it maps new ones: what steady kept stays.
+        raise RuntimeError("allocator='cold' needs a fresh process: the memory kept under 'steady' would be reused")
     settings = _COLD if policy == "cold" else _STEADY
     if _applied["policy"] != policy:
         if not all(libc.mallopt(param, value) == 1 for param, value in settings):
