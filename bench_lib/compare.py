@@ -180,6 +180,7 @@ def compare(
                 "unit": r["unit_b"],
                 "baseline": r["value_b"],
                 "candidate": r["value_c"],
+                "runs": f"{r['runs_b']}/{r['runs_c']}",
                 **_verdict(b, c, factor, alpha),
             }
         )
