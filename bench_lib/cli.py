@@ -152,9 +152,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"measured peaks (cached in {roofline.cache_path(args.results)})")
     for spec, p in peaks.items():
         gemm = ", ".join(f"{d} {v / 1e9:.1f} GFLOP/s" for d, v in p["gemm_flops_per_s"].items())
+        conv = ", ".join(f"{d} {v / 1e9:.1f} GFLOP/s" for d, v in p.get("conv3x3_flops_per_s", {}).items())
         ridge = ", ".join(f"{v:.1f}" for v in p["ridge_intensity_flops_per_byte"].values())
         print(
-            f"  {spec:10s} GEMM {gemm}; copy {p['copy_bytes_per_s'] / 1e9:.1f} GB/s; ridge {ridge} FLOPs/byte"
+            f"  {spec:10s} GEMM {gemm}; 3x3 conv {conv or '-'}; copy {p['copy_bytes_per_s'] / 1e9:.1f} GB/s; "
+            f"ridge {ridge} FLOPs/byte"
             f" (measured {p['measured_at']})"
         )
     return EXIT_OK

@@ -166,8 +166,8 @@ def roofline_plot(df: pd.DataFrame, peaks: dict[tuple[str, str], object]):
                 np.log10(p["theory_intensity_flops_per_byte"].max() * 2),
                 100,
             )
-            roof = np.minimum(peak.gemm_flops_per_s["float32"], x * peak.copy_bytes_per_s)
-            ax.plot(x, roof, "k-", lw=1.2, label="measured roofline (GEMM, copy)")
+            roof = np.minimum(peak.compute_flops_per_s("float32"), x * peak.copy_bytes_per_s)
+            ax.plot(x, roof, "k-", lw=1.2, label="measured roofline (best of GEMM and 3×3 conv; copy)")
         ax.set(
             xscale="log",
             yscale="log",
@@ -177,6 +177,11 @@ def roofline_plot(df: pd.DataFrame, peaks: dict[tuple[str, str], object]):
         )
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
+    first = axes.flat[0]
+    if first.get_legend() is not None:  # one legend, outside the panels
+        handles, labels = first.get_legend_handles_labels()
+        first.get_legend().remove()
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
     fig.tight_layout()
     return fig
 

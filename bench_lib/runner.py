@@ -418,7 +418,7 @@ def _measure_missing_peaks(specs: list[str], results_dir: Path, machine_id: str)
         peaks = roofline.measure_peaks(spec)
         roofline.save(peaks, results_dir, machine_id)
         print(
-            f"  roofline peaks of {spec}: {peaks.gemm_flops_per_s['float32'] / 1e9:.1f} GFLOP/s, "
+            f"  roofline peaks of {spec}: {peaks.compute_flops_per_s('float32') / 1e9:.1f} GFLOP/s, "
             f"{peaks.copy_bytes_per_s / 1e9:.1f} GB/s",
             flush=True,
         )

@@ -55,6 +55,13 @@ def test_roofline_floor_and_fraction():
         p.floor_s(1, 1, "bfloat16")
 
 
+def test_compute_roof_is_the_best_dense_kernel():
+    p = peaks(conv3x3_flops_per_s={"float32": 250e9})
+    assert p.compute_flops_per_s() == 250e9 and p.ridge_intensity() == 25.0
+    assert p.floor_s(flops=1e9, min_bytes=1e6) == pytest.approx(1e9 / 250e9)
+    assert peaks().compute_flops_per_s() == 100e9  # records cached before the conv peak existed
+
+
 def test_peaks_cache_round_trip_keeps_history(tmp_path):
     roofline.save(peaks(copy_bytes_per_s=1e9), tmp_path, "box")
     roofline.save(peaks(copy_bytes_per_s=2e9), tmp_path, "box")
@@ -69,3 +76,4 @@ def test_peaks_cache_round_trip_keeps_history(tmp_path):
 def test_measured_cpu_peaks_are_positive(tmp_path):
     p = roofline.measure_peaks("cpu-1t", max_time_s=0.2)
     assert p.gemm_flops_per_s["float32"] > 1e8 and p.copy_bytes_per_s > 1e8
+    assert p.conv3x3_flops_per_s["float32"] > 1e8
