@@ -282,6 +282,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         launch_method=args.launch_method,
         chunk_size=args.chunk_size,
         project=args.project,
+        rounds=args.rounds,
     )
     try:
         return runner.run(opts)
@@ -409,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--launch-method", default="forkserver", help="forkserver (default) or spawn")
     p.add_argument("--chunk-size", type=int, default=120, help="combinations per asv run (default %(default)s)")
     p.add_argument("--project", metavar="DIR", help="project directory holding asv.conf.json (default: here)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="processes per combination, samples merged (default 1; "
+        "2+ puts run-to-run spread into the samples that compare tests)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("export", help="all results as one tidy table (.parquet or .csv)")

@@ -93,6 +93,39 @@ def chunks(items: list[Planned], size: int) -> Iterable[list[Planned]]:
         yield items[i : i + size]
 
 
+def asv_command(
+    root: Path, python: str, head: str, machine_id: str, opts: RunOptions, chunk: list[Planned]
+) -> list[str]:
+    """The ``asv run`` of one chunk: the existing environment, samples recorded, never ``--quick``.
+
+    ``rounds`` > 1 runs every combination in that many separate processes (asv interleaves them and merges
+    the samples), so process-level effects (allocator, kernel choice, frequency) enter the spread.
+    """
+    cmd = [
+        sys.executable,
+        "-m",
+        "asv",
+        "run",
+        "--config",
+        str(root / "asv.conf.json"),
+        "-E",
+        f"existing:{python}",
+        "--set-commit-hash",
+        head,
+        "--record-samples",
+        "--machine",
+        machine_id,
+        "--launch-method",
+        opts.launch_method,
+        "--show-stderr",
+    ]
+    if opts.rounds > 1:
+        cmd += ["-a", f"rounds={opts.rounds}"]
+    for p in chunk:
+        cmd += ["--bench", "^" + re.escape(p.asv_name) + "$"]
+    return cmd
+
+
 def project_root(start: str | Path | None = None) -> Path:
     here = Path(start or os.getcwd()).resolve()
     for d in (here, *here.parents):
@@ -263,6 +296,7 @@ class RunOptions:
     python: str | None = None
     launch_method: str = "forkserver"
     chunk_size: int = 120
+    rounds: int = 1  # processes per combination (asv's rounds); 2+ for nightly comparisons
     project: str | None = None
     progress: bool = True
     peaks: bool = True  # measure the roofline peaks of devices that have none cached (not for smoke)
@@ -278,6 +312,8 @@ def run(opts: RunOptions) -> int:
         raise RunError(f"--python {python} does not exist")
     if opts.grid not in suite.GRIDS:
         raise RunError(f"--grid {opts.grid!r} is not a grid; accepted: {', '.join(suite.GRIDS)}")
+    if opts.rounds < 1:
+        raise RunError(f"--rounds {opts.rounds} must be at least 1")
     if opts.launch_method not in ("forkserver", "spawn"):
         raise RunError(f"--launch-method {opts.launch_method!r}; accepted: forkserver, spawn")
     env = dict(os.environ)
@@ -338,26 +374,7 @@ def run(opts: RunOptions) -> int:
                     interrupted = True
                     break
                 attempted.update(p.key for p in chunk)
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "asv",
-                    "run",
-                    "--config",
-                    str(root / "asv.conf.json"),
-                    "-E",
-                    f"existing:{python}",
-                    "--set-commit-hash",
-                    head,
-                    "--record-samples",
-                    "--machine",
-                    mid,
-                    "--launch-method",
-                    opts.launch_method,
-                    "--show-stderr",
-                ]
-                for p in chunk:
-                    cmd += ["--bench", "^" + re.escape(p.asv_name) + "$"]
+                cmd = asv_command(root, python, head, mid, opts, chunk)
                 proc = subprocess.Popen(
                     cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                 )  # Ctrl-C reaches convbench, not asv

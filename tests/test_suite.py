@@ -146,3 +146,14 @@ def test_machine_entry_is_added_once(tmp_path, monkeypatch):
 def test_git_head_outside_a_checkout_is_a_clear_error(tmp_path):
     with pytest.raises(runner.RunError, match="is not a git checkout with at least one commit"):
         runner.git_head(tmp_path)
+
+
+def test_asv_command_never_quick_records_samples_and_passes_rounds(tmp_path):
+    g = suite.grid("smoke", ["cpu-1t"])
+    chunk = runner.plan(g).selected[:2]
+    cmd = runner.asv_command(tmp_path, "/py", "abc123", "box", runner.RunOptions(rounds=3), chunk)
+    assert "--quick" not in cmd and "--record-samples" in cmd
+    assert cmd[cmd.index("--set-commit-hash") + 1] == "abc123" and cmd[cmd.index("-E") + 1] == "existing:/py"
+    assert cmd[cmd.index("-a") + 1] == "rounds=3"
+    assert cmd.count("--bench") == 2
+    assert "-a" not in runner.asv_command(tmp_path, "/py", "abc123", "box", runner.RunOptions(), chunk)
