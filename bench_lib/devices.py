@@ -172,7 +172,22 @@ class CpuBackend(Backend):
         return torch.get_num_threads()
 
     def supports(self, dtype: str, mode: str) -> tuple[bool, str]:
+        """Half types only where oneDNN runs them natively: emulated timings would mislead."""
         super().supports(dtype, mode)
+        probes = {
+            "bfloat16": ("_is_mkldnn_bf16_supported", "AVX512-BF16, AMX or Arm BF16"),
+            "float16": ("_is_mkldnn_fp16_supported", "AVX512-FP16, AMX-FP16 or Arm FP16"),
+        }
+        if dtype not in probes:
+            return True, ""
+        probe, needs = probes[dtype]
+        check = getattr(torch.ops.mkldnn, probe, None)
+        try:
+            native = bool(check()) if check is not None else False
+        except RuntimeError:
+            native = False
+        if not native:
+            return False, f"this CPU has no native {dtype} convolutions in oneDNN (needs {needs})"
         return True, ""
 
     def memory_probe(self) -> MemoryProbe:

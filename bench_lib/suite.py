@@ -260,7 +260,7 @@ def grid(name: str | None = None, device_specs: list[str] | None = None) -> Grid
             "blocks": ["inference", "training"],
             "networks": ["inference", "training"],
         },
-        timing={"samples": 15, "max_time_s": 1.0, "max_warmup_s": 1.0} if not full else {},
+        timing={"samples": 10, "min_samples": 5, "max_time_s": 0.5, "max_warmup_s": 0.5} if not full else {},
     )
 
 
