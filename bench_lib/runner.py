@@ -389,7 +389,8 @@ def run(opts: RunOptions) -> int:
         signal.signal(signal.SIGINT, previous)
         progress.close()
 
-    if opts.breakdowns and grid.has("networks") and grid.name != "smoke" and not interrupted:
+    networks_ran = any(p.suite == "networks" for p in the_plan.selected)
+    if opts.breakdowns and networks_ran and grid.name != "smoke" and not interrupted:
         _measure_breakdowns(grid, results_dir, mid)
 
     wall = time.time() - started
