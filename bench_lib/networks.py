@@ -3,9 +3,10 @@ EfficientNet-B0, ResNeXt-50 (32×4d) and ResNet-50, each as its paper and refere
 
 Each network is an ``nn.Sequential`` of named parts: ``stem``, one child per block (``s1b0``, ``s1b1``, …:
 stage, block) and ``head``; so its theory is the sum of its blocks' theory and a per-block breakdown of cost
-and of measured time falls out of the same structure (:func:`parts`). Reference implementations: torchvision
-0.2x (MobileNet V2, ShuffleNet V2, EfficientNet-B0, ResNet-50, ResNeXt-50), Megvii's ShuffleNet-Series
-(ShuffleNet V1), and the MobileNet V1 paper's Table 1 (as Keras implements it).
+and of measured time falls out of the same structure (``Cost.parts()``, ``measure.breakdown``).
+Reference implementations: torchvision 0.2x (MobileNet V2, ShuffleNet V2, EfficientNet-B0, ResNet-50,
+ResNeXt-50), Megvii's ShuffleNet-Series (ShuffleNet V1), and the MobileNet V1 paper's Table 1 (as Keras
+implements it).
 """
 
 from __future__ import annotations
@@ -181,8 +182,3 @@ def resnet50(num_classes: int = 1000) -> nn.Sequential:
 
 def resnext50_32x4d(num_classes: int = 1000) -> nn.Sequential:
     return _resnet(32, 4, num_classes)
-
-
-def parts(network: nn.Sequential) -> list[tuple[str, nn.Module]]:
-    """The network's parts in order: ``stem``, each block, ``head``."""
-    return list(network.named_children())

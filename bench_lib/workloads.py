@@ -680,7 +680,7 @@ register(
         kind="composite",
         summary="1×1 conv c1→c2 then 1×1 conv c2→c1, bias-free (ShuffleNet V2's guideline-1 block)",
         params={"in_channels": Param(int, 128, 1, "c1"), "mid_channels": Param(int, 128, 1, "c2")},
-        make=lambda p: layers_seq(
+        make=lambda p: nn.Sequential(
             nn.Conv2d(p["in_channels"], p["mid_channels"], 1, bias=False),
             nn.Conv2d(p["mid_channels"], p["in_channels"], 1, bias=False),
         ),
@@ -690,10 +690,6 @@ register(
         references=("Ma et al. 2018 (ShuffleNet V2), Table 1",),
     )
 )
-
-
-def layers_seq(*modules: nn.Module) -> nn.Sequential:
-    return nn.Sequential(*modules)
 
 
 def stackable() -> list[str]:
