@@ -7,6 +7,7 @@ loader parses it back. Parameters not written take the workload's defaults.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,7 @@ class Case:
 
     def __post_init__(self) -> None:
         # Validate now, so a bad case fails where it is written, not deep in a benchmark.
-        workloads.input_shape(self.workload, 1, self.height, self.width, **self.params)
+        _validate(self.workload, tuple(sorted(self.params.items())), self.height, self.width)
 
     def __str__(self) -> str:
         order = workloads.param_names(self.workload, **self.params)
@@ -88,6 +89,13 @@ class Case:
                     raise ValueError(f"case={text!r}: parameter {item!r} is not key=value")
                 params[_FULL_NAMES.get(key.strip(), key.strip())] = parse_value(value.strip())
         return cls(m.group("name"), params, int(m.group("h")), int(m.group("w")))
+
+
+@functools.lru_cache(maxsize=4096)
+def _validate(workload: str, params: tuple[tuple[str, Any], ...], height: int, width: int) -> None:
+    """Build the workload on the meta device and trace it once per distinct case (a network takes ~14 ms;
+    a grid's plan checks each case once per combination)."""
+    workloads.input_shape(workload, 1, height, width, **dict(params))
 
 
 def format_value(value: Any) -> str:

@@ -313,7 +313,7 @@ def prepare(
 
     if mode == "training":
         x.requires_grad_(True)
-        grad_out = torch.randn(module(x).shape, generator=torch.Generator().manual_seed(seed + 1)).to(
+        grad_out = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed + 1)).to(
             device=backend.device, dtype=torch_dtype
         )
         grad_out = _to_layout(grad_out, layout) if grad_out.dim() == 4 else grad_out
