@@ -7,22 +7,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from bench_lib import __version__
+from bench_lib.errors import ArgumentError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-class UsageError(Exception):
+class UsageError(ArgumentError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
 def parse_key_values(items: Sequence[str]) -> dict[str, Any]:
     """``["in_channels=64", "bias=false"]`` → ``{"in_channels": 64, "bias": False}``."""
-    from bench_lib.cases import parse_value
+    from bench_lib.catalogue.cases import parse_value
 
     out: dict[str, Any] = {}
     for item in items:
@@ -48,30 +51,36 @@ def print_json(obj: Any) -> None:
 
 
 def cmd_workloads(args: argparse.Namespace) -> int:
-    from bench_lib import workloads
+    from bench_lib.catalogue import registry
 
-    for kind in workloads.kinds():
+    for kind in registry.kinds():
         print(f"{kind}s:")
-        for name in workloads.names(kind):
-            w = workloads.get(name)
+        for name in registry.names(kind):
+            w = registry.get(name)
             params = ", ".join(f"{k}={v.default}" for k, v in w.params.items())
             print(f"  {name:22s} {w.summary}\n  {'':22s} ({params})")
     return EXIT_OK
 
 
-def _default_size(args: argparse.Namespace) -> None:
-    from bench_lib import workloads
+def _user_workload(args: argparse.Namespace) -> dict[str, Any]:
+    """The workload's parameters from ``key=value`` words, checked with the geometry (UsageError if bad);
+    ``--height``/``--width`` default to the workload's own size."""
+    from bench_lib.catalogue import registry
 
-    size = 224 if workloads.get(args.name).kind == "network" else 56
-    args.height = args.height or size
-    args.width = args.width or size
+    params = parse_key_values(args.params)
+    try:
+        size = registry.default_size(args.name)
+        args.height, args.width = args.height or size, args.width or size
+        registry.input_shape(args.name, args.batch, args.height, args.width, **params)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return params
 
 
 def cmd_theory(args: argparse.Namespace) -> int:
-    from bench_lib import theory
+    from bench_lib.catalogue import theory
 
-    _default_size(args)
-    params = parse_key_values(args.params)
+    params = _user_workload(args)
     geometry = {"batch": args.batch, "height": args.height, "width": args.width, "dtype": args.dtype}
     c = theory.cost(args.name, **geometry, **params)
     red = theory.reduction(args.name, **geometry, **params)
@@ -112,7 +121,7 @@ def cmd_theory(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from bench_lib import devices, energy, machine, roofline
+    from bench_lib.measure import devices, energy, machine, roofline
 
     fp = machine.fingerprint()
     specs = devices.visible_specs()
@@ -164,9 +173,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _resolve_device(spec: str):
     """The backend for ``spec``, or a UsageError naming the spec and the devices available here."""
-    from bench_lib import devices
+    from bench_lib.measure import devices
 
-    backend = devices.backend(spec)
+    try:
+        backend = devices.backend(spec)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     ok, reason = backend.available()
     if not ok:
         here = ", ".join(s for s, available, _ in devices.visible_specs() if available)
@@ -175,14 +187,14 @@ def _resolve_device(spec: str):
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from bench_lib import energy, measure, roofline, theory
+    from bench_lib.catalogue import theory
+    from bench_lib.measure import energy, harness, memory, roofline
 
-    params = parse_key_values(args.params)
-    _default_size(args)
+    params = _user_workload(args)
     backend = _resolve_device(args.device)
     geometry = {"batch": args.batch, "height": args.height, "width": args.width}
     try:
-        prepared = measure.prepare(
+        prepared = harness.prepare(
             args.name,
             device=backend,
             layout=args.layout,
@@ -193,17 +205,17 @@ def cmd_measure(args: argparse.Namespace) -> int:
             **geometry,
             **params,
         )
-    except measure.Unsupported as e:
+    except harness.Unsupported as e:
         raise UsageError(f"{args.name} cannot run on {args.device} as asked: {e}") from None
-    except measure.WrongResult as e:
+    except harness.WrongResult as e:
         print(f"convbench measure: wrong result: {e}", file=sys.stderr)
         return EXIT_FAILED
-    m = measure.time_prepared(prepared, samples=args.samples, max_time_s=args.max_time)
+    m = harness.time_prepared(prepared, samples=args.samples, max_time_s=args.max_time)
     record: dict[str, Any] = {k: v for k, v in m.summary().items() if k != "context"}
 
     record["peak_bytes"] = None
     if not args.no_memory:
-        mem = measure.measure_memory(prepared)
+        mem = memory.measure_memory(prepared)
         record["peak_bytes"] = mem.peak_bytes
         record["memory"] = mem.summary()
 
@@ -224,7 +236,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if args.breakdown:
         parts = c.parts()
         record["breakdown"] = [
-            {**row, "macs": parts.get(row["part"], {}).get("macs", 0)} for row in measure.breakdown(prepared)
+            {**row, "macs": parts.get(row["part"], {}).get("macs", 0)} for row in harness.breakdown(prepared)
         ]
     flops = c.train_flops if args.mode == "training" else c.flops
     peaks = roofline.peaks_for(args.device, args.results, dtypes=(args.dtype,))
@@ -272,7 +284,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench_lib import runner
+    from bench_lib.suite import runner
 
     opts = runner.RunOptions(
         grid=args.grid,
@@ -291,7 +303,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bench_lib import results
+    from bench_lib.analysis import results
 
     out = results.export(args.results, args.out, history=args.history)
     print(f"wrote {out}")
@@ -299,7 +311,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench_lib import report
+    from bench_lib.analysis import report
 
     out, problems = report.build(
         args.results, args.out, args.analysis, machines=args.machine or None, publish=not args.no_publish
@@ -311,14 +323,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench_lib import compare
+    from bench_lib.analysis import compare
 
     fmt = "json" if args.json else "markdown" if args.markdown else "text"
     return compare.run(args.results, args.baseline, args.candidate, args.factor, args.alpha, fmt)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from bench_lib import report, runner
+    from bench_lib.analysis import report
+    from bench_lib.suite import runner
 
     grid = "papers" if args.paper == "all" else args.paper
     opts = runner.RunOptions(grid=grid, devices=args.device or None, project=args.project)
@@ -336,37 +349,79 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_selfcheck(args: argparse.Namespace) -> int:
-    from bench_lib import selfcheck
+    from bench_lib.measure import selfcheck
 
     return selfcheck.timing(rounds=args.rounds)
 
 
 # --------------------------------------------------------------------------------------------
+# argument types: each names the accepted range in its error (argparse adds the flag and exits 2)
+
+GRIDS = ("smoke", "default", "nightly", "full", "papers", "shufflenetv2", "fasternet")  # suite.grids checks it
+DTYPE_CHOICES = ("float32", "bfloat16", "float16")  # catalogue.dtypes checks it
+LAYOUT_CHOICES = ("nchw", "channels_last")
+MODE_CHOICES = ("inference", "training")
+
+
+def int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer (accepted: {lo} or more)") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"{value} is out of range (accepted: {lo} or more)")
+        return value
+
+    return parse
+
+
+def float_in(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False):
+    """A finite float in [lo, hi] (open at an end where asked)."""
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a number (accepted: {left}{lo:g}, {hi:g}{right})"
+            ) from None
+        ok = (
+            math.isfinite(value)
+            and (lo < value if lo_open else lo <= value)
+            and (value < hi if hi_open else value <= hi)
+        )
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{value:g} is out of range (accepted: {left}{lo:g}, {hi:g}{right})")
+        return value
+
+    return parse
 
 
 def _add_geometry(p: argparse.ArgumentParser, batch: int = 1) -> None:
-    p.add_argument("--batch", type=int, default=batch, help="batch size (default %(default)s)")
-    p.add_argument("--height", type=int, help="input height (default 224 for networks, else 56)")
-    p.add_argument("--width", type=int, help="input width (default 224 for networks, else 56)")
-    p.add_argument("--dtype", default="float32", help="float32, bfloat16, float16 (default %(default)s)")
+    p.add_argument("--batch", type=int_at_least(1), default=batch, help="batch size (default %(default)s)")
+    p.add_argument("--height", type=int_at_least(1), help="input height (default 224 for networks, else 56)")
+    p.add_argument("--width", type=int_at_least(1), help="input width (default 224 for networks, else 56)")
+    p.add_argument("--dtype", default="float32", choices=DTYPE_CHOICES, help="default %(default)s")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convbench", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"convbench {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("workloads", help="list every registered workload with its parameters")
-    p.set_defaults(func=cmd_workloads)
-
-    p = sub.add_parser("theory", help="theoretical cost of one workload (params, MACs, bytes, reduction)")
+def _add_workload(sub, name: str, help: str):
+    p = sub.add_parser(name, help=help)
     p.add_argument("name")
     p.add_argument("params", nargs="*", metavar="key=value")
+    return p
+
+
+def _add_theory(sub) -> None:
+    p = _add_workload(sub, "theory", "theoretical cost of one workload (params, MACs, bytes, reduction)")
     _add_geometry(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--layers", action="store_true", help="add the per-layer breakdown")
     p.set_defaults(func=cmd_theory)
 
+
+def _add_info(sub) -> None:
     p = sub.add_parser("info", help="machine fingerprint, devices, energy meters and measured peaks")
     p.add_argument("--json", action="store_true")
     p.add_argument("--results", default="results", help="where measured peaks are cached (default %(default)s)")
@@ -374,17 +429,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh-peaks", action="store_true", help="measure the peaks again")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("measure", help="measure one combination: time, memory, energy, roofline fraction")
-    p.add_argument("name")
-    p.add_argument("params", nargs="*", metavar="key=value")
+
+def _add_measure(sub) -> None:
+    p = _add_workload(sub, "measure", "measure one combination: time, memory, energy, roofline fraction")
     p.add_argument("--device", default="cpu-1t", help="cpu, cpu-Nt, cuda, cuda:K, mps (default %(default)s)")
-    p.add_argument("--layout", default="nchw", help="nchw or channels_last (default %(default)s)")
-    p.add_argument("--mode", default="inference", help="inference or training (default %(default)s)")
+    p.add_argument("--layout", default="nchw", choices=LAYOUT_CHOICES, help="default %(default)s")
+    p.add_argument("--mode", default="inference", choices=MODE_CHOICES, help="default %(default)s")
     _add_geometry(p)
     p.add_argument("--graph", action="store_true", help="CUDA only: replay the call from a CUDA graph")
-    p.add_argument("--allocator", default="steady", help="steady (default) or cold")
-    p.add_argument("--samples", type=int, default=15)
-    p.add_argument("--max-time", type=float, default=2.0, help="seconds of sampling (default %(default)s)")
+    p.add_argument("--allocator", default="steady", choices=("steady", "cold"), help="default %(default)s")
+    p.add_argument("--samples", type=int_at_least(3), default=15, help="samples to take (default %(default)s)")
+    p.add_argument(
+        "--max-time",
+        type=float_in(0, 3600, lo_open=True),
+        default=2.0,
+        help="seconds of sampling (default %(default)s)",
+    )
     p.add_argument("--breakdown", action="store_true", help="networks: time of each part (stem, blocks, head)")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--no-energy", action="store_true")
@@ -392,8 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_measure)
 
+
+def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run a grid of benchmarks through asv into results/ (the main job)")
-    p.add_argument("--grid", default="default", help="smoke, default, nightly or full (default %(default)s)")
+    p.add_argument("--grid", default="default", choices=GRIDS, help="default %(default)s")
     p.add_argument(
         "--device",
         action="append",
@@ -404,27 +466,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--python",
         metavar="PATH",
-        help="interpreter of the environment to benchmark (default: this "
-        "one); one venv per torch version keeps results apart",
+        help="interpreter of the environment to benchmark (default: this one); one venv per torch version "
+        "keeps results apart",
     )
-    p.add_argument("--launch-method", default="forkserver", help="forkserver (default) or spawn")
-    p.add_argument("--chunk-size", type=int, default=120, help="combinations per asv run (default %(default)s)")
+    p.add_argument("--launch-method", default="forkserver", choices=("forkserver", "spawn"), help="default %(default)s")
+    p.add_argument("--chunk-size", type=int_at_least(1), default=120, help="combinations per asv run (default 120)")
     p.add_argument("--project", metavar="DIR", help="project directory holding asv.conf.json (default: here)")
     p.add_argument(
         "--rounds",
-        type=int,
+        type=int_at_least(1),
         default=1,
-        help="processes per combination, samples merged (default 1; "
-        "2+ puts run-to-run spread into the samples that compare tests)",
+        help="processes per combination, samples merged (default 1; 2+ puts run-to-run spread into the samples)",
     )
     p.set_defaults(func=cmd_run)
 
+
+def _add_export(sub) -> None:
     p = sub.add_parser("export", help="all results as one tidy table (.parquet or .csv)")
     p.add_argument("--results", default="results")
     p.add_argument("--out", required=True, metavar="FILE.parquet|FILE.csv")
     p.add_argument("--history", action="store_true", help="add every archived run (results/*/history)")
     p.set_defaults(func=cmd_export)
 
+
+def _add_report(sub) -> None:
     p = sub.add_parser("report", help="execute the notebooks and write report/index.html (+ asv publish)")
     p.add_argument("--results", default="results")
     p.add_argument("--out", default="report")
@@ -433,6 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-publish", action="store_true", help="skip asv publish into html/")
     p.set_defaults(func=cmd_report)
 
+
+def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="significant slowdowns between two selections of results")
     p.add_argument("--results", default="results")
     p.add_argument(
@@ -442,12 +509,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="key=value[,...]; keys: machine, env, torch, commit, date, run",
     )
     p.add_argument("--candidate", required=True, metavar="SELECTOR")
-    p.add_argument("--factor", type=float, default=1.05, help="ratio beyond which a change counts (default 1.05)")
-    p.add_argument("--alpha", type=float, default=0.01, help="significance level (default 0.01)")
-    p.add_argument("--markdown", action="store_true")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--factor", type=float_in(1, 100), default=1.05, help="ratio beyond which a change counts (default 1.05)"
+    )
+    p.add_argument(
+        "--alpha",
+        type=float_in(0, 0.5, lo_open=True),
+        default=0.01,
+        help="significance level (default 0.01)",
+    )
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--markdown", action="store_true")
+    fmt.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 
+
+def _add_reproduce(sub) -> None:
     p = sub.add_parser("reproduce", help="re-run ShuffleNet V2's G1/G2 and FasterNet's Table 1 here, then report")
     p.add_argument("paper", choices=["shufflenetv2", "fasternet", "all"])
     p.add_argument("--device", action="append", metavar="SPEC", help="default: cpu-1t and every GPU/MPS present")
@@ -457,14 +534,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", metavar="DIR")
     p.set_defaults(func=cmd_reproduce)
 
+
+def _add_selfcheck(sub) -> None:
     p = sub.add_parser("selfcheck", help="check convbench's timing against torch.utils.benchmark")
     p.add_argument("what", choices=["timing"])
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default %(default)s)")
+    p.add_argument("--rounds", type=int_at_least(1), default=3, help="interleaved rounds (default %(default)s)")
     p.set_defaults(func=cmd_selfcheck)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (no usage block): ``convbench run: error: argument ...``."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="convbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"convbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("workloads", help="list every registered workload with its parameters")
+    p.set_defaults(func=cmd_workloads)
+    for add in (_add_theory, _add_info, _add_measure, _add_run, _add_export, _add_report, _add_compare):
+        add(sub)
+    _add_reproduce(sub)
+    _add_selfcheck(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 success, 1 the work failed (or regressed, or an internal error), 2 bad arguments."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -472,12 +571,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code or 0)
     try:
         return int(args.func(args))
-    except (UsageError, ValueError) as e:
+    except ArgumentError as e:
         print(f"convbench {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a failure of the work or a bug: never reported as the user's mistake
+        print(f"convbench {args.command}: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        traceback.print_exc(limit=-6, file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,55 +1,32 @@
-"""Grids and skips for the asv suites. All logic lives in bench_lib.suite; this file only adapts it to asv.
+"""What every convbench asv benchmark shares. All logic lives in ``bench_lib.suite``; this file only adapts it.
 
-The grid is chosen at import by CONVBENCH_GRID (smoke, default, nightly, full), the same at discovery
-and run. A combination that cannot run raises NotImplementedError in setup: asv records it as skipped.
+The grid is chosen at import by ``CONVBENCH_GRID`` (smoke, default, nightly, full, papers...), the same at
+discovery and run. A combination that cannot run raises ``NotImplementedError`` in ``setup``: asv records
+it as skipped. Each ``bench_<suite>.py`` declares one class per metric, named as
+``bench_lib.suite.combination.METRIC_CLASSES`` says, with ``suite``, ``metric`` and ``unit`` spelled out.
 """
 
-from bench_lib import suite
+from bench_lib.suite import worker
+from bench_lib.suite.combination import PARAM_NAMES, SUITE_VERSION, Combination
+from bench_lib.suite.grids import grid
 
-GRID = suite.grid()
-
-
-def _make(metric: str, suite_name: str) -> type:
-    """A benchmark class tracking one metric over one suite's grid."""
-
-    class Benchmark:
-        params = GRID.params(suite_name)
-        param_names = suite.PARAM_NAMES
-        unit = suite.METRICS[metric]
-        version = suite.SUITE_VERSION
-        timeout = 600
-
-        def setup(self, *params):
-            self.combination = suite.setup_combination(metric, suite_name, *params)
-
-        def teardown(self, *params):
-            self.combination = None
-
-    return Benchmark
+GRID = grid()
 
 
-class _Latency:
-    def track_latency(self, *params):
-        return suite.track(self.combination)
+class Benchmark:
+    """Base of every benchmark class: the parameter names, the method version, setup and measure."""
 
+    suite: str
+    metric: str
+    param_names = list(PARAM_NAMES)  # noqa: RUF012 (asv reads a list)
+    version = SUITE_VERSION
+    timeout = 600
 
-class _PeakMemory:
-    def track_peak_memory(self, *params):
-        return suite.track(self.combination)
+    def setup(self, *params):
+        self.ready = worker.setup(Combination.of(self.suite, self.metric, params))
 
+    def teardown(self, *params):
+        self.ready = None
 
-class _Energy:
-    def track_energy(self, *params):
-        return suite.track(self.combination)
-
-
-def latency(suite_name: str) -> type:
-    return type("Latency", (_Latency, _make("latency", suite_name)), {})
-
-
-def peak_memory(suite_name: str) -> type:
-    return type("PeakMemory", (_PeakMemory, _make("peak_memory", suite_name)), {})
-
-
-def energy(suite_name: str) -> type:
-    return type("Energy", (_Energy, _make("energy", suite_name)), {})
+    def measure(self):
+        return worker.track(self.ready)

@@ -1,6 +1,6 @@
 import pytest
 
-from bench_lib.cases import Case
+from bench_lib.catalogue.cases import Case
 
 
 @pytest.mark.parametrize(

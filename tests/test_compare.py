@@ -1,5 +1,6 @@
 """convbench compare on real samples: the committed results of this project, measured on a real machine."""
 
+import itertools
 import json
 import shutil
 import statistics
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_lib import compare, results
+from bench_lib.analysis import compare, results
 from bench_lib.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,6 @@ def test_results_compared_with_themselves_flag_nothing(two_envs):
 def test_a_subset_slowed_by_ten_percent_is_flagged_exactly(two_envs):
     root, cand_env, base_env, chosen, data = two_envs
     table, _ = compare.compare(load(root), f"env={base_env}", f"env={cand_env}", factor=1.05, alpha=0.01)
-    import itertools
 
     row = data["results"][LAT]
     combos = list(itertools.product(*row[data["result_columns"].index("params")]))
@@ -152,3 +152,41 @@ def test_across_machines_compares_ratios_to_each_dense_baseline(two_envs):
     table, note = compare.compare(load(root), f"machine={src.name},env={base_env}", f"machine=other-box,env={base_env}")
     assert "across machines" in note
     assert "slower" not in set(table.verdict) and "faster" not in set(table.verdict)
+
+
+def test_across_machines_a_case_without_a_dense_baseline_is_not_comparable(two_envs):
+    root, _cand_env, base_env, _, _ = two_envs
+    src = next(p for p in root.iterdir() if p.is_dir())
+    other = root / "other-box"
+    shutil.copytree(src, other)
+    (other / "machine.json").write_text(json.dumps({"machine": "other-box", "version": 1}))
+    for f in other.glob("*-*.json"):  # the other machine failed every dense equivalent
+        d = json.loads(f.read_text())
+        cols = d["result_columns"]
+        r = d["results"][LAT]
+        combos = list(itertools.product(*r[cols.index("params")]))
+        dense = [i for i, p in enumerate(combos) if p[0].startswith("'standard(")]
+        for i in dense:
+            r[cols.index("result")][i] = None
+        f.write_text(json.dumps(d, allow_nan=True))
+    table, _ = compare.compare(load(root), f"machine={src.name},env={base_env}", f"machine=other-box,env={base_env}")
+    grouped = table[table.case.str.startswith("grouped(") & (table.verdict != "skipped / skipped")]
+    assert not grouped.empty
+    assert set(grouped.verdict) == {"not comparable: no dense equivalent measured on both sides"}
+
+
+def test_runs_of_another_method_version_are_not_pooled_or_compared(two_envs):
+    root, cand_env, base_env, _, data = two_envs
+    box = next(p for p in root.iterdir() if p.is_dir())
+    cand = box / f"{data['commit_hash'][:8]}-{cand_env}.json"
+    d = json.loads(cand.read_text())
+    for r in d["results"].values():
+        r[d["result_columns"].index("version")] = "0.1.0-2"  # the method changed since the baseline
+    cand.write_text(json.dumps(d, allow_nan=True))
+    table, _ = compare.compare(load(root), f"env={base_env}", f"env={cand_env}")
+    latency = table[(table.benchmark == LAT) & (table.verdict != "skipped / skipped")]
+    assert set(latency.verdict) == {"not comparable: method version 0.1.0-1 vs 0.1.0-2"}
+    assert compare.exit_code(table) == 0
+    # one side holding both versions keeps only the newest: no pooling across methods
+    pooled = compare.pooled(load(root)[lambda df: df.benchmark == LAT])
+    assert set(pooled.version) == {"0.1.0-2"} and set(pooled.runs) == {1}

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from bench_lib import devices
+from bench_lib.measure import devices
 
 
 def test_cpu_specs_parse_to_thread_counts():
@@ -90,15 +90,16 @@ for name in ("is_available", "device_count", "init", "_lazy_init", "synchronize"
     setattr(torch.cuda, name, boom)
 torch.backends.mps.is_available = boom
 torch.mps.synchronize = boom
-import bench_lib, bench_lib.workloads, bench_lib.theory, bench_lib.cases, bench_lib.devices
-import bench_lib.measure, bench_lib.energy, bench_lib.machine, bench_lib.roofline, bench_lib.nvml
-import bench_lib.cli, bench_lib.allocator
+import bench_lib, bench_lib.catalogue.registry, bench_lib.catalogue.theory, bench_lib.catalogue.cases
+import bench_lib.measure.devices, bench_lib.measure.harness, bench_lib.measure.memory, bench_lib.measure.energy
+import bench_lib.measure.machine, bench_lib.measure.roofline, bench_lib.measure.nvml, bench_lib.measure.allocator
+import bench_lib.suite.grids, bench_lib.suite.worker, bench_lib.cli
 sys.path.insert(0, ".")
 import importlib, pkgutil, benchmarks
 for m in pkgutil.iter_modules(benchmarks.__path__):
     importlib.import_module("benchmarks." + m.name)
-bench_lib.devices.parse_spec("cuda:0")
-bench_lib.devices.backend("cuda:0")
+bench_lib.measure.devices.parse_spec("cuda:0")
+bench_lib.measure.devices.backend("cuda:0")
 print("ok", torch.cuda.is_initialized())
 """
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

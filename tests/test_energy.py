@@ -2,7 +2,7 @@ import types
 
 import pytest
 
-from bench_lib import energy, nvml
+from bench_lib.measure import energy, nvml
 
 
 def write_zone(root, name, index, energy_uj, max_uj=1_000_000):

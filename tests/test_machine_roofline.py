@@ -1,6 +1,6 @@
 import pytest
 
-from bench_lib import machine, roofline
+from bench_lib.measure import machine, roofline
 
 
 def test_fingerprint_has_the_fields_results_need():

@@ -5,8 +5,8 @@ import sys
 import pytest
 import torch
 
-from bench_lib import allocator, devices, measure
-from bench_lib.measure import Measurement
+from bench_lib.measure import allocator, devices, harness, memory, timing
+from bench_lib.measure.timing import Measurement
 
 
 def test_measurement_statistics_are_exact():
@@ -22,7 +22,8 @@ def test_measurement_statistics_are_exact():
     assert m.quartiles_s == (2.0, 4.0) and m.iqr_s == 2.0
     assert m.min_s == 1.0 and m.mean_s == 3.0
     assert m.cv == pytest.approx(math.sqrt(2.5) / 3)
-    assert m.noisy and m.noisy_reason == "coefficient of variation 52.7% > 5%"
+    assert m.relative_iqr == pytest.approx(2 / 3)
+    assert m.noisy and m.noisy_reason == "relative IQR 66.7% > 10%"
     assert m.calls == 50
     quiet = Measurement((1.0, 1.01, 0.99, 1.0), 1, 1, 0.0, 0.0, 0.0)
     assert not quiet.noisy and quiet.noisy_reason is None
@@ -65,7 +66,7 @@ class FakeBackend(devices.CpuBackend):
 
 def test_block_size_keeps_timer_overhead_under_one_percent():
     clock = FakeClock(per_call=20e-6, overhead=2e-6)
-    m = measure.time_callable(clock.call, FakeBackend(clock), samples=9, min_sample_s=0.001)
+    m = timing.time_callable(clock.call, FakeBackend(clock), samples=9, min_sample_s=0.001)
     # a sample must last >= 100 x 2 us = 200 us and >= 1 ms: ceil(1 ms / 20 us) = 50 calls
     assert m.block == 50
     assert len(m.samples_s) == 9
@@ -74,7 +75,7 @@ def test_block_size_keeps_timer_overhead_under_one_percent():
     assert m.context["timer"] == "fake"
 
     slow_timer = FakeClock(per_call=20e-6, overhead=50e-6)
-    m = measure.time_callable(slow_timer.call, FakeBackend(slow_timer), samples=5, min_sample_s=0.001)
+    m = timing.time_callable(slow_timer.call, FakeBackend(slow_timer), samples=5, min_sample_s=0.001)
     assert m.block == 250  # 100 x 50 us = 5 ms of calls per sample
     assert m.timer_overhead_s / (m.block * 20e-6) == pytest.approx(0.01)
 
@@ -87,13 +88,13 @@ def test_warm_up_runs_until_the_time_per_call_stops_falling():
         clock.calls += 1
         clock.now += next(costs, 1e-3)
 
-    m = measure.time_callable(fn, FakeBackend(clock), samples=5, min_sample_s=0.001)
+    m = timing.time_callable(fn, FakeBackend(clock), samples=5, min_sample_s=0.001)
     assert m.warmup_calls >= 6 + 3  # the five slow calls, then three rounds without improvement
     assert m.median_s == pytest.approx(1e-3)
 
 
 def test_steady_allocator_policy_gives_no_page_faults_for_the_depthwise_case():
-    m = measure.measure(
+    m = harness.measure(
         "depthwise",
         device="cpu-1t",
         in_channels=64,
@@ -113,10 +114,10 @@ def test_cold_policy_keeps_a_fresh_process_page_faults_and_steady_removes_them()
     # A fresh process, cold first: the float64 reference check frees large buffers, which would raise
     # glibc's dynamic threshold; cold must hold the fresh-process behaviour regardless. Then steady.
     code = (
-        "from bench_lib import measure\n"
+        "from bench_lib.measure import harness\n"
         "kw = dict(in_channels=64, height=56, width=56, samples=5, max_time_s=0.2)\n"
-        "cold = measure.measure('depthwise', allocator_policy='cold', **kw)\n"
-        "steady = measure.measure('depthwise', allocator_policy='steady', **kw)\n"
+        "cold = harness.measure('depthwise', allocator_policy='cold', **kw)\n"
+        "steady = harness.measure('depthwise', allocator_policy='steady', **kw)\n"
         "print(cold.page_faults_per_call, steady.page_faults_per_call, cold.context['allocator'])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -139,7 +140,7 @@ def test_unknown_allocator_policy():
 
 
 def test_context_records_what_was_in_force():
-    m = measure.measure(
+    m = harness.measure(
         "grouped",
         device="cpu-1t",
         layout="channels_last",
@@ -167,13 +168,13 @@ def test_context_records_what_was_in_force():
 
 
 def test_channels_last_converts_module_and_input():
-    p = measure.prepare("standard", device="cpu-1t", layout="channels_last", height=8, width=8)
+    p = harness.prepare("standard", device="cpu-1t", layout="channels_last", height=8, width=8)
     assert p.inputs.is_contiguous(memory_format=torch.channels_last)
     assert p.module.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_training_step_computes_gradients_for_parameters_and_input():
-    p = measure.prepare(
+    p = harness.prepare(
         "mobilenet_v1",
         device="cpu-1t",
         mode="training",
@@ -191,7 +192,7 @@ def test_training_step_computes_gradients_for_parameters_and_input():
 
 
 def test_wrong_answers_are_failures_not_timings(monkeypatch):
-    original = measure._to_layout
+    original = harness._to_layout
 
     def corrupt(t, layout):
         out = original(t, layout)
@@ -200,13 +201,13 @@ def test_wrong_answers_are_failures_not_timings(monkeypatch):
                 out.weight.mul_(1.5)  # what a broken kernel would do to the output
         return out
 
-    monkeypatch.setattr(measure, "_to_layout", corrupt)
+    monkeypatch.setattr(harness, "_to_layout", corrupt)
     with pytest.raises(
-        measure.WrongResult,
+        harness.WrongResult,
         match=r"standard on cpu-1t \(nchw, float32, inference\): relative "
         r"error .* against float64 on the CPU exceeds 0.005",
     ):
-        measure.prepare("standard", device="cpu-1t", height=8, width=8)
+        harness.prepare("standard", device="cpu-1t", height=8, width=8)
 
 
 @pytest.mark.parametrize(
@@ -219,18 +220,18 @@ def test_wrong_answers_are_failures_not_timings(monkeypatch):
             "dtype='float64' is not valid; accepted: float32, bfloat16, float16",
         ),
         ({"mode": "eval"}, ValueError, "mode='eval' is not valid; accepted: inference, training"),
-        ({"graph": True}, measure.Unsupported, "CUDA graphs need a CUDA device, not cpu-1t"),
+        ({"graph": True}, harness.Unsupported, "CUDA graphs need a CUDA device, not cpu-1t"),
     ],
 )
 def test_bad_or_impossible_combinations(kwargs, error, message):
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
-        measure.prepare("standard", device="cpu-1t", height=8, width=8, **kwargs)
+        harness.prepare("standard", device="cpu-1t", height=8, width=8, **kwargs)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip on a machine without CUDA")
 def test_absent_device_is_a_skip_with_the_reason():
-    with pytest.raises(measure.Unsupported) as e:
-        measure.prepare("standard", device="cuda", height=8, width=8)
+    with pytest.raises(harness.Unsupported) as e:
+        harness.prepare("standard", device="cuda", height=8, width=8)
     assert isinstance(e.value, NotImplementedError)  # what asv records as skipped
 
 
@@ -238,20 +239,20 @@ def test_absent_device_is_a_skip_with_the_reason():
 def test_half_types_run_natively_or_skip_with_the_reason(dtype):
     native = devices.backend("cpu-1t").supports(dtype, "inference")
     if native[0]:
-        p = measure.prepare("depthwise_separable", device="cpu-1t", dtype=dtype, height=12, width=12)
-        assert p.relative_error < measure.TOLERANCE[dtype]
+        p = harness.prepare("depthwise_separable", device="cpu-1t", dtype=dtype, height=12, width=12)
+        assert p.relative_error < harness.DTYPES[dtype].tolerance
         assert p.inputs.dtype == getattr(torch, dtype)
     else:
-        with pytest.raises(measure.Unsupported, match=f"cpu-1t, {dtype}: this CPU has no native {dtype}"):
-            measure.prepare("depthwise_separable", device="cpu-1t", dtype=dtype, height=12, width=12)
+        with pytest.raises(harness.Unsupported, match=f"cpu-1t, {dtype}: this CPU has no native {dtype}"):
+            harness.prepare("depthwise_separable", device="cpu-1t", dtype=dtype, height=12, width=12)
 
 
 def test_cpu_peak_memory_of_large_activations_is_bounded_by_theory():
-    from bench_lib import theory
+    from bench_lib.catalogue import theory
 
     kw = {"in_channels": 64, "out_channels": 256, "batch": 16, "height": 112, "width": 112}
-    p = measure.prepare("pointwise", device="cpu-1t", **kw)
-    mem = measure.measure_memory(p)
+    p = harness.prepare("pointwise", device="cpu-1t", **kw)
+    mem = memory.measure_memory(p)
     c = theory.cost("pointwise", **kw)
     output_bytes = math.prod(c.out_shape) * 4
     assert output_bytes > 200e6
@@ -264,8 +265,8 @@ def test_cpu_peak_memory_of_large_activations_is_bounded_by_theory():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none")
 def test_cuda_measurement_with_and_without_graphs():
     for graph in (False, True):
-        m = measure.measure("depthwise", device="cuda", graph=graph, samples=5, max_time_s=0.2)
+        m = harness.measure("depthwise", device="cuda", graph=graph, samples=5, max_time_s=0.2)
         assert m.median_s > 0 and m.context["graph"] is graph
-    p = measure.prepare("pointwise", device="cuda", batch=8)
-    mem = measure.measure_memory(p)
+    p = harness.prepare("pointwise", device="cuda", batch=8)
+    mem = memory.measure_memory(p)
     assert mem.peak_bytes >= mem.resident_bytes

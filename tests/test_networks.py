@@ -10,7 +10,7 @@ params); ShuffleNet V1 g=3 1.0x: Megvii's ShuffleNet-Series README (138M FLOPs, 
 import pytest
 import torch
 
-from bench_lib import theory, workloads
+from bench_lib.catalogue import registry, theory
 
 REFERENCE = {
     "net_mobilenet_v1": (4_231_976, 569e6),
@@ -24,7 +24,7 @@ REFERENCE = {
 
 
 def test_every_network_is_registered():
-    assert set(workloads.names("network")) == set(REFERENCE)
+    assert set(registry.names("network")) == set(REFERENCE)
 
 
 @pytest.mark.parametrize("name", list(REFERENCE))
@@ -40,8 +40,8 @@ def test_params_and_macs_match_the_reference(name):
 
 @pytest.mark.parametrize("name", list(REFERENCE))
 def test_output_shape_and_theory_is_the_sum_of_its_blocks(name):
-    model = workloads.build(name).eval()
-    x = workloads.example_input(name, 2, 224, 224)
+    model = registry.build(name).eval()
+    x = registry.example_input(name, 2, 224, 224)
     with torch.inference_mode():
         assert model(x).shape == (2, 1000)
     whole = theory.cost(name, batch=2, height=224, width=224)
@@ -52,7 +52,7 @@ def test_output_shape_and_theory_is_the_sum_of_its_blocks(name):
     assert sum(p["params"] for p in parts.values()) == whole.params
     # each block part costs what the same block costs on its own, at its input shape
     shape = (2, 3, 224, 224)
-    from bench_lib import layers
+    from bench_lib.catalogue import layers
 
     for part_name, part in model.named_children():
         out, records = layers.trace(part, shape, part_name)
@@ -64,15 +64,15 @@ def test_width_multipliers():
     half = theory.cost("net_mobilenet_v1", height=224, width=224, width_mult=0.5)
     assert half.macs == pytest.approx(149e6, rel=0.01)  # the paper's Table 6: 149M mult-adds at α = 0.5
     with pytest.raises(ValueError, match=r"net_shufflenet_v2: width_mult=0\.7 must be one of 0\.5, 1\.0, 1\.5, 2\.0"):
-        workloads.build("net_shufflenet_v2", width_mult=0.7)
+        registry.build("net_shufflenet_v2", width_mult=0.7)
 
 
 def test_breakdown_times_every_part():
-    from bench_lib import measure
+    from bench_lib.measure import harness
 
-    p = measure.prepare("net_shufflenet_v2", device="cpu-1t", height=64, width=64)
-    rows = measure.breakdown(p, samples=3, max_time_s=0.01)
+    p = harness.prepare("net_shufflenet_v2", device="cpu-1t", height=64, width=64)
+    rows = harness.breakdown(p, samples=3, max_time_s=0.01)
     assert [r["part"] for r in rows] == [n for n, _ in p.module.named_children()]
     assert all(r["median_s"] > 0 for r in rows)
     with pytest.raises(ValueError, match="a breakdown needs a sequential workload"):
-        measure.breakdown(measure.prepare("mbconv", device="cpu-1t", height=8, width=8))
+        harness.breakdown(harness.prepare("mbconv", device="cpu-1t", height=8, width=8))

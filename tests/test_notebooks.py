@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_lib import report
+from bench_lib.analysis import report
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -1,7 +1,10 @@
 import pytest
 
-from bench_lib import papers, suite, theory, workloads
-from bench_lib.cases import Case
+from bench_lib.analysis import papers as paper_tables
+from bench_lib.catalogue import registry, theory
+from bench_lib.catalogue.cases import Case
+from bench_lib.suite import grids, papers
+from bench_lib.suite.combination import Combination
 
 
 def macs(case: str) -> int:
@@ -10,7 +13,7 @@ def macs(case: str) -> int:
 
 
 def test_stack_is_a_catalogue_workload_with_summed_theory():
-    m = workloads.build("stack", op="grouped", depth=10, in_channels=176, out_channels=176, kernel_size=1, groups=8)
+    m = registry.build("stack", op="grouped", depth=10, in_channels=176, out_channels=176, kernel_size=1, groups=8)
     assert len(m) == 10 and all(layer.groups == 8 for layer in m)
     one = theory.cost("grouped", in_channels=176, out_channels=176, kernel_size=1, groups=8)
     ten = theory.cost("stack", op="grouped", depth=10, in_channels=176, out_channels=176, kernel_size=1, groups=8)
@@ -32,7 +35,7 @@ def test_stack_is_a_catalogue_workload_with_summed_theory():
 )
 def test_stack_rejects_what_cannot_be_stacked(params, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        workloads.build("stack", **params)
+        registry.build("stack", **params)
 
 
 def test_g1_rows_keep_flops_fixed_within_the_papers_rounding():
@@ -75,16 +78,25 @@ def test_fasternet_table_has_four_operators_at_four_stages():
 
 
 def test_paper_grids():
-    g = suite.grid("papers", ["cpu-1t", "cuda:0"])
+    g = grids.grid("papers", ["cpu-1t", "cuda:0"])
     assert g.has("papers") and not g.has("ops") and g.metrics == ("latency",)
     assert len(g.cases["papers"]) == 8 + 8 + 16
-    assert g.excluded("latency", g.cases["papers"][0], 32, "cpu-1t", "nchw", "float32", "inference")
-    assert g.excluded("latency", g.cases["papers"][0], 1, "cuda:0", "nchw", "float32", "inference")
-    assert g.excluded("latency", g.cases["papers"][0], 32, "cuda:0", "nchw", "float32", "inference") is None
-    assert len(suite.grid("fasternet", ["cpu-1t"]).cases["papers"]) == 16
+    assert g.excluded(
+        Combination.of("papers", "latency", (g.cases["papers"][0], 32, "cpu-1t", "nchw", "float32", "inference"))
+    )
+    assert g.excluded(
+        Combination.of("papers", "latency", (g.cases["papers"][0], 1, "cuda:0", "nchw", "float32", "inference"))
+    )
+    assert (
+        g.excluded(
+            Combination.of("papers", "latency", (g.cases["papers"][0], 32, "cuda:0", "nchw", "float32", "inference"))
+        )
+        is None
+    )
+    assert len(grids.grid("fasternet", ["cpu-1t"]).cases["papers"]) == 16
 
 
 def test_verdict_rule():
-    assert papers._judge(0.10, 0.04) == "reproduced"
-    assert papers._judge(-0.10, 0.04) == "not reproduced"
-    assert papers._judge(0.02, 0.04) == "inconclusive: the difference is within the noise"
+    assert paper_tables._judge(0.10, 0.04) == "reproduced"
+    assert paper_tables._judge(-0.10, 0.04) == "not reproduced"
+    assert paper_tables._judge(0.02, 0.04) == "inconclusive: the difference is within the noise"

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from fake_results import latency_row, machine, result_file
 
-from bench_lib import results
+from bench_lib.analysis import results
 
 GROUPED = "grouped(in=64,out=64,k=3,g=4,bias=false)@14x14"
 DENSE = "standard(in=64,out=64,k=3,bias=false)@14x14"
@@ -176,3 +176,11 @@ def test_export(results_dir, tmp_path, suffix, capsys):
     assert len(back) == 11 and {"speedup", "theory_flops", "latency_s"} <= set(back.columns)
     assert main(["export", "--results", str(results_dir), "--out", str(tmp_path / "x.xlsx")]) == 2
     assert "must end in .parquet or .csv" in capsys.readouterr().err
+
+
+def test_a_case_without_theory_is_warned_about_not_silently_blanked():
+    from bench_lib.analysis import results as r
+
+    r._theory_per_item.cache_clear()
+    with pytest.warns(UserWarning, match=r"no theory for standard\(in=64,out=64\)@56x56 \(float64\): dtype='float64'"):
+        assert r._theory("standard(in=64,out=64)@56x56", 1, "float64") == {}

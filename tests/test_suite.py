@@ -1,46 +1,48 @@
 import pytest
 
-from bench_lib import runner, suite, workloads
-from bench_lib.cases import Case
+from bench_lib.catalogue import registry
+from bench_lib.catalogue.cases import Case
+from bench_lib.suite import grids, runner
+from bench_lib.suite.combination import METRICS, PARAM_NAMES, SUITES, Combination
 
 
-@pytest.mark.parametrize("name", suite.GRIDS)
+@pytest.mark.parametrize("name", grids.GRIDS)
 def test_grid_params_are_strings_and_ints_only(name):
-    g = suite.grid(name, ["cpu-1t", "cpu-2t", "cuda:0"])
-    for suite_name in suite.SUITES:
+    g = grids.grid(name, ["cpu-1t", "cpu-2t", "cuda:0"])
+    for suite_name in SUITES:
         if not g.has(suite_name):
             continue
         for values in g.params(suite_name):
             assert values and all(isinstance(v, str | int) and not isinstance(v, bool) for v in values)
         for case in g.cases[suite_name]:
             assert str(Case.parse(case)) == case
-    assert any(g.has(s) for s in suite.SUITES)
+    assert any(g.has(s) for s in SUITES)
 
 
 def test_default_grid_has_every_op_and_block_at_two_stage_shapes_with_their_dense_equivalents():
-    g = suite.grid("default", ["cpu-1t", "cpu-2t"])
+    g = grids.grid("default", ["cpu-1t", "cpu-2t"])
     cases = [Case.parse(c) for c in g.cases["ops"] + g.cases["blocks"]]
-    for name in workloads.names("op") + workloads.names("block"):
+    for name in registry.names("op") + registry.names("block"):
         sizes = {c.height for c in cases if c.workload == name and not c.params.get("dense")}
         assert len(sizes) == 2, (name, sizes)
     texts = {str(c) for c in cases}
     assert all(str(c.dense_equivalent()) in texts for c in cases)
-    assert g.cases["networks"] == [f"{n}@224x224" for n in workloads.names("network")]
+    assert g.cases["networks"] == [f"{n}@224x224" for n in registry.names("network")]
     assert g.batches == [1, 8, 64] and g.layouts == ["nchw", "channels_last"] and g.dtypes == ["float32"]
     assert g.modes == {"ops": ["inference"], "blocks": ["inference", "training"], "networks": ["inference"]}
 
 
 def test_nightly_adds_half_types_op_training_and_four_stage_shapes():
-    g = suite.grid("nightly", ["cpu-1t"])
+    g = grids.grid("nightly", ["cpu-1t"])
     assert g.dtypes == ["float32", "bfloat16", "float16"]
     assert g.modes["ops"] == ["inference", "training"]
     assert {Case.parse(c).height for c in g.cases["ops"]} == {56, 28, 14, 7}
 
 
 def test_smoke_grid_covers_every_benchmark_method_in_a_few_combinations():
-    g = suite.grid("smoke", ["cpu-1t"])
+    g = grids.grid("smoke", ["cpu-1t"])
     p = runner.plan(g)
-    assert {x.metric for x in p.selected} == set(suite.METRICS)
+    assert {x.metric for x in p.selected} == set(METRICS)
     assert {x.suite for x in p.selected} == {"ops", "blocks"}
     assert len(p.selected) <= 12 and not p.excluded
 
@@ -77,21 +79,21 @@ def test_smoke_grid_covers_every_benchmark_method_in_a_few_combinations():
     ],
 )
 def test_default_grid_exclusions_say_why(metric, params, reason, monkeypatch):
-    monkeypatch.setattr(suite.devices, "physical_cores", lambda: 2)
-    g = suite.grid("default", ["cpu-1t", "cpu-2t", "cuda:0"])
-    got = g.excluded(metric, *params)
+    monkeypatch.setattr(grids.devices, "physical_cores", lambda: 2)
+    g = grids.grid("default", ["cpu-1t", "cpu-2t", "cuda:0"])
+    got = g.excluded(Combination.of("blocks", metric, params))
     assert (got is None) if reason is None else reason in got
 
 
-def test_planned_names_match_asv_parameterised_names():
-    p = runner.Planned("ops", "latency", ("depthwise(in=32)@14x14", 1, "cpu-1t", "nchw", "float32", "inference"))
+def test_combination_names_match_asv_parameterised_names():
+    p = Combination.of("ops", "latency", ("depthwise(in=32)@14x14", 1, "cpu-1t", "nchw", "float32", "inference"))
     assert p.asv_name == (
         "bench_ops.Latency.track_latency('depthwise(in=32)@14x14', 1, 'cpu-1t', 'nchw', 'float32', 'inference')"
     )
 
 
 def test_plan_filters_by_regex_and_chunks_keep_order():
-    g = suite.grid("smoke", ["cpu-1t"])
+    g = grids.grid("smoke", ["cpu-1t"])
     only = runner.plan(g, bench=r"Latency.*depthwise")
     assert [x.params[0] for x in only.selected] == ["depthwise(in=32,k=3,bias=false)@14x14"]
     everything = runner.plan(g).selected
@@ -101,7 +103,7 @@ def test_plan_filters_by_regex_and_chunks_keep_order():
 
 def test_summary_counts_skips_failures_and_missing():
     planned = [
-        runner.Planned("ops", "latency", (f"c{i}", 1, "cpu-1t", "nchw", "float32", "inference")) for i in range(4)
+        Combination.of("ops", "latency", (f"c{i}", 1, "cpu-1t", "nchw", "float32", "inference")) for i in range(4)
     ]
 
     def event(i, status, **kw):
@@ -109,7 +111,7 @@ def test_summary_counts_skips_failures_and_missing():
             "metric": "latency",
             "suite": "ops",
             "status": status,
-            "params": dict(zip(suite.PARAM_NAMES, planned[i].params, strict=True)),
+            "params": dict(zip(PARAM_NAMES, planned[i].params, strict=True)),
             **kw,
         }
 
@@ -126,7 +128,7 @@ def test_summary_counts_skips_failures_and_missing():
     ]
     assert s.measure_s == 2.0 and s.overhead_fraction == 0.5
     # combinations never attempted (interrupted before their chunk) are not failures
-    s = runner.summarise(planned, events, {}, 4.0, True, attempted={planned[0].key, planned[1].key})
+    s = runner.summarise(planned, events, {}, 4.0, True, attempted={planned[0], planned[1]})
     assert s.missing == 0 and len(s.failed) == 1
 
 
@@ -149,7 +151,7 @@ def test_git_head_outside_a_checkout_is_a_clear_error(tmp_path):
 
 
 def test_asv_command_never_quick_records_samples_and_passes_rounds(tmp_path):
-    g = suite.grid("smoke", ["cpu-1t"])
+    g = grids.grid("smoke", ["cpu-1t"])
     chunk = runner.plan(g).selected[:2]
     cmd = runner.asv_command(tmp_path, "/py", "abc123", "box", runner.RunOptions(rounds=3), chunk)
     assert "--quick" not in cmd and "--record-samples" in cmd
@@ -157,3 +159,13 @@ def test_asv_command_never_quick_records_samples_and_passes_rounds(tmp_path):
     assert cmd[cmd.index("-a") + 1] == "rounds=3"
     assert cmd.count("--bench") == 2
     assert "-a" not in runner.asv_command(tmp_path, "/py", "abc123", "box", runner.RunOptions(), chunk)
+
+
+def test_a_combination_round_trips_through_its_event_and_refuses_a_wrong_arity():
+    c = Combination.of(
+        "blocks", "energy", ("mbconv(in=16,out=16,k=3)@14x14", 8, "cpu-2t", "nchw", "float32", "training")
+    )
+    assert Combination.from_event({**c.as_event(), "status": "ok"}) == c
+    assert c.benchmark == "bench_blocks.Energy.track_energy" and c.unit == "joules"
+    with pytest.raises(ValueError, match="a combination takes 6 parameters"):
+        Combination.of("ops", "latency", ("depthwise@14x14", 1))

@@ -2,11 +2,11 @@ import pytest
 import torch
 from torch import nn
 
-from bench_lib import workloads
+from bench_lib.catalogue import registry
 
 
 def test_catalogue_names_every_op_and_block():
-    assert workloads.names("op") == [
+    assert registry.names("op") == [
         "standard",
         "grouped",
         "depthwise",
@@ -15,7 +15,7 @@ def test_catalogue_names_every_op_and_block():
         "channel_shuffle",
         "partial",
     ]
-    assert set(workloads.names("block")) == {
+    assert set(registry.names("block")) == {
         "mobilenet_v1",
         "inverted_residual",
         "shufflenet_v1_unit",
@@ -27,19 +27,19 @@ def test_catalogue_names_every_op_and_block():
     }
 
 
-@pytest.mark.parametrize("name", workloads.names())
+@pytest.mark.parametrize("name", registry.names())
 def test_every_workload_builds_with_defaults_and_runs(name):
-    module = workloads.build(name).eval()
-    x = workloads.example_input(name, batch=2, height=16, width=12)
+    module = registry.build(name).eval()
+    x = registry.example_input(name, batch=2, height=16, width=12)
     with torch.inference_mode():
         y = module(x)
-    assert y.shape == workloads.output_shape(name, tuple(x.shape))
+    assert y.shape == registry.output_shape(name, tuple(x.shape))
     assert torch.isfinite(y).all()
 
 
 def test_seed_parameter_counts_exactly():
     def count(name, **p):
-        return sum(t.numel() for t in workloads.build(name, **p).parameters())
+        return sum(t.numel() for t in registry.build(name, **p).parameters())
 
     assert count("standard", in_channels=64, out_channels=128, kernel_size=3, padding=1) == 73_856
     assert count("grouped", in_channels=64, out_channels=128, kernel_size=3, groups=2) == 36_992
@@ -51,7 +51,7 @@ def test_seed_parameter_counts_exactly():
 
 
 def test_standard_is_a_plain_conv2d_with_conv2d_parameter_names():
-    m = workloads.build("standard", in_channels=8, out_channels=16, kernel_size=5, stride=2)
+    m = registry.build("standard", in_channels=8, out_channels=16, kernel_size=5, stride=2)
     assert isinstance(m, nn.Conv2d)
     assert (m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.groups) == (
         8,
@@ -65,7 +65,7 @@ def test_standard_is_a_plain_conv2d_with_conv2d_parameter_names():
 
 def test_grouped_conv_equals_concatenation_of_independent_convs(rng):
     g, cin, cout = 4, 16, 24
-    conv = workloads.build("grouped", in_channels=cin, out_channels=cout, kernel_size=3, groups=g)
+    conv = registry.build("grouped", in_channels=cin, out_channels=cout, kernel_size=3, groups=g)
     x = torch.randn(2, cin, 9, 7, generator=rng)
     parts = []
     for i in range(g):
@@ -77,20 +77,20 @@ def test_grouped_conv_equals_concatenation_of_independent_convs(rng):
 
 
 def test_depthwise_separable_is_depthwise_then_pointwise(rng):
-    m = workloads.build("depthwise_separable", in_channels=8, out_channels=12, kernel_size=3)
+    m = registry.build("depthwise_separable", in_channels=8, out_channels=12, kernel_size=3)
     assert m.depthwise.groups == 8 and m.depthwise.bias is None and m.pointwise.kernel_size == (1, 1)
     x = torch.randn(1, 8, 6, 6, generator=rng)
     torch.testing.assert_close(m(x), m.pointwise(m.depthwise(x)))
 
 
 def test_channel_shuffle_permutes_channels_by_transpose():
-    m = workloads.build("channel_shuffle", in_channels=6, groups=2)
+    m = registry.build("channel_shuffle", in_channels=6, groups=2)
     x = torch.arange(6.0).reshape(1, 6, 1, 1)
     assert m(x).flatten().tolist() == [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
 
 
 def test_partial_conv_leaves_the_other_channels_untouched(rng):
-    m = workloads.build("partial", in_channels=16, kernel_size=3, partial_ratio=4)
+    m = registry.build("partial", in_channels=16, kernel_size=3, partial_ratio=4)
     x = torch.randn(1, 16, 8, 8, generator=rng)
     y = m(x)
     torch.testing.assert_close(y[:, 4:], x[:, 4:])
@@ -98,54 +98,54 @@ def test_partial_conv_leaves_the_other_channels_untouched(rng):
 
 
 def test_inverted_residual_has_residual_only_at_stride_1_with_equal_channels():
-    assert workloads.build("inverted_residual", in_channels=24, out_channels=24).use_residual
-    assert not workloads.build("inverted_residual", in_channels=24, out_channels=32).use_residual
-    assert not workloads.build("inverted_residual", in_channels=24, out_channels=24, stride=2).use_residual
-    no_expand = workloads.build("inverted_residual", in_channels=32, out_channels=16, expand_ratio=1)
+    assert registry.build("inverted_residual", in_channels=24, out_channels=24).use_residual
+    assert not registry.build("inverted_residual", in_channels=24, out_channels=32).use_residual
+    assert not registry.build("inverted_residual", in_channels=24, out_channels=24, stride=2).use_residual
+    no_expand = registry.build("inverted_residual", in_channels=32, out_channels=16, expand_ratio=1)
     assert "expand" not in dict(no_expand.body.named_children())
 
 
 def test_shufflenet_v1_stride_2_concatenates_a_pooled_shortcut():
-    m = workloads.build("shufflenet_v1_unit", in_channels=240, out_channels=480, stride=2, groups=3)
-    x = workloads.example_input("shufflenet_v1_unit", 1, 14, 14, in_channels=240, out_channels=480, stride=2, groups=3)
+    m = registry.build("shufflenet_v1_unit", in_channels=240, out_channels=480, stride=2, groups=3)
+    x = registry.example_input("shufflenet_v1_unit", 1, 14, 14, in_channels=240, out_channels=480, stride=2, groups=3)
     y = m(x)
     assert y.shape == (1, 480, 7, 7)
     torch.testing.assert_close(y[:, :240], nn.functional.avg_pool2d(x, 3, 2, 1))
 
 
 def test_mbconv_squeeze_width_follows_efficientnet():
-    m = workloads.build("mbconv", in_channels=40, out_channels=80, expand_ratio=6, se_ratio=0.25)
+    m = registry.build("mbconv", in_channels=40, out_channels=80, expand_ratio=6, se_ratio=0.25)
     assert m.body.se.reduce.out_channels == 10 and m.body.se.reduce.in_channels == 240
 
 
 def test_resnext_width_and_projection_shortcut():
-    m = workloads.build("resnext_bottleneck", in_channels=64, out_channels=256, groups=32, width_per_group=4)
+    m = registry.build("resnext_bottleneck", in_channels=64, out_channels=256, groups=32, width_per_group=4)
     assert m.body.conv[0].groups == 32 and m.body.conv[0].in_channels == 128
     assert m.shortcut is not None
-    assert workloads.build("resnext_bottleneck", in_channels=256, out_channels=256).shortcut is None
+    assert registry.build("resnext_bottleneck", in_channels=256, out_channels=256).shortcut is None
 
 
 def test_dense_equivalents():
-    assert workloads.dense_equivalent("grouped", in_channels=64, out_channels=128, groups=4) == (
+    assert registry.dense_equivalent("grouped", in_channels=64, out_channels=128, groups=4) == (
         "standard",
-        workloads.resolve("standard", in_channels=64, out_channels=128),
+        registry.resolve("standard", in_channels=64, out_channels=128),
     )
-    name, params = workloads.dense_equivalent("depthwise", in_channels=32, kernel_size=5)
+    name, params = registry.dense_equivalent("depthwise", in_channels=32, kernel_size=5)
     assert name == "standard" and (params["in_channels"], params["out_channels"], params["kernel_size"]) == (
         32,
         32,
         5,
     )
-    name, params = workloads.dense_equivalent("mbconv", in_channels=40, out_channels=40)
+    name, params = registry.dense_equivalent("mbconv", in_channels=40, out_channels=40)
     assert name == "mbconv" and params["dense"] is True
-    dense = workloads.build(name, **params)
+    dense = registry.build(name, **params)
     assert all(c.groups == 1 for c in dense.modules() if isinstance(c, nn.Conv2d))
-    assert workloads.dense_equivalent("pointwise") == ("pointwise", workloads.resolve("pointwise"))
+    assert registry.dense_equivalent("pointwise") == ("pointwise", registry.resolve("pointwise"))
 
 
 def test_example_input_is_reproducible_and_shaped():
-    a = workloads.example_input("grouped", 2, 10, 12, in_channels=8, groups=2, out_channels=8)
-    b = workloads.example_input("grouped", 2, 10, 12, in_channels=8, groups=2, out_channels=8)
+    a = registry.example_input("grouped", 2, 10, 12, in_channels=8, groups=2, out_channels=8)
+    b = registry.example_input("grouped", 2, 10, 12, in_channels=8, groups=2, out_channels=8)
     assert a.shape == (2, 8, 10, 12) and torch.equal(a, b)
 
 
@@ -205,7 +205,7 @@ def test_example_input_is_reproducible_and_shaped():
 )
 def test_bad_parameters_name_the_parameter_and_the_rule(name, params, message):
     with pytest.raises(ValueError) as e:
-        workloads.build(name, **params)
+        registry.build(name, **params)
     assert message in str(e.value)
 
 
@@ -235,10 +235,10 @@ def test_bad_parameters_name_the_parameter_and_the_rule(name, params, message):
 )
 def test_spatial_sizes_a_layer_cannot_take_are_rejected(name, params, size, message):
     with pytest.raises(ValueError) as e:
-        workloads.example_input(name, 1, *size, **params)
+        registry.example_input(name, 1, *size, **params)
     assert message in str(e.value)
 
 
 def test_batch_must_be_positive():
     with pytest.raises(ValueError, match="grouped: batch=0 must be a positive integer"):
-        workloads.example_input("grouped", 0, 8, 8)
+        registry.example_input("grouped", 0, 8, 8)

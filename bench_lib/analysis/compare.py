@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from bench_lib import results
+from bench_lib.analysis import results
+from bench_lib.errors import ArgumentError
 
 SELECTOR_KEYS = {
     "machine": "machine",
@@ -49,12 +50,12 @@ class Selector:
         for item in filter(None, (t.strip() for t in text.split(","))):
             key, sep, value = item.partition("=")
             if not sep or not value:
-                raise ValueError(f"selector {text!r}: {item!r} is not key=value")
+                raise ArgumentError(f"selector {text!r}: {item!r} is not key=value")
             if key not in SELECTOR_KEYS:
-                raise ValueError(f"selector {text!r}: unknown key {key!r}; accepted: {', '.join(SELECTOR_KEYS)}")
+                raise ArgumentError(f"selector {text!r}: unknown key {key!r}; accepted: {', '.join(SELECTOR_KEYS)}")
             terms[key] = value
         if not terms:
-            raise ValueError(f"selector {text!r} is empty; write key=value[,key=value...]")
+            raise ArgumentError(f"selector {text!r} is empty; write key=value[,key=value...]")
         return cls(text, terms)
 
     def select(self, df: pd.DataFrame) -> pd.DataFrame:
@@ -70,7 +71,7 @@ class Selector:
                 hit = column.astype(str) == value
             if not (mask & hit).any():
                 seen = sorted({str(v) for v in column.dropna().unique()})[:8]
-                raise ValueError(
+                raise ArgumentError(
                     f"selector {self.text!r}: {key}={value} matches nothing"
                     f"{' after the other terms' if mask.sum() < len(mask) else ''}; seen: {', '.join(seen)}"
                 )
@@ -89,8 +90,9 @@ def pooled(df: pd.DataFrame) -> pd.DataFrame:
     covered = set(zip(hist["machine"], hist["commit_hash"], hist["env_name"], strict=True))
     asv = df[df["source"] == "asv"]
     asv = asv[[k not in covered for k in zip(asv["machine"], asv["commit_hash"], asv["env_name"], strict=True)]]
+    both = _newest_method(pd.concat([hist, asv]))
     rows = []
-    for _, group in pd.concat([hist, asv]).groupby(["machine", *COMBINATION], sort=False, dropna=False):
+    for _, group in both.groupby(["machine", *COMBINATION], sort=False, dropna=False):
         ok = group[group["status"] == "ok"]
         first = (ok if not ok.empty else group).iloc[-1].copy()
         first["runs"] = len(group)
@@ -102,6 +104,22 @@ def pooled(df: pd.DataFrame) -> pd.DataFrame:
                 first["ci_low"] = first["ci_high"] = math.nan
         rows.append(first)
     return pd.DataFrame(rows).reset_index(drop=True)
+
+
+def _version_key(version: str) -> tuple:
+    """``"0.1.0-12"`` → ``(0, 1, 0, 12)``: method versions compare as numbers, not as text."""
+    return tuple(int(x) if x.isdigit() else x for x in str(version).replace("-", ".").split("."))
+
+
+def _newest_method(d: pd.DataFrame) -> pd.DataFrame:
+    """Only the rows of each combination's newest method version (``SUITE_VERSION``): samples taken by
+    different methods are never pooled."""
+    if d.empty:
+        return d
+    keys = ["machine", *COMBINATION]
+    rank = d["version"].map(_version_key)
+    newest = rank.groupby([d[k] for k in keys], dropna=False, sort=False).transform("max")
+    return d[rank == newest]
 
 
 def _relative(d: pd.DataFrame) -> pd.DataFrame:
@@ -125,12 +143,18 @@ def _samples(value: Any) -> list[float] | None:
 
 
 def _verdict(b: pd.Series, c: pd.Series, factor: float, alpha: float) -> dict[str, Any]:
+    if b["version"] != c["version"]:
+        why = f"not comparable: method version {b['version']} vs {c['version']}"
+        return {"verdict": why, "ratio": math.nan, "p_value": math.nan, "test": "-"}
     if b["status"] != "ok" or c["status"] != "ok":
         if b["status"] == "ok" and c["status"] == "failed":
             return {"verdict": "new failure", "ratio": math.nan, "p_value": math.nan, "test": "-"}
         if b["status"] == "failed" and c["status"] == "ok":
             return {"verdict": "fixed", "ratio": math.nan, "p_value": math.nan, "test": "-"}
         return {"verdict": f"{b['status']} / {c['status']}", "ratio": math.nan, "p_value": math.nan, "test": "-"}
+    if not (np.isfinite(b["value"]) and np.isfinite(c["value"])):  # across machines: a dense baseline is missing
+        why = "not comparable: no dense equivalent measured on both sides"
+        return {"verdict": why, "ratio": math.nan, "p_value": math.nan, "test": "-"}
     ratio = c["value"] / b["value"]
     bs, cs = _samples(b["samples"]), _samples(c["samples"])
     if bs and cs:
@@ -154,7 +178,7 @@ def compare(
 ) -> tuple[pd.DataFrame, str]:
     """The comparison table (sorted by ratio, worst first) and a note on how it was made."""
     if factor < 1:
-        raise ValueError(f"--factor {factor} must be at least 1 (e.g. 1.05 for 5%)")
+        raise ArgumentError(f"--factor {factor} must be at least 1 (e.g. 1.05 for 5%)")
     base = pooled(Selector.parse(baseline).select(df))
     cand = pooled(Selector.parse(candidate).select(df))
     across = set(base["machine"]) != set(cand["machine"])
@@ -172,8 +196,9 @@ def compare(
     merged = base.merge(cand, on=keys, suffixes=("_b", "_c"))
     rows = []
     for _, r in merged.iterrows():
-        b = pd.Series({k: r[f"{k}_b"] for k in ("status", "value", "samples", "ci_low", "ci_high")})
-        c = pd.Series({k: r[f"{k}_c"] for k in ("status", "value", "samples", "ci_low", "ci_high")})
+        fields = ("status", "value", "samples", "ci_low", "ci_high", "version")
+        b = pd.Series({k: r[f"{k}_b"] for k in fields})
+        c = pd.Series({k: r[f"{k}_c"] for k in fields})
         rows.append(
             {
                 **{k: r[k] for k in keys},
@@ -234,7 +259,7 @@ def render(table: pd.DataFrame, note: str, fmt: str = "text") -> str:
 def run(results_dir: str, baseline: str, candidate: str, factor: float, alpha: float, fmt: str) -> int:
     df = results.load(results_dir, history=True)
     if df.empty:
-        raise ValueError(f"--results {results_dir}: no results found")
+        raise ArgumentError(f"--results {results_dir}: no results found")
     table, note = compare(df, baseline, candidate, factor, alpha)
     print(render(table, note, fmt))
     return exit_code(table)

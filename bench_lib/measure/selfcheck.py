@@ -12,7 +12,7 @@ import statistics
 import torch
 import torch.utils.benchmark as tub
 
-from bench_lib import measure
+from bench_lib.measure import harness
 
 # ~20 us to ~20 ms per call on one core of a 2020s x86 CPU
 TIMING_CASES: list[tuple[str, dict]] = [
@@ -33,14 +33,14 @@ TOLERANCE = 0.03
 def timing(rounds: int = 3, device: str = "cpu-1t") -> int:
     prepared = []
     for name, kw in TIMING_CASES:
-        prepared.append(measure.prepare(name, device=device, **kw))
+        prepared.append(harness.prepare(name, device=device, **kw))
     ratios: list[list[float]] = [[] for _ in prepared]
     ours: list[list[float]] = [[] for _ in prepared]
     theirs: list[list[float]] = [[] for _ in prepared]
     overheads: list[float] = []
     for _ in range(rounds):  # interleaved: each round times every workload with both timers
         for i, p in enumerate(prepared):
-            m = measure.time_prepared(p, samples=15, max_time_s=0.5)
+            m = harness.time_prepared(p, samples=15, max_time_s=0.5)
             with p.grad_mode():
                 t = tub.Timer(stmt="step()", globals={"step": p.step}, num_threads=torch.get_num_threads())
                 ref = t.blocked_autorange(min_run_time=0.5)

@@ -1,6 +1,6 @@
 """What each workload should cost, without running it.
 
-Conventions (``shared/reference/costs.md``): a MAC is one multiply-accumulate and FLOPs = 2 × MACs;
+Conventions (``docs/costs.md``): a MAC is one multiply-accumulate and FLOPs = 2 × MACs;
 only convolutions and linear layers count as MACs; bias, BN, activations, SE multiplies, residual adds,
 shuffles and concats are ``elementwise_ops``; ``min_bytes`` reads the input and the weights once and
 writes the output once, in the dtype's size. The model is built on PyTorch's ``meta`` device and its
@@ -15,17 +15,12 @@ from typing import Any
 
 import torch
 
-from bench_lib import layers, workloads
-
-DTYPE_BYTES: dict[str, int] = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
+from bench_lib.catalogue import dtypes, layers, registry
 
 
 def dtype_itemsize(dtype: str) -> int:
     """Bytes per element of a dtype name; ValueError naming the accepted ones."""
-    try:
-        return DTYPE_BYTES[dtype]
-    except KeyError:
-        raise ValueError(f"dtype={dtype!r} is not supported; accepted: {', '.join(DTYPE_BYTES)}") from None
+    return dtypes.get(dtype).itemsize_bytes
 
 
 @dataclass(frozen=True)
@@ -110,13 +105,13 @@ def cost(
 ) -> Cost:
     """Cost of ``name`` with ``params`` on a ``batch``×C×``height``×``width`` input in ``dtype``."""
     itemsize = dtype_itemsize(dtype)
-    config = workloads.resolve(name, **params)
+    config = registry.resolve(name, **params)
     for key, value in (("batch", batch), ("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: {key}={value!r} must be a positive integer")
-    in_shape = (batch, workloads.in_channels(name, **config), height, width)
+    in_shape = (batch, registry.in_channels(name, **config), height, width)
     with torch.device("meta"):
-        module = workloads.build(name, **config)
+        module = registry.build(name, **config)
     try:
         out_shape, records = layers.trace(module, in_shape)
     except layers.ShapeError as e:
@@ -155,7 +150,7 @@ def reduction(
     shuffle), ``dense_workload`` and ``dense_params`` (what it was compared with).
     """
     this = cost(name, batch=batch, height=height, width=width, dtype=dtype, **params)
-    dense_name, dense_params = workloads.dense_equivalent(name, **params)
+    dense_name, dense_params = registry.dense_equivalent(name, **params)
     dense = cost(dense_name, batch=batch, height=height, width=width, dtype=dtype, **dense_params)
     return {
         "flops": _ratio(dense.flops, this.flops),

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from bench_lib import devices, machine
-from bench_lib.devices import DTYPES
-from bench_lib.files import append_line
-from bench_lib.measure import time_callable
+from bench_lib.measure import devices, machine
+from bench_lib.measure.devices import DTYPES
+from bench_lib.measure.timing import time_callable
+from bench_lib.store.files import append_line
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,13 @@ def measure_peaks(device: str, dtypes: tuple[str, ...] = ("float32",), max_time_
         for dtype in dtypes:
             if not backend.supports(dtype, "inference")[0]:
                 continue
-            a = torch.randn(n, n, device=backend.device).to(DTYPES[dtype])
-            b = torch.randn(n, n, device=backend.device).to(DTYPES[dtype])
+            a = torch.randn(n, n, device=backend.device).to(DTYPES[dtype].torch)
+            b = torch.randn(n, n, device=backend.device).to(DTYPES[dtype].torch)
             m = time_callable(lambda a=a, b=b: torch.mm(a, b), backend, samples=7, max_time_s=max_time_s)
             flops[dtype] = 2 * n**3 / m.median_s
             del a, b
-            conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).to(backend.device, DTYPES[dtype])
-            x = torch.randn(1, c, hw, hw, device=backend.device).to(DTYPES[dtype])
+            conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).to(backend.device, DTYPES[dtype].torch)
+            x = torch.randn(1, c, hw, hw, device=backend.device).to(DTYPES[dtype].torch)
             best = 0.0
             for layout in (torch.contiguous_format, torch.channels_last):
                 conv, x = conv.to(memory_format=layout), x.contiguous(memory_format=layout)

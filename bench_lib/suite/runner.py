@@ -31,70 +31,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_lib import __version__, devices, machine, suite
-from bench_lib.files import append_line, write_atomic
+from bench_lib import __version__
+from bench_lib.errors import ArgumentError
+from bench_lib.measure import devices, machine
+from bench_lib.store.files import append_line, write_atomic
+from bench_lib.suite import grids
+from bench_lib.suite.combination import SUITE_VERSION, Combination
 
-SUITE_MODULES = {"ops": "bench_ops", "blocks": "bench_blocks", "networks": "bench_networks", "papers": "bench_papers"}
-METRIC_CLASSES = {"latency": "Latency", "peak_memory": "PeakMemory", "energy": "Energy"}
 
-
-class RunError(Exception):
+class RunError(ArgumentError):
     """A problem with the run's arguments or setting (exit code 2)."""
-
-
-@dataclass(frozen=True)
-class Planned:
-    """One selected combination: its asv benchmark name and parameters."""
-
-    suite: str
-    metric: str
-    params: tuple[Any, ...]
-
-    @property
-    def benchmark(self) -> str:
-        return f"{SUITE_MODULES[self.suite]}.{METRIC_CLASSES[self.metric]}.track_{self.metric}"
-
-    @property
-    def asv_name(self) -> str:
-        """How asv names a parameter combination when it filters with ``--bench``."""
-        return f"{self.benchmark}({', '.join(repr(p) for p in self.params)})"
-
-    @property
-    def key(self) -> tuple[str, str, tuple[Any, ...]]:
-        return self.metric, self.suite, tuple(self.params)
 
 
 @dataclass
 class Plan:
-    selected: list[Planned]
+    selected: list[Combination]
     excluded: Counter = field(default_factory=Counter)  # reason → count (left out by the grid's design)
 
 
-def plan(grid: suite.Grid, bench: str | None = None) -> Plan:
+def plan(grid: grids.Grid, bench: str | None = None) -> Plan:
     """The combinations to run: the grid's, less those it excludes by design, filtered by ``bench``."""
     pattern = re.compile(bench) if bench else None
     result = Plan([])
-    for suite_name in SUITE_MODULES:
-        for metric in grid.metrics:
-            for params in grid.combinations(suite_name):
-                p = Planned(suite_name, metric, tuple(params))
-                if pattern and not pattern.search(p.asv_name):
-                    continue
-                reason = grid.excluded(metric, *params)
-                if reason:
-                    result.excluded[reason] += 1
-                else:
-                    result.selected.append(p)
+    for c in grid.all_combinations():
+        if pattern and not pattern.search(c.asv_name):
+            continue
+        reason = grid.excluded(c)
+        if reason:
+            result.excluded[reason] += 1
+        else:
+            result.selected.append(c)
     return result
 
 
-def chunks(items: list[Planned], size: int) -> Iterable[list[Planned]]:
+def chunks(items: list[Combination], size: int) -> Iterable[list[Combination]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
 
 def asv_command(
-    root: Path, python: str, head: str, machine_id: str, opts: RunOptions, chunk: list[Planned]
+    root: Path, python: str, head: str, machine_id: str, opts: RunOptions, chunk: list[Combination]
 ) -> list[str]:
     """The ``asv run`` of one chunk: the existing environment, samples recorded, never ``--quick``.
 
@@ -192,8 +168,8 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return events
 
 
-def event_key(e: dict[str, Any]) -> tuple[str, str, tuple[Any, ...]]:
-    return e["metric"], e["suite"], tuple(e["params"][k] for k in suite.PARAM_NAMES)
+def event_key(e: dict[str, Any]) -> Combination:
+    return Combination.from_event(e)
 
 
 @dataclass
@@ -228,12 +204,12 @@ class Summary:
 
 
 def summarise(
-    selected: list[Planned],
+    selected: list[Combination],
     events: list[dict[str, Any]],
     excluded: Counter,
     wall_s: float,
     interrupted: bool,
-    attempted: set[tuple] | None = None,
+    attempted: set[Combination] | None = None,
 ) -> Summary:
     last: dict[tuple, dict[str, Any]] = {}
     for e in events:
@@ -242,9 +218,9 @@ def summarise(
     failed = []
     ok = missing = 0
     for p in selected:
-        e = last.get(p.key)
+        e = last.get(p)
         if e is None:
-            if attempted is None or p.key in attempted:
+            if attempted is None or p in attempted:
                 missing += 1
                 failed.append((p.asv_name, "no result: asv timed out or its worker died (see the asv log)"))
             continue
@@ -303,6 +279,17 @@ class RunOptions:
     breakdowns: bool = True  # per-block times of each network at batch 1 (results/<machine>/breakdown.jsonl)
 
 
+def _check_devices(specs: list[str]) -> None:
+    for spec in specs:
+        try:
+            devices.parse_spec(spec)
+        except ValueError as e:
+            raise RunError(f"--device {spec!r}: {e}") from None
+    twice = sorted({s for s in specs if specs.count(s) > 1})
+    if twice:
+        raise RunError(f"--device {twice[0]} is given twice; name each device once")
+
+
 def run(opts: RunOptions) -> int:
     """Run the grid; return the exit code (0 all ran, 1 some failed or none ran, 130 interrupted)."""
     root = project_root(opts.project)
@@ -310,8 +297,8 @@ def run(opts: RunOptions) -> int:
     python = opts.python or sys.executable
     if not Path(python).exists():
         raise RunError(f"--python {python} does not exist")
-    if opts.grid not in suite.GRIDS:
-        raise RunError(f"--grid {opts.grid!r} is not a grid; accepted: {', '.join(suite.GRIDS)}")
+    if opts.grid not in grids.GRIDS:
+        raise RunError(f"--grid {opts.grid!r} is not a grid; accepted: {', '.join(grids.GRIDS)}")
     if opts.rounds < 1:
         raise RunError(f"--rounds {opts.rounds} must be at least 1")
     if opts.launch_method not in ("forkserver", "spawn"):
@@ -319,8 +306,7 @@ def run(opts: RunOptions) -> int:
     env = dict(os.environ)
     env["CONVBENCH_GRID"] = opts.grid
     if opts.devices:
-        for spec in opts.devices:
-            devices.parse_spec(spec)
+        _check_devices(opts.devices)
         env["CONVBENCH_DEVICES"] = ",".join(opts.devices)
     else:
         env.pop("CONVBENCH_DEVICES", None)
@@ -330,7 +316,7 @@ def run(opts: RunOptions) -> int:
         except re.error as e:
             raise RunError(f"--bench {opts.bench!r} is not a regular expression: {e}") from None
 
-    grid = suite.grid(opts.grid, opts.devices)
+    grid = grids.grid(opts.grid, opts.devices)
     the_plan = plan(grid, opts.bench)
     if not the_plan.selected:
         raise RunError(f"--bench {opts.bench!r} selects no combination of the {opts.grid} grid")
@@ -355,7 +341,7 @@ def run(opts: RunOptions) -> int:
 
     started = time.time()
     interrupted = False
-    attempted: set[tuple] = set()
+    attempted: set[Combination] = set()
     stop_after_chunk = {"flag": False}
     proc: subprocess.Popen | None = None
 
@@ -373,7 +359,7 @@ def run(opts: RunOptions) -> int:
                 if stop_after_chunk["flag"]:
                     interrupted = True
                     break
-                attempted.update(p.key for p in chunk)
+                attempted.update(chunk)
                 cmd = asv_command(root, python, head, mid, opts, chunk)
                 proc = subprocess.Popen(
                     cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -408,6 +394,7 @@ def run(opts: RunOptions) -> int:
             "env_name": env_name(python),
             "python": python,
             "bench_lib_version": __version__,
+            "suite_version": SUITE_VERSION,
             "launch_method": opts.launch_method,
             "bench": opts.bench,
             "summary": summary.as_dict(),
@@ -426,7 +413,7 @@ def _measure_missing_peaks(specs: list[str], results_dir: Path, machine_id: str)
     """Roofline peaks for the analysis (cached per machine and torch; a few seconds per device)."""
     import torch
 
-    from bench_lib import roofline
+    from bench_lib.measure import roofline
 
     for spec in specs:
         if roofline.load_cached(spec, results_dir, machine_id, torch_version=torch.__version__) is not None:
@@ -442,13 +429,14 @@ def _measure_missing_peaks(specs: list[str], results_dir: Path, machine_id: str)
         )
 
 
-def _measure_breakdowns(grid: suite.Grid, results_dir: Path, machine_id: str) -> None:
+def _measure_breakdowns(grid: grids.Grid, results_dir: Path, machine_id: str) -> None:
     """Each network's per-part times (batch 1, inference, the grid's first layout) on each available device, appended to
     ``results/<machine>/breakdown.jsonl`` for the analysis; a failure here is reported, not fatal."""
     import torch
 
-    from bench_lib import measure, theory
-    from bench_lib.cases import Case
+    from bench_lib.catalogue import theory
+    from bench_lib.catalogue.cases import Case
+    from bench_lib.measure import harness
 
     path = results_dir / machine_id / "breakdown.jsonl"
     for spec in grid.devices:
@@ -458,11 +446,11 @@ def _measure_breakdowns(grid: suite.Grid, results_dir: Path, machine_id: str) ->
             case = Case.parse(case_text)
             for layout in grid.layouts[:1]:  # NCHW: the breakdown's shares barely move with the layout
                 try:
-                    prepared = measure.prepare(
+                    prepared = harness.prepare(
                         case.workload, device=spec, layout=layout, height=case.height, width=case.width, **case.params
                     )
                     parts = theory.cost(case.workload, height=case.height, width=case.width, **case.params).parts()
-                    rows = [{**r, "macs": parts[r["part"]]["macs"]} for r in measure.breakdown(prepared)]
+                    rows = [{**r, "macs": parts[r["part"]]["macs"]} for r in harness.breakdown(prepared)]
                 except Exception as e:  # the asv results stand without it
                     print(f"  breakdown of {case_text} on {spec} failed: {type(e).__name__}: {e}", file=sys.stderr)
                     continue

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_lib import nvml
+from bench_lib.measure import nvml
 
 RAPL_ROOT = Path("/sys/class/powercap")
 

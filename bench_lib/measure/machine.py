@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 import torch
 
-from bench_lib import devices, nvml
+from bench_lib.measure import devices, nvml
 
 
 def _read(path: str) -> str | None:

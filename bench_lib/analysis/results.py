@@ -29,11 +29,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench_lib import roofline, suite, theory
-from bench_lib.cases import Case
-from bench_lib.runner import Planned
+from bench_lib.catalogue import theory
+from bench_lib.catalogue.cases import Case
+from bench_lib.errors import ArgumentError
+from bench_lib.measure import roofline
+from bench_lib.suite.combination import METRICS, PARAM_NAMES, SUITE_VERSION, benchmark_name, metric_of
 
-_METRIC_OF = {f"track_{m}": m for m in suite.METRICS}
 _GROUP_FOR_SPEEDUP = ["machine", "env_name", "commit_hash", "run_id", "device", "layout", "dtype", "mode", "batch"]
 
 
@@ -111,10 +112,9 @@ def _asv_rows(path: Path, machine_info: dict[str, Any] | None) -> list[dict[str,
         q25, q75 = _per_combo(col, "stats_q_25", n), _per_combo(col, "stats_q_75", n)
         number, repeat = _per_combo(col, "stats_number", n), _per_combo(col, "stats_repeat", n)
         samples = _per_combo(col, "samples", n)
-        method = benchmark.rsplit(".", 1)[-1]
         for i, combo in enumerate(combos):
             params = [_decode(p) for p in combo]
-            named = dict(zip(suite.PARAM_NAMES, params, strict=False)) if len(params) == len(suite.PARAM_NAMES) else {}
+            named = dict(zip(PARAM_NAMES, params, strict=False)) if len(params) == len(PARAM_NAMES) else {}
             value = results[i] if i < len(results) else None
             rows.append(
                 {
@@ -127,7 +127,7 @@ def _asv_rows(path: Path, machine_info: dict[str, Any] | None) -> list[dict[str,
                     "run_id": f"asv:{(data.get('commit_hash') or '')[:8]}",
                     "run_date": _ms_to_datetime(col.get("started_at")),
                     "benchmark": benchmark,
-                    "metric": _METRIC_OF.get(method, method.removeprefix("track_").removeprefix("time_")),
+                    "metric": metric_of(benchmark),
                     "version": col.get("version"),
                     "params_raw": list(combo),
                     **named,
@@ -186,9 +186,10 @@ def _history_rows(path: Path, machine_info: dict[str, Any] | None) -> list[dict[
                 "commit_date": pd.NaT,
                 "run_id": run.get("run_id"),
                 "run_date": pd.Timestamp(run["started"]) if run.get("started") else pd.NaT,
-                "benchmark": Planned(e["suite"], e["metric"], ()).benchmark,
+                "benchmark": benchmark_name(e["suite"], e["metric"]),
                 "metric": e["metric"],
-                "version": f"{run.get('bench_lib_version')}",
+                # the method version; a run written before it was recorded has only bench_lib's (never current)
+                "version": run.get("suite_version") or str(run.get("bench_lib_version")),
                 "params_raw": None,
                 **e["params"],
                 "value": _finite(value) if _status(value) == "ok" else math.nan,
@@ -228,8 +229,8 @@ def load(results_dir: str | Path = "results", *, history: bool = False, derive: 
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    df["current_version"] = df["version"].astype(str).str.startswith(suite.SUITE_VERSION.split("-")[0])
-    df["unit"] = df["metric"].map(suite.METRICS)
+    df["current_version"] = df["version"].astype(str) == SUITE_VERSION
+    df["unit"] = df["metric"].map(METRICS)
     _fill_torch_from_history(df, root)
     _decode_cases(df)
     if derive:
@@ -282,7 +283,8 @@ def _theory_per_item(case_text: str, dtype: str) -> tuple[theory.Cost, dict[str,
         case = Case.parse(case_text)
         cost = theory.cost(case.workload, batch=1, height=case.height, width=case.width, dtype=dtype, **case.params)
         red = theory.reduction(case.workload, batch=1, height=case.height, width=case.width, dtype=dtype, **case.params)
-    except (ValueError, KeyError):
+    except ValueError as e:  # a case this catalogue no longer knows, or a dtype it cannot size
+        warnings.warn(f"no theory for {case_text} ({dtype}): {e}; its theory columns are left empty", stacklevel=2)
         return None
     return cost, red
 
@@ -387,7 +389,7 @@ def export(results_dir: str | Path, out: str | Path, history: bool = False) -> P
     """Write the DataFrame as Parquet (``.parquet``) or CSV (``.csv``); lists and dicts become JSON text."""
     out = Path(out)
     if out.suffix not in (".parquet", ".csv"):
-        raise ValueError(f"--out {out}: the file must end in .parquet or .csv")
+        raise ArgumentError(f"--out {out}: the file must end in .parquet or .csv")
     df = load(results_dir, history=history)
     for col in ("samples", "case_params", "params_raw"):
         if col in df:

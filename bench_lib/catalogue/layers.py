@@ -5,7 +5,7 @@ shape, :func:`trace` returns the output shape and one :class:`LayerCost` per lea
 running anything. The modules' ``forward`` and their ``trace_costs`` sit side by side so the
 structure is written once; :mod:`bench_lib.theory` sums the records.
 
-Counting rules (see ``shared/reference/costs.md``):
+Counting rules (``docs/costs.md`` says why):
 
 - ``macs``: multiply-accumulates of convolutions and linear layers only (bias excluded).
 - ``elementwise_ops``: everything else, one op per output element and step: bias add 1, batch norm 2

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench_lib import layers
+from bench_lib.catalogue import layers
 
 Params = dict[str, Any]
 
@@ -134,6 +134,15 @@ def param_names(name: str, **params: Any) -> list[str]:
 def build(name: str, **params: Any) -> nn.Module:
     """Build the workload as an ``nn.Module`` (parameters initialised by torch's defaults)."""
     return get(name).make(resolve(name, **params))
+
+
+NETWORK_SIZE = 224  # input height and width of whole networks (ImageNet)
+STAGE_SIZE = 56  # of everything else: the first stage of an ImageNet network
+
+
+def default_size(name: str) -> int:
+    """The input height and width a workload is measured at unless told otherwise."""
+    return NETWORK_SIZE if get(name).kind == "network" else STAGE_SIZE
 
 
 def in_channels(name: str, **params: Any) -> int:
@@ -764,7 +773,7 @@ def _register_network(name: str, make: Callable[..., nn.Module], summary: str, w
 
 
 def _networks() -> None:
-    from bench_lib import networks as n
+    from bench_lib.catalogue import networks as n
 
     _register_network(
         "mobilenet_v1", n.mobilenet_v1, "MobileNet V1 (α = width_mult), 224×224", True, ("Howard et al. 2017, Table 1",)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench_lib import workloads
+from bench_lib.catalogue import registry
 
 ABBREVIATIONS: dict[str, str] = {
     "in_channels": "in",
@@ -49,7 +49,7 @@ class Case:
         _validate(self.workload, tuple(sorted(self.params.items())), self.height, self.width)
 
     def __str__(self) -> str:
-        order = workloads.param_names(self.workload, **self.params)
+        order = registry.param_names(self.workload, **self.params)
         items = sorted(self.params.items(), key=lambda kv: order.index(kv[0]))
         inner = ",".join(f"{ABBREVIATIONS.get(k, k)}={format_value(v)}" for k, v in items)
         return (
@@ -64,11 +64,11 @@ class Case:
     @property
     def resolved(self) -> dict[str, Any]:
         """Every parameter of the workload, defaults and derived values included."""
-        return workloads.resolve(self.workload, **self.params)
+        return registry.resolve(self.workload, **self.params)
 
     def dense_equivalent(self) -> Case:
-        name, params = workloads.dense_equivalent(self.workload, **self.params)
-        if name == self.workload and "dense" in workloads.get(name).params:  # a block: itself, or with dense=true
+        name, params = registry.dense_equivalent(self.workload, **self.params)
+        if name == self.workload and "dense" in registry.get(name).params:  # a block: itself, or with dense=true
             same = params == self.resolved
             return self if same else Case(name, {**self.params, "dense": True}, self.height, self.width)
         return Case(name, minimal_params(name, params), self.height, self.width)
@@ -95,7 +95,7 @@ class Case:
 def _validate(workload: str, params: tuple[tuple[str, Any], ...], height: int, width: int) -> None:
     """Build the workload on the meta device and trace it once per distinct case (a network takes ~14 ms;
     a grid's plan checks each case once per combination)."""
-    workloads.input_shape(workload, 1, height, width, **dict(params))
+    registry.input_shape(workload, 1, height, width, **dict(params))
 
 
 def format_value(value: Any) -> str:
@@ -126,7 +126,7 @@ def minimal_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     for key in [k for k in params if k not in _ALWAYS_WRITTEN]:
         trial = {k: v for k, v in kept.items() if k != key}
         try:
-            if workloads.resolve(name, **trial) == workloads.resolve(name, **kept):
+            if registry.resolve(name, **trial) == registry.resolve(name, **kept):
                 kept = trial
         except ValueError:
             continue

@@ -20,7 +20,7 @@ from typing import Any
 import nbformat
 
 from bench_lib import __version__
-from bench_lib.files import write_atomic
+from bench_lib.store.files import write_atomic
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
@@ -124,14 +124,14 @@ def build(
     publish: bool = True,
 ) -> tuple[Path, list[str]]:
     """Execute every notebook and write ``out_dir/index.html``; return its path and any notebook errors."""
-    from bench_lib import plots, results
+    from bench_lib.analysis import figures, results, tables
 
     results_abs = str(Path(results_dir).resolve())
     parameters = {"results_dir": results_abs, "machines": machines or []}
     df = results.load(results_abs)
     if machines:
         df = df[df["machine"].isin(machines)] if not df.empty else df
-    summary = plots.summary_table(df) if not df.empty else df
+    summary = tables.summary_table(df) if not df.empty else df
     sections, problems = [], []
     for path in notebooks(analysis_dir):
         nb = execute(path, parameters)
@@ -142,9 +142,9 @@ def build(
         anchor = path.stem
         sections.append((anchor, path.stem, notebook_html(nb)))
     page = _page(df, summary, sections, results_abs)
-    headline = plots.flops_vs_latency(df) if not df.empty else None
+    headline = figures.flops_vs_latency(df) if not df.empty else None
     if headline is not None:  # the headline figure on its own, for README files and chat messages
-        (Path(out_dir) / "flops_vs_latency.png").write_bytes(plots.png(headline))
+        (Path(out_dir) / "flops_vs_latency.png").write_bytes(figures.png(headline))
     out = Path(out_dir) / "index.html"
     write_atomic(out, page)
     if publish:

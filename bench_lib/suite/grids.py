@@ -20,29 +20,21 @@ through NVML, MPS by the platform; availability is decided in ``setup``, in the 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import platform
-import re
-import time
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from bench_lib import __version__, devices, energy, measure, nvml, papers
-from bench_lib.cases import Case
-from bench_lib.files import append_line
+from bench_lib.catalogue.cases import Case
+from bench_lib.measure import devices, nvml
+from bench_lib.suite import papers
+from bench_lib.suite.combination import METRICS, SUITES, Combination
 
-PARAM_NAMES = ["case", "batch", "device", "layout", "dtype", "mode"]
-METRICS = {"latency": "seconds", "peak_memory": "bytes", "energy": "joules"}
 GRIDS = ("smoke", "default", "nightly", "full", "papers", "shufflenetv2", "fasternet")
-SUITE_VERSION = f"{__version__}-1"  # bump the suffix when a benchmark's method changes
 THROUGHPUT_BATCH = {"cpu": 8, "cuda": 64, "mps": 64}
-SUITES = ("ops", "blocks", "networks", "papers")
-NETWORK_SIZE = 224
 
 # Stage shapes of ImageNet-style networks: (channels, spatial size), per workload family.
 OP_STAGES = {56: 64, 28: 128, 14: 256, 7: 512}
@@ -125,9 +117,9 @@ def block_cases(sizes: list[int] | None = None) -> list[str]:
 
 def network_cases() -> list[str]:
     """Every registered network at 224×224, its default width."""
-    from bench_lib import workloads
+    from bench_lib.catalogue import registry
 
-    return [f"{name}@{NETWORK_SIZE}x{NETWORK_SIZE}" for name in workloads.names("network")]
+    return [f"{name}@{registry.NETWORK_SIZE}x{registry.NETWORK_SIZE}" for name in registry.names("network")]
 
 
 @dataclass(frozen=True)
@@ -151,14 +143,21 @@ class Grid:
     def params(self, suite: str) -> list[list[Any]]:
         return [self.cases[suite], self.batches, self.devices, self.layouts, self.dtypes, self.modes[suite]]
 
-    def combinations(self, suite: str) -> Iterator[tuple[Any, ...]]:
-        """All combinations of a suite in asv's order (itertools.product, last parameter fastest)."""
-        return itertools.product(*self.params(suite)) if self.has(suite) else iter(())
+    def combinations(self, suite: str, metric: str) -> Iterator[Combination]:
+        """All combinations of a suite and metric in asv's order (itertools.product, last parameter fastest)."""
+        if self.has(suite) and metric in self.metrics:
+            for params in itertools.product(*self.params(suite)):
+                yield Combination.of(suite, metric, params)
 
-    def excluded(
-        self, metric: str, case: str, batch: int, device: str, layout: str, dtype: str, mode: str
-    ) -> str | None:
+    def all_combinations(self) -> Iterator[Combination]:
+        """Every combination of every suite and metric, suite by suite."""
+        for suite in SUITES:
+            for metric in self.metrics:
+                yield from self.combinations(suite, metric)
+
+    def excluded(self, c: Combination) -> str | None:
         """Why this grid leaves a combination out by design (None: it is in). Decided without any device."""
+        metric, case, batch, device, mode = c.metric, c.case, c.batch, c.device, c.mode
         kind = devices.parse_spec(device).kind
         allowed = self.batches_by_kind.get(kind) if self.batches_by_kind else [1, THROUGHPUT_BATCH[kind]]
         if batch not in allowed:
@@ -262,126 +261,3 @@ def grid(name: str | None = None, device_specs: list[str] | None = None) -> Grid
         },
         timing={"samples": 10, "min_samples": 5, "max_time_s": 0.5, "max_warmup_s": 0.5} if not full else {},
     )
-
-
-# --------------------------------------------------------------------------------------------
-# one combination, inside the asv worker
-
-
-class Combination:
-    """A prepared combination: what ``setup`` leaves for the ``track_*`` method."""
-
-    def __init__(self, metric: str, suite: str, params: tuple[Any, ...], prepared: measure.Prepared, grid_: Grid):
-        self.metric, self.suite, self.params, self.prepared, self.grid = metric, suite, params, prepared, grid_
-
-
-def _event(record: dict[str, Any]) -> None:
-    path = os.environ.get("CONVBENCH_EVENTS")
-    if path:
-        append_line(path, json.dumps(record, default=str))
-
-
-def _base_event(metric: str, suite: str, params: tuple[Any, ...]) -> dict[str, Any]:
-    return {
-        "metric": metric,
-        "suite": suite,
-        "params": dict(zip(PARAM_NAMES, params, strict=True)),
-        "pid": os.getpid(),
-        "time": time.time(),
-    }
-
-
-def setup_combination(metric: str, suite: str, *params: Any) -> Combination:
-    """Prepare one combination, or raise ``NotImplementedError`` (asv: skipped) with the reason.
-
-    A wrong result or any other error is logged as a failure and re-raised (asv: failed).
-    """
-    case_text, batch, device, layout, dtype, mode = params
-    g = grid()
-    base = _base_event(metric, suite, params)
-    try:
-        reason = g.excluded(metric, case_text, batch, device, layout, dtype, mode)
-        if reason:
-            raise measure.Unsupported(reason)
-        inject = os.environ.get("CONVBENCH_FAIL")  # fault injection: proves one failure loses nothing else
-        if inject and re.search(inject, case_text):
-            raise RuntimeError(f"injected failure: CONVBENCH_FAIL={inject!r} matches {case_text!r}")
-        backend = devices.backend(device)
-        if metric == "energy":
-            ok, why = backend.available()
-            if ok:
-                ok, why = _meter(backend).available()
-            if not ok:
-                raise measure.Unsupported(f"{device}: no energy meter: {why}")
-        case = Case.parse(case_text)
-        prepared = measure.prepare(
-            case.workload,
-            device=backend,
-            layout=layout,
-            dtype=dtype,
-            mode=mode,
-            batch=batch,
-            height=case.height,
-            width=case.width,
-            **case.params,
-        )
-    except NotImplementedError as e:
-        _event({**base, "status": "skipped", "reason": str(e)})
-        raise
-    except Exception as e:
-        _event(
-            {
-                **base,
-                "status": "failed",
-                "error": f"{type(e).__name__}: {e}",
-                "traceback": traceback.format_exc(limit=5),
-            }
-        )
-        raise
-    return Combination(metric, suite, params, prepared, g)
-
-
-def _meter(backend: devices.Backend) -> energy.Meter:
-    return energy.meter_for(backend.spec.kind, backend.spec.index or 0)
-
-
-def track(combo: Combination) -> Any:
-    """Run the combination's metric; return what asv stores (see ``METRICS`` for units)."""
-    base = _base_event(combo.metric, combo.suite, combo.params)
-    started = time.perf_counter()
-    try:
-        value, extra = _run_metric(combo)
-    except Exception as e:
-        _event(
-            {
-                **base,
-                "status": "failed",
-                "error": f"{type(e).__name__}: {e}",
-                "traceback": traceback.format_exc(limit=5),
-                "measure_s": time.perf_counter() - started,
-            }
-        )
-        raise
-    _event({**base, "status": "ok", "measure_s": time.perf_counter() - started, **extra})
-    return value
-
-
-def _run_metric(combo: Combination) -> tuple[Any, dict[str, Any]]:
-    prepared = combo.prepared
-    if combo.metric == "latency":
-        m = measure.time_prepared(prepared, **combo.grid.timing)
-        return {"samples": list(m.samples_s), "number": m.block}, {"measurement": m.summary()}
-    if combo.metric == "peak_memory":
-        mem = measure.measure_memory(prepared)
-        if mem.peak_bytes is None:
-            raise RuntimeError(mem.note or "no peak memory reading")
-        return mem.peak_bytes, {"memory": mem.summary()}
-    if combo.metric == "energy":
-        timing = measure.time_prepared(prepared, samples=5, max_time_s=0.2, max_warmup_s=0.2)
-        with prepared.grad_mode():
-            e = energy.energy_per_call(
-                prepared.step, prepared.backend.synchronize, _meter(prepared.backend), seconds_per_call=timing.median_s
-            )
-        batch = prepared.context["batch"]
-        return e.energy_j_per_call / batch, {"energy": e.summary(), "energy_j_per_item": e.energy_j_per_call / batch}
-    raise ValueError(f"metric={combo.metric!r} is not valid; accepted: {', '.join(METRICS)}")

@@ -15,7 +15,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from bench_lib import layers
+from bench_lib.catalogue import layers
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:

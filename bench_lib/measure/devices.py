@@ -21,11 +21,8 @@ from dataclasses import dataclass
 import psutil
 import torch
 
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
+from bench_lib.catalogue.dtypes import DTYPES
+
 LAYOUTS = ("nchw", "channels_last")
 MODES = ("inference", "training")
 
@@ -378,7 +375,7 @@ class CudaAllocatorProbe(MemoryProbe):
 
 
 def _nvml_used_bytes(device: torch.device) -> int | None:
-    from bench_lib import nvml
+    from bench_lib.measure import nvml
 
     handle = nvml.handle_for_cuda_device(device.index or 0)
     if handle is None:

@@ -1,0 +1,268 @@
+"""One workload made ready to measure on one device, and checked before it is.
+
+- :func:`prepare` builds a workload on a device in a layout, dtype and mode, checks its output once
+  against a float64 CPU reference, and returns the step to time (:class:`Prepared`).
+- :func:`measure` prepares and times (:mod:`.timing`) in one call; :func:`breakdown` times each part
+  of a network on its real input.
+
+This module knows nothing of asv; the asv suite calls it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bench_lib import __version__
+from bench_lib.catalogue import registry
+from bench_lib.catalogue.cases import Case
+from bench_lib.measure import allocator, devices
+from bench_lib.measure.devices import DTYPES, LAYOUTS, MODES, Backend, check_choice
+from bench_lib.measure.timing import Measurement, time_callable
+
+
+class Unsupported(NotImplementedError):
+    """The combination cannot run here (device absent, dtype unsupported...). asv records it as skipped."""
+
+
+class WrongResult(RuntimeError):
+    """The device computed a wrong answer: recorded as a failure, never timed."""
+
+
+# --------------------------------------------------------------------------------------------
+# workloads on a device
+
+
+@dataclass
+class Prepared:
+    """A workload ready to time: ``step()`` runs one call (forward, or forward + backward)."""
+
+    module: torch.nn.Module
+    inputs: torch.Tensor
+    step: Callable[[], Any]
+    backend: Backend
+    context: dict[str, Any]
+    mode: str
+    relative_error: float
+
+    @contextlib.contextmanager
+    def grad_mode(self) -> Iterator[None]:
+        """``torch.inference_mode`` for inference, autograd on for training: wrap every timed call."""
+        if self.mode == "inference":
+            with torch.inference_mode():
+                yield
+        else:
+            with torch.enable_grad():
+                yield
+
+
+def check_combination(backend: Backend, layout: str, dtype: str, mode: str) -> None:
+    """ValueError for an unknown layout/dtype/mode, :class:`Unsupported` for one the device cannot run."""
+    check_choice("layout", layout, LAYOUTS)
+    check_choice("dtype", dtype, list(DTYPES))
+    check_choice("mode", mode, MODES)
+    ok, reason = backend.available()
+    if not ok:
+        raise Unsupported(f"{backend.spec.text}: {reason}")
+    ok, reason = backend.supports(dtype, mode)
+    if not ok:
+        raise Unsupported(f"{backend.spec.text}, {dtype}: {reason}")
+
+
+def _to_layout(t: torch.Tensor | torch.nn.Module, layout: str):
+    return t.to(memory_format=torch.channels_last) if layout == "channels_last" else t
+
+
+def _relative_error(y: torch.Tensor, ref: torch.Tensor) -> float:
+    y = y.detach().to("cpu", torch.float64)
+    denominator = torch.linalg.vector_norm(ref).item()
+    difference = torch.linalg.vector_norm(y - ref).item()
+    return difference / denominator if denominator > 0 else difference
+
+
+def prepare(
+    name: str,
+    *,
+    device: str | Backend = "cpu-1t",
+    layout: str = "nchw",
+    dtype: str = "float32",
+    mode: str = "inference",
+    batch: int = 1,
+    height: int = 56,
+    width: int = 56,
+    graph: bool = False,
+    allocator_policy: str = "steady",
+    seed: int = 0,
+    **params: Any,
+) -> Prepared:
+    """Build ``name`` on the device, check its answer against float64 on the CPU, return the step.
+
+    Raises ValueError for bad arguments, :class:`Unsupported` for a combination the device cannot run,
+    :class:`WrongResult` when the output is off by more than the dtype's tolerance
+    (norm-wise relative; :mod:`bench_lib.catalogue.dtypes`).
+    """
+    backend = devices.backend(device) if isinstance(device, str) else device
+    check_combination(backend, layout, dtype, mode)
+    config = registry.resolve(name, **params)
+    in_shape = registry.input_shape(name, batch, height, width, **config)
+    if graph and backend.spec.kind != "cuda":
+        raise Unsupported(f"CUDA graphs need a CUDA device, not {backend.spec.text}")
+    if graph and mode != "inference":
+        raise Unsupported("CUDA graph capture is implemented for inference only")
+    alloc = allocator.apply(allocator_policy) if backend.spec.kind == "cpu" else "device allocator"
+    backend.activate()
+
+    torch.manual_seed(seed)
+    reference_module = registry.build(name, **config)
+    reference_module.train(mode == "training")
+    x_cpu = registry.example_input(name, batch, height, width, seed=seed, **config)
+    with torch.no_grad():
+        ref = reference_module.double()(x_cpu.double())
+        reference_module.float()
+
+    torch_dtype = DTYPES[dtype].torch
+    module = _to_layout(reference_module.to(device=backend.device, dtype=torch_dtype), layout)
+    x = _to_layout(x_cpu.to(device=backend.device, dtype=torch_dtype), layout)
+    if backend.spec.kind == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    with torch.no_grad():
+        err = _relative_error(module(x), ref)
+    if not err <= DTYPES[dtype].tolerance:  # also catches NaN
+        raise WrongResult(
+            f"{name} on {backend.spec.text} ({layout}, {dtype}, {mode}): relative error "
+            f"{err:.3g} against float64 on the CPU exceeds {DTYPES[dtype].tolerance:g}"
+        )
+
+    if mode == "training":
+        x.requires_grad_(True)
+        grad_out = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed + 1)).to(
+            device=backend.device, dtype=torch_dtype
+        )
+        grad_out = _to_layout(grad_out, layout) if grad_out.dim() == 4 else grad_out
+
+        def step() -> None:
+            module.zero_grad(set_to_none=True)
+            x.grad = None
+            module(x).backward(grad_out)
+    else:
+        module.eval()
+
+        def step() -> torch.Tensor:
+            return module(x)
+
+    if graph:
+        step = _capture_cuda_graph(step, backend)
+
+    context = {
+        "case": str(Case(name, dict(params), height, width)),
+        "workload": name,
+        "params": config,
+        "device": backend.spec.text,
+        "device_name": backend.describe(),
+        "threads": backend.threads_in_force(),
+        "layout": layout,
+        "dtype": dtype,
+        "mode": mode,
+        "batch": batch,
+        "height": height,
+        "width": width,
+        "in_shape": list(in_shape),
+        "allocator": alloc,
+        "graph": graph,
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if backend.spec.kind == "cuda" else None,
+        "relative_error": err,
+        "torch_version": torch.__version__,
+        "bench_lib_version": __version__,
+    }
+    return Prepared(module, x, step, backend, context, mode, err)
+
+
+def _capture_cuda_graph(step: Callable[[], Any], backend: Backend) -> Callable[[], Any]:
+    """Capture one inference call in a CUDA graph (warm-up on a side stream first); return its replay."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.inference_mode():
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    g = torch.cuda.CUDAGraph()
+    with torch.inference_mode(), torch.cuda.graph(g):
+        step()
+    backend.synchronize()
+    return g.replay
+
+
+def measure(
+    name: str,
+    *,
+    device: str = "cpu-1t",
+    layout: str = "nchw",
+    dtype: str = "float32",
+    mode: str = "inference",
+    batch: int = 1,
+    height: int = 56,
+    width: int = 56,
+    graph: bool = False,
+    allocator_policy: str = "steady",
+    samples: int = 15,
+    max_time_s: float = 2.0,
+    **params: Any,
+) -> Measurement:
+    """Time one combination. See :func:`prepare` for errors and :func:`time_callable` for the method."""
+    prepared = prepare(
+        name,
+        device=device,
+        layout=layout,
+        dtype=dtype,
+        mode=mode,
+        batch=batch,
+        height=height,
+        width=width,
+        graph=graph,
+        allocator_policy=allocator_policy,
+        **params,
+    )
+    return time_prepared(prepared, samples=samples, max_time_s=max_time_s)
+
+
+def time_prepared(prepared: Prepared, **timing: Any) -> Measurement:
+    with prepared.grad_mode():
+        return time_callable(prepared.step, prepared.backend, context=prepared.context, **timing)
+
+
+# --------------------------------------------------------------------------------------------
+# per-part breakdown of a network
+
+
+def breakdown(prepared: Prepared, samples: int = 5, max_time_s: float = 0.05) -> list[dict[str, Any]]:
+    """Seconds per call of each part of a sequential workload (a network's stem, blocks, head).
+
+    Per-part replay, not hooks: one forward pass records each part's real input, then each part is
+    timed alone on it with :func:`time_callable`. The parts' times add up to about the whole call (less
+    what fusion across parts would save; more the per-part synchronisation). Inference only.
+    """
+    module = prepared.module
+    if not isinstance(module, torch.nn.Sequential):
+        raise ValueError(f"{prepared.context['workload']}: a breakdown needs a sequential workload (a network)")
+    if prepared.mode != "inference":
+        raise ValueError("mode='training': the per-part breakdown replays inference only")
+    rows = []
+    x = prepared.inputs
+    with prepared.grad_mode():
+        for name, part in module.named_children():
+            m = time_callable(
+                lambda p=part, i=x: p(i),
+                prepared.backend,
+                samples=samples,
+                max_time_s=max_time_s,
+                max_warmup_s=max_time_s,
+                min_samples=3,
+            )
+            rows.append({"part": name, "median_s": m.median_s, "iqr_s": m.iqr_s, "block": m.block})
+            x = part(x)
+    return rows

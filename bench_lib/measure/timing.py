@@ -1,0 +1,201 @@
+"""Timing any zero-argument callable on a device: warm-up until the time per call stops falling, then
+samples, each a block of k back-to-back calls between two synchronisations, k chosen so the timer and
+synchronisation overhead stay under ``OVERHEAD_FRACTION`` of a sample. Returns a :class:`Measurement`
+(samples in seconds per call, their statistics, page faults per call, and the context).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench_lib.measure import allocator, devices
+from bench_lib.measure.devices import Backend
+
+# A measurement is flagged noisy above this relative IQR (IQR / median of its samples), the statistic
+# torch.utils.benchmark warns on at the same level. The one definition of within-run noise in convbench.
+NOISY_RELATIVE_IQR = 0.10
+OVERHEAD_FRACTION = 0.01  # timer + sync overhead allowed per sample
+
+
+def relative_iqr(samples: Sequence[float]) -> float:
+    """(q75 − q25) / median of ``samples`` (inclusive quartiles); NaN with fewer than two samples."""
+    if len(samples) < 2:
+        return math.nan
+    q = statistics.quantiles(samples, n=4, method="inclusive")
+    return (q[2] - q[0]) / statistics.median(samples)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Samples of one combination and their statistics. Times are seconds per call.
+
+    ``samples_s[i]`` is the time of sample i divided by ``block`` (calls per sample).
+    ``timer_overhead_s`` is the cost of one empty sample (sync + timer), ``page_faults_per_call``
+    the minor page faults the process took per call while sampling.
+    """
+
+    samples_s: tuple[float, ...]
+    block: int
+    warmup_calls: int
+    warmup_s: float
+    timer_overhead_s: float
+    page_faults_per_call: float
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.samples_s)
+
+    @property
+    def quartiles_s(self) -> tuple[float, float]:
+        if len(self.samples_s) < 2:
+            return self.samples_s[0], self.samples_s[0]
+        q = statistics.quantiles(self.samples_s, n=4, method="inclusive")
+        return q[0], q[2]
+
+    @property
+    def iqr_s(self) -> float:
+        q25, q75 = self.quartiles_s
+        return q75 - q25
+
+    @property
+    def min_s(self) -> float:
+        return min(self.samples_s)
+
+    @property
+    def mean_s(self) -> float:
+        return statistics.fmean(self.samples_s)
+
+    @property
+    def cv(self) -> float:
+        """Coefficient of variation (stdev / mean) of the samples."""
+        if len(self.samples_s) < 2:
+            return math.nan
+        return statistics.stdev(self.samples_s) / self.mean_s
+
+    @property
+    def relative_iqr(self) -> float:
+        """IQR / median: the within-run noise (see :func:`relative_iqr`)."""
+        return relative_iqr(self.samples_s)
+
+    @property
+    def noisy_reason(self) -> str | None:
+        if len(self.samples_s) < 3:
+            return f"only {len(self.samples_s)} samples"
+        if self.relative_iqr > NOISY_RELATIVE_IQR:
+            return f"relative IQR {self.relative_iqr:.1%} > {NOISY_RELATIVE_IQR:.0%}"
+        return None
+
+    @property
+    def noisy(self) -> bool:
+        return self.noisy_reason is not None
+
+    @property
+    def calls(self) -> int:
+        return self.block * len(self.samples_s)
+
+    def summary(self) -> dict[str, Any]:
+        """The figures as a JSON-ready dict (units in the keys)."""
+        q25, q75 = self.quartiles_s
+        return {
+            "median_s": self.median_s,
+            "iqr_s": self.iqr_s,
+            "q25_s": q25,
+            "q75_s": q75,
+            "min_s": self.min_s,
+            "mean_s": self.mean_s,
+            "cv": self.cv,
+            "relative_iqr": self.relative_iqr,
+            "samples_s": list(self.samples_s),
+            "block": self.block,
+            "noisy": self.noisy,
+            "noisy_reason": self.noisy_reason,
+            "warmup_calls": self.warmup_calls,
+            "warmup_s": self.warmup_s,
+            "timer_overhead_s": self.timer_overhead_s,
+            "page_faults_per_call": self.page_faults_per_call,
+            "context": self.context,
+        }
+
+    def __repr__(self) -> str:
+        ctx = self.context
+        what = ctx.get("case", "callable")
+        return (
+            f"<Measurement {what} on {ctx.get('device', '?')}: median {self.median_s * 1e6:.1f} us, "
+            f"IQR {self.iqr_s * 1e6:.1f} us, {len(self.samples_s)} samples x {self.block} calls"
+            f"{', NOISY' if self.noisy else ''}>"
+        )
+
+
+def _timer_overhead(timer: devices.BlockTimer, repeats: int = 25) -> float:
+    return statistics.median(_time_block(timer, lambda: None, 0) for _ in range(repeats))
+
+
+def _time_block(timer: devices.BlockTimer, fn: Callable[[], Any], calls: int) -> float:
+    timer.start()
+    for _ in range(calls):
+        fn()
+    return timer.stop()
+
+
+def time_callable(
+    fn: Callable[[], Any],
+    backend: Backend,
+    *,
+    samples: int = 15,
+    min_samples: int = 5,
+    min_sample_s: float = 0.005,
+    max_time_s: float = 2.0,
+    max_warmup_s: float = 2.0,
+    context: dict[str, Any] | None = None,
+) -> Measurement:
+    """Time ``fn()`` on ``backend``; return seconds-per-call samples.
+
+    Warm-up runs blocks of calls (each at least ``min_sample_s``) until the time per call has not fallen
+    by more than 2% for three blocks in a row, or ``max_warmup_s`` has passed. Then up to ``samples``
+    samples of ``block`` calls each, where ``block`` makes a sample last at least ``min_sample_s`` and
+    at least 100× the timer's own overhead; at least ``min_samples`` samples, at most ``max_time_s``
+    of sampling beyond that minimum.
+    """
+    timer = backend.block_timer()
+    overhead = _timer_overhead(timer)
+    target = max(min_sample_s, overhead / OVERHEAD_FRACTION)
+
+    # warm-up: the first call pays for lazy initialisation, caches, autotuning; time until it settles
+    start = time.perf_counter()
+    per_call = max(_time_block(timer, fn, 1) - overhead, 1e-9)
+    calls, best, steady_rounds = 1, math.inf, 0
+    while steady_rounds < 3 and time.perf_counter() - start < max_warmup_s:
+        n = max(1, math.ceil(target / per_call))
+        per_call = max((_time_block(timer, fn, n) - overhead) / n, 1e-9)  # net of the timer's own cost
+        calls += n
+        if per_call < best * 0.98:
+            best, steady_rounds = per_call, 0
+        else:
+            steady_rounds += 1
+        best = min(best, per_call)
+    warmup_s = time.perf_counter() - start
+    block = max(1, math.ceil(round(target / best, 6)))  # round: float noise must not add a call
+
+    faults0 = allocator.minor_faults()
+    taken: list[float] = []
+    sampling_start = time.perf_counter()
+    while len(taken) < samples:
+        taken.append(_time_block(timer, fn, block) / block)
+        if len(taken) >= min_samples and time.perf_counter() - sampling_start > max_time_s:
+            break
+    faults = allocator.minor_faults() - faults0
+    return Measurement(
+        samples_s=tuple(taken),
+        block=block,
+        warmup_calls=calls,
+        warmup_s=warmup_s,
+        timer_overhead_s=overhead,
+        page_faults_per_call=faults / (block * len(taken)),
+        context={"timer": backend.timer_name, **(context or {})},
+    )
