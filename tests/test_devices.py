@@ -106,3 +106,19 @@ print("ok", torch.cuda.is_initialized())
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
     assert out.returncode == 0, out.stderr + out.stdout
     assert out.stdout.strip().endswith("ok False")
+
+
+@pytest.mark.parametrize(
+    ("physical", "visible", "expected"),
+    [
+        (4, None, 4),
+        (4, "", 0),
+        (4, "1,3", 2),
+        (4, "0,7,1", 1),
+        (4, "-1", 0),
+        (2, "GPU-abc,GPU-def,GPU-123", 2),
+        (0, "0", 0),
+    ],
+)
+def test_cuda_visible_devices_narrows_the_gpus_a_run_plans_for(physical, visible, expected):
+    assert devices.cuda_visible_count(physical, visible) == expected

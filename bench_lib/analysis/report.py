@@ -20,7 +20,7 @@ from typing import Any
 import nbformat
 
 from bench_lib import __version__
-from bench_lib.store.files import write_atomic
+from bench_lib.files import write_atomic
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-LATEST_KEYS = ["machine", "device", "layout", "dtype", "mode", "batch", "case"]
+# env_name: two torch versions side by side are two results, never one mixed table
+LATEST_KEYS = ["machine", "env_name", "device", "layout", "dtype", "mode", "batch", "case"]
 
 
 def no_data(what: str, df: pd.DataFrame | None = None) -> str:
@@ -44,6 +45,7 @@ def speedup_table(df: pd.DataFrame) -> pd.DataFrame:
     d["efficiency"] = d["speedup"] / d["flop_reduction"]  # 1 = the FLOP cut fully paid off
     cols = [
         "machine",
+        "env_name",
         "device",
         "layout",
         "mode",

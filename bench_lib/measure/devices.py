@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import re
 import threading
 import time
@@ -255,13 +256,44 @@ def backend(spec: str | DeviceSpec) -> Backend:
     return {"cpu": CpuBackend, "cuda": CudaBackend, "mps": MpsBackend}[parsed.kind](parsed)
 
 
-def visible_specs() -> list[tuple[str, bool, str]]:
-    """Every device spec worth running here, with (spec, available, reason). Initialises CUDA: not for asv parents."""
+def cuda_visible_count(physical: int, visible: str | None) -> int:
+    """How many CUDA devices this process sees: ``physical`` (NVML's count) as ``CUDA_VISIBLE_DEVICES``
+    narrows it. Unset: all; empty: none; else the entries up to the first invalid one (CUDA's rule),
+    at most ``physical``."""
+    if visible is None:
+        return physical
+    count = 0
+    for entry in visible.split(","):
+        entry = entry.strip()
+        if not entry or entry.startswith("-") or not (entry.isdigit() or entry.startswith(("GPU-", "MIG-"))):
+            break
+        if entry.isdigit() and int(entry) >= physical:
+            break
+        count += 1
+    return min(count, physical)
+
+
+def candidate_specs() -> list[str]:
+    """The device specs worth running here: ``cpu-1t``, all cores, each visible CUDA device, MPS on Apple
+    silicon. Found without initialising CUDA or MPS (NVML counts GPUs), so asv's fork server may call it."""
+    from bench_lib.measure import nvml
+
     cores = physical_cores()
     specs = ["cpu-1t"] + ([f"cpu-{cores}t"] if cores > 1 else [])
-    cuda_count = torch.cuda.device_count() if torch.version.cuda else 0
-    specs += [f"cuda:{i}" for i in range(cuda_count)] or ["cuda"]
-    specs.append("mps")
+    if torch.version.cuda:
+        nv = nvml.module()
+        physical = nv.nvmlDeviceGetCount() if nv is not None else 0
+        specs += [f"cuda:{i}" for i in range(cuda_visible_count(physical, os.environ.get("CUDA_VISIBLE_DEVICES")))]
+    if torch.backends.mps.is_built() and platform.system() == "Darwin" and platform.machine() == "arm64":
+        specs.append("mps")
+    return specs
+
+
+def visible_specs() -> list[tuple[str, bool, str]]:
+    """:func:`candidate_specs` with (spec, available, reason), plus ``cuda`` and ``mps`` with the reason
+    they are absent. Initialises CUDA: not for asv parents."""
+    specs = candidate_specs()
+    specs += [s for s in ("cuda", "mps") if not any(x.startswith(s) for x in specs)]
     return [(s, *backend(s).available()) for s in specs]
 
 

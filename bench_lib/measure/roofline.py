@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
+from bench_lib.files import append_line
 from bench_lib.measure import devices, machine
 from bench_lib.measure.devices import DTYPES
 from bench_lib.measure.timing import time_callable
-from bench_lib.store.files import append_line
 
 
 @dataclass(frozen=True)

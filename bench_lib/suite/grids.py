@@ -1,35 +1,27 @@
-"""What the asv suite runs: the grids, which combinations are excluded and why, and one combination's work.
+"""What the asv suite runs: the grids and which combinations each leaves out, and why.
 
-The asv files in ``benchmarks/`` are thin: their params come from :func:`grid`, their ``setup`` calls
-:func:`setup_combination` and their ``track_*`` methods call :func:`track`. ``convbench run`` uses the
-same grid to select, count and report combinations.
+The asv files in ``benchmarks/`` take their params from :func:`grid`; :mod:`bench_lib.suite.worker` runs one
+combination; ``convbench run`` uses the same grid to select, count and report combinations.
 
 Environment (the same at asv's discovery and run, which ``convbench run`` guarantees):
 
-- ``CONVBENCH_GRID``: ``smoke``, ``default`` (the default), ``nightly`` or ``full``.
+- ``CONVBENCH_GRID``: one of ``GRIDS`` (``default`` when unset).
 - ``CONVBENCH_DEVICES``: comma-separated device specs to run, overriding the detected ones.
-- ``CONVBENCH_EVENTS``: a JSON-lines file that gets one line per combination (ok / skipped / failed
-  with the reason, time spent measuring, the measurement's context), appended atomically.
-- ``CONVBENCH_FAIL``: a regular expression; matching cases fail in ``setup`` (fault injection, to check
-  that one failing combination loses no other result).
 
-Device detection here never initialises CUDA or MPS (it runs in asv's fork server): GPUs are counted
-through NVML, MPS by the platform; availability is decided in ``setup``, in the forked child.
+Device detection never initialises CUDA or MPS (it runs in asv's fork server): see
+:func:`bench_lib.measure.devices.candidate_specs`; availability is decided in ``setup``, in the forked child.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import platform
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from bench_lib.catalogue.cases import Case
-from bench_lib.measure import devices, nvml
+from bench_lib.measure import devices
 from bench_lib.suite import papers
 from bench_lib.suite.combination import METRICS, SUITES, Combination
 
@@ -182,15 +174,7 @@ def detected_devices() -> list[str]:
         for s in specs:
             devices.parse_spec(s)
         return specs
-    cores = devices.physical_cores()
-    specs = ["cpu-1t"] + ([f"cpu-{cores}t"] if cores > 1 else [])
-    if torch.version.cuda:
-        nv = nvml.module()
-        count = nv.nvmlDeviceGetCount() if nv is not None else 0
-        specs += [f"cuda:{i}" for i in range(count)]
-    if torch.backends.mps.is_built() and platform.system() == "Darwin" and platform.machine() == "arm64":
-        specs.append("mps")
-    return specs
+    return devices.candidate_specs()
 
 
 def grid(name: str | None = None, device_specs: list[str] | None = None) -> Grid:

@@ -33,8 +33,8 @@ from typing import Any
 
 from bench_lib import __version__
 from bench_lib.errors import ArgumentError
+from bench_lib.files import append_line, write_atomic
 from bench_lib.measure import devices, machine
-from bench_lib.store.files import append_line, write_atomic
 from bench_lib.suite import grids
 from bench_lib.suite.combination import SUITE_VERSION, Combination
 

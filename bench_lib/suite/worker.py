@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench_lib.catalogue.cases import Case
+from bench_lib.files import append_line
 from bench_lib.measure import devices, energy, harness, memory
-from bench_lib.store.files import append_line
 from bench_lib.suite.combination import METRICS, Combination
 from bench_lib.suite.grids import Grid, grid
 
