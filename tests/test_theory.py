@@ -220,7 +220,7 @@ def test_elementwise_ops_are_counted_apart_from_macs():
 
 
 def test_unknown_dtype_is_rejected():
-    with pytest.raises(ValueError, match="dtype='float8' is not supported; accepted: float32, bfloat16"):
+    with pytest.raises(ValueError, match="dtype='float8' is not valid; accepted: float32, bfloat16, float16"):
         theory.cost("standard", dtype="float8")
 
 

@@ -242,3 +242,33 @@ def test_spatial_sizes_a_layer_cannot_take_are_rejected(name, params, size, mess
 def test_batch_must_be_positive():
     with pytest.raises(ValueError, match="grouped: batch=0 must be a positive integer"):
         registry.example_input("grouped", 0, 8, 8)
+
+
+def test_a_block_is_added_by_one_decorated_definition_and_every_stage_sees_it(monkeypatch):
+    from torch import nn
+
+    from bench_lib.catalogue import theory
+    from bench_lib.catalogue.registry import DENSE, IN, Param, workload
+    from bench_lib.suite import grids
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # forget it after the test
+
+    @workload(
+        kind="block",
+        summary="toy: grouped 3×3 then ReLU",
+        params={"in_channels": IN, "groups": Param(int, 2, 1), "dense": DENSE},
+        check=lambda p: registry.divisible("toy_block", p, "in_channels", "groups"),
+        stages={28: {"in_channels": 32, "groups": 4}, 7: {"in_channels": 64, "groups": 4}},
+    )
+    def toy_block(p):
+        g = 1 if p["dense"] else p["groups"]
+        return nn.Sequential(nn.Conv2d(p["in_channels"], p["in_channels"], 3, padding=1, groups=g), nn.ReLU())
+
+    assert "toy_block" in registry.names("block")
+    cases = grids.block_cases()
+    assert cases[-2:] == ["toy_block(in=64,g=4)@7x7", "toy_block(in=64,g=4,dense=true)@7x7"]
+    assert theory.reduction("toy_block", height=7, width=7, in_channels=64, groups=4)["flops"] > 3.9
+    with pytest.raises(ValueError, match="toy_block: in_channels=30 must be divisible by groups=4"):
+        registry.resolve("toy_block", in_channels=30, groups=4)
+    with pytest.raises(ValueError, match="workload 'toy_block' is registered twice"):
+        workload(kind="block", summary="again", params={})(toy_block)

@@ -16,6 +16,22 @@ from collections import OrderedDict
 from torch import nn
 
 from bench_lib.catalogue import layers
+from bench_lib.catalogue.registry import Param, Workload, register
+
+
+def network(summary: str, *, width: bool, references: tuple[str, ...]):
+    """Register the decorated network builder as ``net_<name>`` (parameters: ``num_classes``, and
+    ``width_mult`` where the paper scales the width)."""
+
+    def decorate(make):
+        params: dict[str, Param] = {"num_classes": Param(int, 1000, 1, "classifier outputs")}
+        if width:
+            params = {"width_mult": Param(float, 1.0, 0.0, "the paper's width multiplier"), **params}
+        name = f"net_{make.__name__}"
+        register(Workload(name, "network", summary, params, lambda p: make(**p), references=references))
+        return make
+
+    return decorate
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -47,6 +63,11 @@ def _network(stem: nn.Module, blocks: list[tuple[str, nn.Module]], head: nn.Modu
     return nn.Sequential(OrderedDict([("stem", stem), *blocks, ("head", head)]))
 
 
+@network(
+    "MobileNet V1 (α = width_mult), 224×224",
+    width=True,
+    references=("Howard et al. 2017, Table 1",),
+)
 def mobilenet_v1(width_mult: float = 1.0, num_classes: int = 1000) -> nn.Sequential:
     """Howard et al. 2017, Table 1: a 3×3/2 conv then 13 depthwise-separable blocks, pool, FC."""
     c = lambda n: int(n * width_mult)  # noqa: E731 (the paper's α scales every layer)
@@ -58,6 +79,11 @@ def mobilenet_v1(width_mult: float = 1.0, num_classes: int = 1000) -> nn.Sequent
     return _network(layers.conv_bn(3, c(32), 3, stride=2), blocks, _head(cin, num_classes))
 
 
+@network(
+    "MobileNet V2 (width_mult), 224×224",
+    width=True,
+    references=("Sandler et al. 2018, Table 2", "torchvision.models.mobilenet_v2"),
+)
 def mobilenet_v2(width_mult: float = 1.0, num_classes: int = 1000) -> nn.Sequential:
     """Sandler et al. 2018, Table 2 (torchvision's mobilenet_v2)."""
     settings = [
@@ -97,6 +123,11 @@ def _pooled_stem(channels: int) -> nn.Sequential:
     )
 
 
+@network(
+    "ShuffleNet V1, g = 3, 1× (width_mult 0.5–2.0)",
+    width=True,
+    references=("Zhang et al. 2018, Table 1", "megvii-model/ShuffleNet-Series"),
+)
 def shufflenet_v1(width_mult: float = 1.0, groups: int = 3, num_classes: int = 1000) -> nn.Sequential:
     """Zhang et al. 2018, Table 1, g = 3: stem, stages of 4/8/4 units, pool, FC without bias (Megvii's code)."""
     if width_mult not in SHUFFLENET_V1_WIDTHS:
@@ -123,6 +154,11 @@ SHUFFLENET_V2_WIDTHS = {
 }
 
 
+@network(
+    "ShuffleNet V2 1× (width_mult 0.5–2.0)",
+    width=True,
+    references=("Ma et al. 2018, Table 5", "torchvision.models.shufflenet_v2_x1_0"),
+)
 def shufflenet_v2(width_mult: float = 1.0, num_classes: int = 1000) -> nn.Sequential:
     """Ma et al. 2018, Table 5 (torchvision's shufflenet_v2_x1_0 at width 1.0)."""
     if width_mult not in SHUFFLENET_V2_WIDTHS:
@@ -138,6 +174,11 @@ def shufflenet_v2(width_mult: float = 1.0, num_classes: int = 1000) -> nn.Sequen
     return _network(_pooled_stem(widths[0]), blocks, _head(cin, num_classes, conv=(widths[4], nn.ReLU)))
 
 
+@network(
+    "EfficientNet-B0",
+    width=False,
+    references=("Tan & Le 2019, Table 1", "torchvision.models.efficientnet_b0"),
+)
 def efficientnet_b0(num_classes: int = 1000) -> nn.Sequential:
     """Tan & Le 2019, Table 1 (torchvision's efficientnet_b0; stochastic depth is a no-op in eval)."""
     settings = [
@@ -176,9 +217,17 @@ def _resnet(groups: int, width_per_group: int, num_classes: int) -> nn.Sequentia
     return _network(stem, blocks, _head(cin, num_classes))
 
 
-def resnet50(num_classes: int = 1000) -> nn.Sequential:
-    return _resnet(1, 64, num_classes)
-
-
+@network(
+    "ResNeXt-50 (32×4d)",
+    width=False,
+    references=("Xie et al. 2017", "torchvision.models.resnext50_32x4d"),
+)
 def resnext50_32x4d(num_classes: int = 1000) -> nn.Sequential:
     return _resnet(32, 4, num_classes)
+
+
+@network(
+    "ResNet-50 (v1.5: stride on the 3×3)", width=False, references=("He et al. 2016", "torchvision.models.resnet50")
+)
+def resnet50(num_classes: int = 1000) -> nn.Sequential:
+    return _resnet(1, 64, num_classes)

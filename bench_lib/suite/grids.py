@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench_lib.catalogue import registry
 from bench_lib.catalogue.cases import Case
 from bench_lib.measure import devices
 from bench_lib.suite import papers
@@ -30,50 +31,6 @@ THROUGHPUT_BATCH = {"cpu": 8, "cuda": 64, "mps": 64}
 
 # Stage shapes of ImageNet-style networks: (channels, spatial size), per workload family.
 OP_STAGES = {56: 64, 28: 128, 14: 256, 7: 512}
-BLOCK_STAGES: dict[str, dict[int, dict[str, Any]]] = {
-    "mobilenet_v1": {
-        56: {"in": 128, "out": 128},
-        28: {"in": 256, "out": 256},
-        14: {"in": 512, "out": 512},
-        7: {"in": 1024, "out": 1024},
-    },
-    "inverted_residual": {
-        56: {"in": 24, "out": 24},
-        28: {"in": 32, "out": 32},
-        14: {"in": 96, "out": 96},
-        7: {"in": 160, "out": 160},
-    },
-    "shufflenet_v1_unit": {
-        28: {"in": 240, "out": 240, "g": 3},
-        14: {"in": 480, "out": 480, "g": 3},
-        7: {"in": 960, "out": 960, "g": 3},
-    },
-    "shufflenet_v2_unit": {28: {"in": 116, "out": 116}, 14: {"in": 232, "out": 232}, 7: {"in": 464, "out": 464}},
-    "mbconv": {
-        56: {"in": 24, "out": 24, "k": 3},
-        28: {"in": 40, "out": 40, "k": 5},
-        14: {"in": 112, "out": 112, "k": 5},
-        7: {"in": 192, "out": 192, "k": 5},
-    },
-    "resnext_bottleneck": {
-        56: {"in": 256, "out": 256},
-        28: {"in": 512, "out": 512},
-        14: {"in": 1024, "out": 1024},
-        7: {"in": 2048, "out": 2048},
-    },
-    "resnet_basic": {
-        56: {"in": 64, "out": 64},
-        28: {"in": 128, "out": 128},
-        14: {"in": 256, "out": 256},
-        7: {"in": 512, "out": 512},
-    },
-    "resnet_bottleneck": {
-        56: {"in": 256, "out": 256},
-        28: {"in": 512, "out": 512},
-        14: {"in": 1024, "out": 1024},
-        7: {"in": 2048, "out": 2048},
-    },
-}
 
 
 def op_cases(size: int, channels: int) -> list[str]:
@@ -95,11 +52,11 @@ def block_cases(sizes: list[int] | None = None) -> list[str]:
     """Each block at each of ``sizes`` it has a stage for (None: its earliest and its latest stage), each
     followed by its dense equivalent when it has one."""
     cases = []
-    for name, stages in BLOCK_STAGES.items():
-        chosen = [max(stages), min(stages)] if sizes is None else [s for s in sizes if s in stages]
+    for name in registry.names("block"):
+        stages = registry.get(name).stages
+        chosen = [max(stages), min(stages)] if sizes is None and stages else [s for s in sizes or () if s in stages]
         for size in chosen:
-            inner = ",".join(f"{k}={v}" for k, v in stages[size].items())
-            case = Case.parse(f"{name}({inner})@{size}x{size}")
+            case = Case(name, dict(stages[size]), size, size)
             cases.append(str(case))
             dense_case = case.dense_equivalent()
             if str(dense_case) != str(case):
