@@ -86,10 +86,7 @@ def cmd_theory(args: argparse.Namespace) -> int:
     red = theory.reduction(args.name, **geometry, **params)
     record = {
         **c.summary(),
-        "flop_reduction": red["flops"],
-        "param_reduction": red["params"],
-        "dense_workload": red["dense_workload"],
-        "dense_params": red["dense_params"],
+        **red,
         "workload": args.name,
         "config": c.config,
         "in_shape": c.in_shape,
@@ -109,7 +106,10 @@ def cmd_theory(args: argparse.Namespace) -> int:
     print(f"  min bytes        {c.min_bytes:>16,}   (per-layer, unfused: {c.layer_bytes:,})")
     print(f"  intensity        {c.intensity:>16.2f}   FLOPs/byte")
     print(f"  training MACs    {c.train_macs:>16,}")
-    print(f"  vs dense {red['dense_workload']}: {red['flops']:.2f}x fewer FLOPs, {red['params']:.2f}x fewer params")
+    print(
+        f"  vs dense {red['dense_workload']}: {red['flop_reduction']:.2f}x fewer FLOPs, "
+        f"{red['param_reduction']:.2f}x fewer params"
+    )
     if args.layers:
         print(f"  {'layer':32s} {'kind':10s} {'MACs':>14s} {'params':>10s} {'elementwise':>12s}")
         for row in c.layer_table():

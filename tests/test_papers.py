@@ -19,7 +19,7 @@ def test_stack_is_a_catalogue_workload_with_summed_theory():
     ten = theory.cost("stack", op="grouped", depth=10, in_channels=176, out_channels=176, kernel_size=1, groups=8)
     assert ten.macs == 10 * one.macs and ten.params == 10 * one.params
     assert theory.reduction("stack", op="grouped", in_channels=176, out_channels=176, kernel_size=1, groups=8)[
-        "flops"
+        "flop_reduction"
     ] == pytest.approx(8)
 
 

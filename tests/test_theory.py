@@ -140,7 +140,7 @@ def test_mobilenet_v1_table_3():
     assert separable.macs / standard.macs == pytest.approx(1 / 512 + 1 / 9)
     red = theory.reduction("depthwise_separable", **kw)
     assert red["dense_workload"] == "standard"
-    assert red["flops"] == pytest.approx(462_422_016 / 52_283_392)
+    assert red["flop_reduction"] == pytest.approx(462_422_016 / 52_283_392)
 
 
 @pytest.mark.parametrize(
@@ -184,15 +184,15 @@ def test_shufflenet_v2_memory_access_cost_of_a_1x1_conv(c1, c2, g):
 
 
 def test_reduction_against_dense_equivalents():
-    assert theory.reduction("grouped", in_channels=64, out_channels=128, groups=4)["flops"] == pytest.approx(4)
-    assert theory.reduction("grouped", in_channels=64, out_channels=128, groups=4)["params"] == pytest.approx(
+    assert theory.reduction("grouped", in_channels=64, out_channels=128, groups=4)["flop_reduction"] == pytest.approx(4)
+    assert theory.reduction("grouped", in_channels=64, out_channels=128, groups=4)["param_reduction"] == pytest.approx(
         (73_728 + 128) / (18_432 + 128)
     )
-    assert theory.reduction("partial", in_channels=64, partial_ratio=4)["flops"] == pytest.approx(16)
-    assert theory.reduction("pointwise")["flops"] == 1.0
-    assert theory.reduction("channel_shuffle")["flops"] == math.inf
+    assert theory.reduction("partial", in_channels=64, partial_ratio=4)["flop_reduction"] == pytest.approx(16)
+    assert theory.reduction("pointwise")["flop_reduction"] == 1.0
+    assert theory.reduction("channel_shuffle")["flop_reduction"] == math.inf
     dw = theory.reduction("depthwise", in_channels=64)
-    assert dw["flops"] == pytest.approx(64) and dw["dense_workload"] == "standard"
+    assert dw["flop_reduction"] == pytest.approx(64) and dw["dense_workload"] == "standard"
 
 
 def test_block_dense_equivalent_makes_every_conv_dense():

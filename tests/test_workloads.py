@@ -267,7 +267,7 @@ def test_a_block_is_added_by_one_decorated_definition_and_every_stage_sees_it(mo
     assert "toy_block" in registry.names("block")
     cases = grids.block_cases()
     assert cases[-2:] == ["toy_block(in=64,g=4)@7x7", "toy_block(in=64,g=4,dense=true)@7x7"]
-    assert theory.reduction("toy_block", height=7, width=7, in_channels=64, groups=4)["flops"] > 3.9
+    assert theory.reduction("toy_block", height=7, width=7, in_channels=64, groups=4)["flop_reduction"] > 3.9
     with pytest.raises(ValueError, match="toy_block: in_channels=30 must be divisible by groups=4"):
         registry.resolve("toy_block", in_channels=30, groups=4)
     with pytest.raises(ValueError, match="workload 'toy_block' is registered twice"):

@@ -100,13 +100,22 @@ def _asv_rows(path: Path, machine_info: dict[str, Any] | None) -> list[dict[str,
             if k in ("cpu", "num_cpu", "ram", "gpu", "driver", "os", "arch", "torch")
         },
     }
+    run = {
+        "source": "asv",
+        "file": path.name,
+        "machine": path.parent.name,
+        "env_name": data.get("env_name"),
+        "commit_hash": data.get("commit_hash"),
+        "commit_date": _ms_to_datetime(data.get("date")),
+        "run_id": f"asv:{(data.get('commit_hash') or '')[:8]}",
+        "torch_version": info.get("torch"),
+    }
     rows = []
     for benchmark, row in data["results"].items():
         col = dict(zip(columns, row, strict=False))
         param_lists = col.get("params") or []
         combos = list(itertools.product(*param_lists)) if param_lists else [()]
         results = col.get("result") or [None] * len(combos)
-
         n = len(combos)
         ci_a, ci_b = _per_combo(col, "stats_ci_99_a", n), _per_combo(col, "stats_ci_99_b", n)
         q25, q75 = _per_combo(col, "stats_q_25", n), _per_combo(col, "stats_q_75", n)
@@ -115,37 +124,42 @@ def _asv_rows(path: Path, machine_info: dict[str, Any] | None) -> list[dict[str,
         for i, combo in enumerate(combos):
             params = [_decode(p) for p in combo]
             named = dict(zip(PARAM_NAMES, params, strict=False)) if len(params) == len(PARAM_NAMES) else {}
+            stats = {
+                "q25": q25[i],
+                "q75": q75[i],
+                "ci_low": ci_a[i],
+                "ci_high": ci_b[i],
+                "quick": ci_a[i] is not None and not math.isfinite(float(ci_a[i])),
+                "number": number[i],
+                "n_samples": len(samples[i]) if samples[i] else repeat[i],
+                "samples": samples[i],
+            }
             value = results[i] if i < len(results) else None
-            rows.append(
-                {
-                    "source": "asv",
-                    "file": path.name,
-                    "machine": path.parent.name,
-                    "env_name": data.get("env_name"),
-                    "commit_hash": data.get("commit_hash"),
-                    "commit_date": _ms_to_datetime(data.get("date")),
-                    "run_id": f"asv:{(data.get('commit_hash') or '')[:8]}",
-                    "run_date": _ms_to_datetime(col.get("started_at")),
-                    "benchmark": benchmark,
-                    "metric": metric_of(benchmark),
-                    "version": col.get("version"),
-                    "params_raw": list(combo),
-                    **named,
-                    "value": _finite(value) if _status(value) == "ok" else math.nan,
-                    "status": _status(value),
-                    "q25": _finite(q25[i]),
-                    "q75": _finite(q75[i]),
-                    "ci_low": _finite(ci_a[i]),
-                    "ci_high": _finite(ci_b[i]),
-                    "quick": ci_a[i] is not None and not math.isfinite(float(ci_a[i])),
-                    "number": number[i],
-                    "n_samples": len(samples[i]) if samples[i] else repeat[i],
-                    "samples": samples[i],
-                    "torch_version": info.get("torch"),
-                    **_machine_fields(info),
-                }
-            )
+            measured = {"benchmark": benchmark, "version": col.get("version"), "params_raw": list(combo), **named}
+            run["run_date"] = _ms_to_datetime(col.get("started_at"))
+            rows.append(_row(run, measured, value, stats, info))
     return rows
+
+
+def _row(
+    run: dict[str, Any], measured: dict[str, Any], value: Any, stats: dict[str, Any], info: dict[str, Any] | None
+) -> dict[str, Any]:
+    """One row of the DataFrame, from either source: where and when (``run``), what (``measured``: benchmark,
+    version, parameters), the value (None: failed, NaN: skipped) and its statistics."""
+    status = _status(value)
+    return {
+        **run,
+        **measured,
+        "metric": metric_of(measured["benchmark"]),
+        "value": _finite(value) if status == "ok" else math.nan,
+        "status": status,
+        **{k: _finite(stats.get(k)) for k in ("q25", "q75", "ci_low", "ci_high")},
+        "quick": stats.get("quick", False),
+        "number": stats.get("number"),
+        "n_samples": stats.get("n_samples"),
+        "samples": stats.get("samples"),
+        **_machine_fields(info),
+    }
 
 
 def _history_rows(path: Path, machine_info: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -164,49 +178,44 @@ def _history_rows(path: Path, machine_info: dict[str, Any] | None) -> list[dict[
         warnings.warn(f"skipping {path}: no run record on its first line", stacklevel=2)
         return []
     run = lines[0]["run"]
+    where = {
+        "source": "history",
+        "file": path.name,
+        "machine": run.get("machine", path.parent.parent.name),
+        "env_name": run.get("env_name"),
+        "commit_hash": run.get("commit_hash"),
+        "commit_date": pd.NaT,
+        "run_id": run.get("run_id"),
+        "run_date": pd.Timestamp(run["started"]) if run.get("started") else pd.NaT,
+    }
+    # the method version; a run written before it was recorded has only bench_lib's (never current)
+    version = run.get("suite_version") or str(run.get("bench_lib_version"))
     rows = []
     for e in lines[1:]:
-        if e.get("status") != "ok":
-            value, samples, stats = (None if e.get("status") == "failed" else math.nan), None, {}
-        elif e["metric"] == "latency":
-            stats = e.get("measurement", {})
-            value, samples = stats.get("median_s"), stats.get("samples_s")
-        elif e["metric"] == "peak_memory":
-            value, samples, stats = e.get("memory", {}).get("peak_bytes"), None, {}
-        else:
-            value, samples, stats = e.get("energy_j_per_item"), None, {}
-        context = stats.get("context", {})
-        rows.append(
-            {
-                "source": "history",
-                "file": path.name,
-                "machine": run.get("machine", path.parent.parent.name),
-                "env_name": run.get("env_name"),
-                "commit_hash": run.get("commit_hash"),
-                "commit_date": pd.NaT,
-                "run_id": run.get("run_id"),
-                "run_date": pd.Timestamp(run["started"]) if run.get("started") else pd.NaT,
-                "benchmark": benchmark_name(e["suite"], e["metric"]),
-                "metric": e["metric"],
-                # the method version; a run written before it was recorded has only bench_lib's (never current)
-                "version": run.get("suite_version") or str(run.get("bench_lib_version")),
-                "params_raw": None,
-                **e["params"],
-                "value": _finite(value) if _status(value) == "ok" else math.nan,
-                "status": _status(value),
-                "q25": _finite(stats.get("q25_s")),
-                "q75": _finite(stats.get("q75_s")),
-                "ci_low": math.nan,
-                "ci_high": math.nan,
-                "quick": False,
-                "number": stats.get("block"),
-                "n_samples": len(samples) if samples else None,
-                "samples": samples,
-                "torch_version": context.get("torch_version") or (machine_info or {}).get("torch"),
-                **_machine_fields(machine_info),
-            }
-        )
+        value, stats, context = _history_value(e)
+        measured = {
+            "benchmark": benchmark_name(e["suite"], e["metric"]),
+            "version": version,
+            "params_raw": None,
+            **e["params"],
+        }
+        torch_version = context.get("torch_version") or (machine_info or {}).get("torch")
+        rows.append(_row({**where, "torch_version": torch_version}, measured, value, stats, machine_info))
     return rows
+
+
+def _history_value(e: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """A history line's value (None: failed, NaN: skipped), its statistics and its measurement context."""
+    if e.get("status") != "ok":
+        return (None if e.get("status") == "failed" else math.nan), {}, {}
+    if e["metric"] == "latency":
+        m = e.get("measurement", {})
+        samples = m.get("samples_s")
+        stats = {"q25": m.get("q25_s"), "q75": m.get("q75_s"), "number": m.get("block"), "samples": samples}
+        return m.get("median_s"), {**stats, "n_samples": len(samples) if samples else None}, m.get("context", {})
+    if e["metric"] == "peak_memory":
+        return e.get("memory", {}).get("peak_bytes"), {}, {}
+    return e.get("energy_j_per_item"), {}, {}
 
 
 def load(results_dir: str | Path = "results", *, history: bool = False, derive: bool = True) -> pd.DataFrame:
@@ -305,8 +314,8 @@ def _theory(case_text: str, batch: int, dtype: str) -> dict[str, float]:
         "theory_train_flops": batch * cost.train_flops,
         "theory_min_bytes": min_bytes,
         "theory_intensity_flops_per_byte": batch * cost.flops / min_bytes,
-        "flop_reduction": red["flops"],
-        "param_reduction": red["params"],
+        "flop_reduction": red["flop_reduction"],
+        "param_reduction": red["param_reduction"],
     }
 
 

@@ -146,15 +146,15 @@ def reduction(
 ) -> dict[str, Any]:
     """FLOP and parameter reduction factors against the dense equivalent (dense / this).
 
-    Keys: ``flops`` and ``params`` (factors; ``inf`` when this workload has none, e.g. a channel
-    shuffle), ``dense_workload`` and ``dense_params`` (what it was compared with).
+    Keys: ``flop_reduction`` and ``param_reduction`` (dimensionless factors; ``inf`` when this workload
+    has none, e.g. a channel shuffle), ``dense_workload`` and ``dense_params`` (what it was compared with).
     """
     this = cost(name, batch=batch, height=height, width=width, dtype=dtype, **params)
     dense_name, dense_params = registry.dense_equivalent(name, **params)
     dense = cost(dense_name, batch=batch, height=height, width=width, dtype=dtype, **dense_params)
     return {
-        "flops": _ratio(dense.flops, this.flops),
-        "params": _ratio(dense.params, this.params),
+        "flop_reduction": _ratio(dense.flops, this.flops),
+        "param_reduction": _ratio(dense.params, this.params),
         "dense_workload": dense_name,
         "dense_params": dense_params,
     }
