@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from bench_lib.catalogue import registry
@@ -169,3 +171,9 @@ def test_a_combination_round_trips_through_its_event_and_refuses_a_wrong_arity()
     assert c.benchmark == "bench_blocks.Energy.track_energy" and c.unit == "joules"
     with pytest.raises(ValueError, match="a combination takes 6 parameters"):
         Combination.of("ops", "latency", ("depthwise@14x14", 1))
+
+
+def test_run_ids_started_in_the_same_second_differ():
+    ids = {runner.new_run_id("0123456789abcdef" * 2) for _ in range(200)}
+    assert len(ids) == 200
+    assert all(re.fullmatch(r"\d{8}T\d{6}Z-01234567-[0-9a-f]{6}", i) for i in ids)

@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -290,10 +291,8 @@ def _check_devices(specs: list[str]) -> None:
         raise RunError(f"--device {twice[0]} is given twice; name each device once")
 
 
-def run(opts: RunOptions) -> int:
-    """Run the grid; return the exit code (0 all ran, 1 some failed or none ran, 130 interrupted)."""
-    root = project_root(opts.project)
-    head = git_head(root)
+def _check_options(opts: RunOptions) -> str:
+    """Refuse bad options with a RunError naming the option; return the interpreter to benchmark."""
     python = opts.python or sys.executable
     if not Path(python).exists():
         raise RunError(f"--python {python} does not exist")
@@ -301,21 +300,89 @@ def run(opts: RunOptions) -> int:
         raise RunError(f"--grid {opts.grid!r} is not a grid; accepted: {', '.join(grids.GRIDS)}")
     if opts.rounds < 1:
         raise RunError(f"--rounds {opts.rounds} must be at least 1")
+    if opts.chunk_size < 1:
+        raise RunError(f"--chunk-size {opts.chunk_size} must be at least 1")
     if opts.launch_method not in ("forkserver", "spawn"):
         raise RunError(f"--launch-method {opts.launch_method!r}; accepted: forkserver, spawn")
-    env = dict(os.environ)
-    env["CONVBENCH_GRID"] = opts.grid
     if opts.devices:
         _check_devices(opts.devices)
-        env["CONVBENCH_DEVICES"] = ",".join(opts.devices)
-    else:
-        env.pop("CONVBENCH_DEVICES", None)
     if opts.bench:
         try:
             re.compile(opts.bench)
         except re.error as e:
             raise RunError(f"--bench {opts.bench!r} is not a regular expression: {e}") from None
+    return python
 
+
+def _asv_environment(opts: RunOptions, events_path: Path) -> dict[str, str]:
+    """The environment asv's discovery and workers see: the grid, the devices and the events file."""
+    env = {**os.environ, "CONVBENCH_GRID": opts.grid, "CONVBENCH_EVENTS": str(events_path)}
+    env.pop("CONVBENCH_DEVICES", None)
+    if opts.devices:
+        env["CONVBENCH_DEVICES"] = ",".join(opts.devices)
+    return env
+
+
+def new_run_id(head: str) -> str:
+    """UTC time, the commit and a random part: two runs started in the same second never share an id."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{head[:8]}-{secrets.token_hex(3)}"
+
+
+class _Chunks:
+    """Runs the plan chunk by chunk, each chunk its own ``asv run`` in its own process group.
+
+    Ctrl-C once: the chunk in flight finishes, then the run stops. Twice: the chunk is abandoned.
+    """
+
+    def __init__(self, cmd_of, root: Path, env: dict[str, str], log_path: Path, progress: _Progress):
+        self.cmd_of, self.root, self.env, self.log_path, self.progress = cmd_of, root, env, log_path, progress
+        self.stop = False
+        self.proc: subprocess.Popen | None = None
+        self.attempted: set[Combination] = set()
+
+    def on_sigint(self, signum, frame) -> None:
+        if self.stop and self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # second Ctrl-C: abandon the chunk in flight
+        self.stop = True
+        print("\ninterrupt: finishing the chunk in flight, then stopping (Ctrl-C again to abandon it)", file=sys.stderr)
+
+    def run(self, selected: list[Combination], size: int) -> bool:
+        """Run every chunk; return whether the run was interrupted."""
+        previous = signal.signal(signal.SIGINT, self.on_sigint)
+        try:
+            with open(self.log_path, "a") as log:
+                for chunk in chunks(selected, size):
+                    if self.stop:
+                        return True
+                    self.attempted.update(chunk)
+                    self._one(chunk, log)
+            return self.stop
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            self.progress.close()
+
+    def _one(self, chunk: list[Combination], log) -> None:
+        self.proc = subprocess.Popen(
+            self.cmd_of(chunk),
+            cwd=self.root,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # Ctrl-C reaches convbench, not asv
+        while self.proc.poll() is None:
+            self.progress.update()
+            time.sleep(0.3)
+        self.progress.update()
+        if self.proc.returncode not in (0, 2):  # asv exits 2 when a benchmark failed
+            print(f"asv exited {self.proc.returncode} on a chunk; see {self.log_path}", file=sys.stderr)
+
+
+def run(opts: RunOptions) -> int:
+    """Run the grid; return the exit code (0 all ran, 1 some failed or none ran, 130 interrupted)."""
+    root = project_root(opts.project)
+    head = git_head(root)
+    python = _check_options(opts)
     grid = grids.grid(opts.grid, opts.devices)
     the_plan = plan(grid, opts.bench)
     if not the_plan.selected:
@@ -323,66 +390,51 @@ def run(opts: RunOptions) -> int:
 
     mid, written = ensure_machine_entry()
     results_dir = root / json.loads((root / "asv.conf.json").read_text()).get("results_dir", "results")
-    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{head[:8]}"
-    history_dir = results_dir / mid / "history"
-    history_dir.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id(head)
     events_path = Path(tempfile.mkdtemp(prefix="convbench-run-")) / "events.jsonl"
     log_path = events_path.with_name("asv.log")
-    env["CONVBENCH_EVENTS"] = str(events_path)
     print(
         f"convbench run: grid {opts.grid}, {len(the_plan.selected)} combinations on {', '.join(grid.devices)}; "
         f"machine {mid}{' (entry added to ' + str(asv_machine_file()) + ')' if written else ''}; commit "
         f"{head[:8]}; python {python}; launch {opts.launch_method}; asv log {log_path}",
         flush=True,
     )
-
     if opts.peaks and opts.grid != "smoke":
         _measure_missing_peaks(grid.devices, results_dir, mid)
 
     started = time.time()
-    interrupted = False
-    attempted: set[Combination] = set()
-    stop_after_chunk = {"flag": False}
-    proc: subprocess.Popen | None = None
-
-    def on_sigint(signum, frame):
-        if stop_after_chunk["flag"] and proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # second Ctrl-C: abandon the chunk in flight
-        stop_after_chunk["flag"] = True
-        print("\ninterrupt: finishing the chunk in flight, then stopping (Ctrl-C again to abandon it)", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    progress = _Progress(len(the_plan.selected), events_path, enabled=opts.progress)
-    try:
-        with open(log_path, "a") as log:
-            for chunk in chunks(the_plan.selected, opts.chunk_size):
-                if stop_after_chunk["flag"]:
-                    interrupted = True
-                    break
-                attempted.update(chunk)
-                cmd = asv_command(root, python, head, mid, opts, chunk)
-                proc = subprocess.Popen(
-                    cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )  # Ctrl-C reaches convbench, not asv
-                while proc.poll() is None:
-                    progress.update()
-                    time.sleep(0.3)
-                progress.update()
-                if proc.returncode not in (0, 2):  # asv exits 2 when a benchmark failed
-                    print(f"asv exited {proc.returncode} on a chunk; see {log_path}", file=sys.stderr)
-            interrupted = interrupted or stop_after_chunk["flag"]
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        progress.close()
-
+    runner = _Chunks(
+        lambda chunk: asv_command(root, python, head, mid, opts, chunk),
+        root,
+        _asv_environment(opts, events_path),
+        log_path,
+        _Progress(len(the_plan.selected), events_path, enabled=opts.progress),
+    )
+    interrupted = runner.run(the_plan.selected, opts.chunk_size)
     networks_ran = any(p.suite == "networks" for p in the_plan.selected)
     if opts.breakdowns and networks_ran and grid.name != "smoke" and not interrupted:
         _measure_breakdowns(grid, results_dir, mid)
 
-    wall = time.time() - started
     events = read_events(events_path)
-    summary = summarise(the_plan.selected, events, the_plan.excluded, wall, interrupted, attempted)
-    record = {
+    summary = summarise(
+        the_plan.selected, events, the_plan.excluded, time.time() - started, interrupted, runner.attempted
+    )
+    record = _run_record(run_id, started, opts, grid, mid, head, python, summary)
+    history_path = results_dir / mid / "history" / f"{run_id}.jsonl"
+    history_path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(history_path, "\n".join(json.dumps(x, default=str) for x in [record, *events]) + "\n")
+    print_summary(summary)
+    print(f"  results in {results_dir / mid}; this run's history in {history_path}")
+    if interrupted:
+        return 130
+    return 1 if summary.failed else 0
+
+
+def _run_record(
+    run_id: str, started: float, opts: RunOptions, grid: grids.Grid, mid: str, head: str, python: str, summary: Summary
+) -> dict[str, Any]:
+    """The first line of a run's history: what ran, where, with which method, and its summary."""
+    return {
         "run": {
             "run_id": run_id,
             "started": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
@@ -400,13 +452,6 @@ def run(opts: RunOptions) -> int:
             "summary": summary.as_dict(),
         }
     }
-    history_path = history_dir / f"{run_id}.jsonl"
-    write_atomic(history_path, "\n".join(json.dumps(x, default=str) for x in [record, *events]) + "\n")
-    print_summary(summary)
-    print(f"  results in {results_dir / mid}; this run's history in {history_path}")
-    if interrupted:
-        return 130
-    return 1 if summary.failed else 0
 
 
 def _measure_missing_peaks(specs: list[str], results_dir: Path, machine_id: str) -> None:
