@@ -177,3 +177,17 @@ def test_run_ids_started_in_the_same_second_differ():
     ids = {runner.new_run_id("0123456789abcdef" * 2) for _ in range(200)}
     assert len(ids) == 200
     assert all(re.fullmatch(r"\d{8}T\d{6}Z-01234567-[0-9a-f]{6}", i) for i in ids)
+
+
+def test_the_full_grid_leaves_no_batch_out_on_any_device():
+    g = grids.grid("full", ["cpu-1t", "cuda:0"])
+    for device in ("cpu-1t", "cuda:0"):
+        for batch in (2, 16, 128):
+            c = Combination.of("ops", "latency", (g.cases["ops"][0], batch, device, "nchw", "float32", "inference"))
+            assert g.excluded(c) is None
+
+
+def test_the_cli_offers_exactly_the_grids_there_are():
+    from bench_lib import cli
+
+    assert cli.GRIDS == grids.GRIDS

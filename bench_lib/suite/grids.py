@@ -14,6 +14,7 @@ Device detection never initialises CUDA or MPS (it runs in asv's fork server): s
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from collections.abc import Iterator
@@ -26,7 +27,6 @@ from bench_lib.measure import devices
 from bench_lib.suite import papers
 from bench_lib.suite.combination import METRICS, SUITES, Combination
 
-GRIDS = ("smoke", "default", "nightly", "full", "papers", "shufflenetv2", "fasternet")
 THROUGHPUT_BATCH = {"cpu": 8, "cuda": 64, "mps": 64}
 
 # Stage shapes of ImageNet-style networks: (channels, spatial size), per workload family.
@@ -134,71 +134,115 @@ def detected_devices() -> list[str]:
     return devices.candidate_specs()
 
 
+@dataclass(frozen=True)
+class Found:
+    """The devices a grid is built over: ``asked`` when the user named them, else those detected here."""
+
+    specs: list[str]
+    asked: bool
+
+    @property
+    def cpu(self) -> list[str]:
+        return [d for d in self.specs if d.startswith("cpu")]
+
+    @property
+    def accelerators(self) -> list[str]:
+        return [d for d in self.specs if not d.startswith("cpu")]
+
+
+STAGE_SIZES = [56, 28, 14, 7]  # the four stage shapes of ImageNet-style networks
+FULL_BATCHES = [1, 2, 4, 8, 16, 32, 64, 128]
+
+
+def _smoke(name: str, found: Found) -> Grid:
+    """A handful of combinations covering every benchmark method (the tests run it)."""
+    return Grid(
+        name=name,
+        cases={
+            "ops": ["depthwise(in=32,k=3,bias=false)@14x14", "standard(in=32,out=32,k=3,bias=false)@14x14"],
+            "blocks": ["mbconv(in=16,out=16,k=3)@14x14"],
+        },
+        batches=[1],
+        devices=found.specs if found.asked else found.specs[:1] + found.accelerators,
+        layouts=["nchw"],
+        dtypes=["float32"],
+        modes={"ops": ["inference"], "blocks": ["inference", "training"]},
+        timing={"samples": 5, "max_time_s": 0.1, "max_warmup_s": 0.1},
+    )
+
+
+def _default(name: str, found: Found) -> Grid:
+    """Every op and block at an early and a late stage, networks; float32; batch 1 and a throughput batch."""
+    return Grid(
+        name=name,
+        cases={"ops": op_cases(56, 64) + op_cases(7, 512), "blocks": block_cases(), "networks": network_cases()},
+        batches=sorted({1, *THROUGHPUT_BATCH.values()}),
+        devices=found.cpu + found.accelerators,
+        layouts=["nchw", "channels_last"],
+        dtypes=["float32"],
+        modes={"ops": ["inference"], "blocks": ["inference", "training"], "networks": ["inference"]},
+        timing={"samples": 10, "min_samples": 5, "max_time_s": 0.3, "max_warmup_s": 0.3, "min_sample_s": 0.004},
+    )
+
+
+def _papers(name: str, found: Found) -> Grid:
+    """The paper tables (all of them, or one paper's), at each paper's batch per device kind."""
+    tables = None if name == "papers" else papers.PAPERS[name]
+    return Grid(
+        name=name,
+        cases={"papers": papers.cases(tables)},
+        batches=sorted(set(papers.BATCH.values())),
+        devices=found.specs if found.asked else ["cpu-1t", *found.accelerators],
+        layouts=["nchw"],
+        dtypes=["float32"],
+        modes={"papers": ["inference"]},
+        metrics=("latency",),
+        timing={"samples": 15, "min_samples": 7, "max_time_s": 2.0, "max_warmup_s": 1.0},
+        batches_by_kind={kind: [b] for kind, b in papers.BATCH.items()},
+    )
+
+
+def _nightly(name: str, found: Found) -> Grid:
+    """Adds the half types, op training and all four stage shapes to the default grid."""
+    return Grid(
+        name=name,
+        cases={
+            "ops": [c for s in STAGE_SIZES for c in op_cases(s, OP_STAGES[s])],
+            "blocks": block_cases(STAGE_SIZES),
+            "networks": network_cases(),
+        },
+        batches=sorted({1, *THROUGHPUT_BATCH.values()}),
+        devices=found.cpu + found.accelerators,
+        layouts=["nchw", "channels_last"],
+        dtypes=["float32", "bfloat16", "float16"],
+        modes={suite: ["inference", "training"] for suite in ("ops", "blocks", "networks")},
+        timing={"samples": 10, "min_samples": 5, "max_time_s": 0.5, "max_warmup_s": 0.5},
+    )
+
+
+def _full(name: str, found: Found) -> Grid:
+    """The nightly grid on every thread count and every batch from 1 to 128, on every device kind."""
+    nightly = _nightly(name, found)
+    threads = [f"cpu-{n}t" for n in range(1, (os.cpu_count() or 1) + 1)]
+    return dataclasses.replace(
+        nightly,
+        batches=FULL_BATCHES,
+        devices=threads + found.accelerators,
+        timing={},
+        batches_by_kind={kind: FULL_BATCHES for kind in THROUGHPUT_BATCH},
+    )
+
+
+_BUILDERS = {"smoke": _smoke, "default": _default, "nightly": _nightly, "full": _full}
+_BUILDERS.update({name: _papers for name in ("papers", *papers.PAPERS)})
+GRIDS = tuple(_BUILDERS)
+
+
 def grid(name: str | None = None, device_specs: list[str] | None = None) -> Grid:
     """The grid called ``name`` (default: ``$CONVBENCH_GRID`` or ``default``) over ``device_specs``
     (default: :func:`detected_devices`)."""
     name = name or os.environ.get("CONVBENCH_GRID", "default")
     if name not in GRIDS:
         raise ValueError(f"CONVBENCH_GRID={name!r} is not a grid; accepted: {', '.join(GRIDS)}")
-    found = list(device_specs) if device_specs else detected_devices()
-    accelerators = [d for d in found if not d.startswith("cpu")]
-    cpu = [d for d in found if d.startswith("cpu")]
-    if name == "smoke":
-        return Grid(
-            name="smoke",
-            cases={
-                "ops": ["depthwise(in=32,k=3,bias=false)@14x14", "standard(in=32,out=32,k=3,bias=false)@14x14"],
-                "blocks": ["mbconv(in=16,out=16,k=3)@14x14"],
-            },
-            batches=[1],
-            devices=found if device_specs else found[:1] + accelerators,
-            layouts=["nchw"],
-            dtypes=["float32"],
-            modes={"ops": ["inference"], "blocks": ["inference", "training"]},
-            timing={"samples": 5, "max_time_s": 0.1, "max_warmup_s": 0.1},
-        )
-    if name == "default":
-        return Grid(
-            name="default",
-            cases={"ops": op_cases(56, 64) + op_cases(7, 512), "blocks": block_cases(), "networks": network_cases()},
-            batches=[1, 8, 64],
-            devices=cpu + accelerators,
-            layouts=["nchw", "channels_last"],
-            dtypes=["float32"],
-            modes={"ops": ["inference"], "blocks": ["inference", "training"], "networks": ["inference"]},
-            timing={"samples": 10, "min_samples": 5, "max_time_s": 0.3, "max_warmup_s": 0.3, "min_sample_s": 0.004},
-        )
-    if name in ("papers", *papers.PAPERS):
-        tables = None if name == "papers" else papers.PAPERS[name]
-        return Grid(
-            name=name,
-            cases={"papers": papers.cases(tables)},
-            batches=sorted(set(papers.BATCH.values())),
-            devices=(found if device_specs else ["cpu-1t", *accelerators]),
-            layouts=["nchw"],
-            dtypes=["float32"],
-            modes={"papers": ["inference"]},
-            metrics=("latency",),
-            timing={"samples": 15, "min_samples": 7, "max_time_s": 2.0, "max_warmup_s": 1.0},
-            batches_by_kind={kind: [b] for kind, b in papers.BATCH.items()},
-        )
-    stages = [56, 28, 14, 7]
-    full = name == "full"
-    return Grid(
-        name=name,
-        cases={
-            "ops": [c for s in stages for c in op_cases(s, OP_STAGES[s])],
-            "blocks": block_cases(stages),
-            "networks": network_cases(),
-        },
-        batches=[1, 8, 64] if not full else [1, 2, 4, 8, 16, 32, 64, 128],
-        devices=(cpu if not full else [f"cpu-{n}t" for n in range(1, (os.cpu_count() or 1) + 1)]) + accelerators,
-        layouts=["nchw", "channels_last"],
-        dtypes=["float32", "bfloat16", "float16"],
-        modes={
-            "ops": ["inference", "training"],
-            "blocks": ["inference", "training"],
-            "networks": ["inference", "training"],
-        },
-        timing={"samples": 10, "min_samples": 5, "max_time_s": 0.5, "max_warmup_s": 0.5} if not full else {},
-    )
+    found = Found(list(device_specs), True) if device_specs else Found(detected_devices(), False)
+    return _BUILDERS[name](name, found)
