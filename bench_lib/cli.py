@@ -234,10 +234,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
     c = theory.cost(args.name, dtype=args.dtype, **geometry, **params)
     if args.breakdown:
-        parts = c.parts()
-        record["breakdown"] = [
-            {**row, "macs": parts.get(row["part"], {}).get("macs", 0)} for row in harness.breakdown(prepared)
-        ]
+        record["breakdown"] = harness.breakdown(prepared)
     flops = c.train_flops if args.mode == "training" else c.flops
     peaks = roofline.peaks_for(args.device, args.results, dtypes=(args.dtype,))
     record["roofline_fraction"] = peaks.fraction(m.median_s, flops, c.min_bytes, args.dtype)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from bench_lib import __version__
-from bench_lib.catalogue import registry
+from bench_lib.catalogue import layers, registry
 from bench_lib.catalogue.cases import Case
 from bench_lib.measure import allocator, devices
 from bench_lib.measure.devices import DTYPES, LAYOUTS, MODES, Backend, check_choice
@@ -240,7 +240,8 @@ def time_prepared(prepared: Prepared, **timing: Any) -> Measurement:
 
 
 def breakdown(prepared: Prepared, samples: int = 5, max_time_s: float = 0.05) -> list[dict[str, Any]]:
-    """Seconds per call of each part of a sequential workload (a network's stem, blocks, head).
+    """Seconds per call of each part of a sequential workload (a network's stem, blocks, head), with the
+    part's MACs on its real input (traced, :func:`bench_lib.catalogue.layers.trace`).
 
     Per-part replay, not hooks: one forward pass records each part's real input, then each part is
     timed alone on it with :func:`time_callable`. The parts' times add up to about the whole call (less
@@ -263,6 +264,8 @@ def breakdown(prepared: Prepared, samples: int = 5, max_time_s: float = 0.05) ->
                 max_warmup_s=max_time_s,
                 min_samples=3,
             )
-            rows.append({"part": name, "median_s": m.median_s, "iqr_s": m.iqr_s, "block": m.block})
+            _, costs = layers.trace(part, tuple(x.shape))
+            macs = sum(c.macs for c in costs)
+            rows.append({"part": name, "median_s": m.median_s, "iqr_s": m.iqr_s, "block": m.block, "macs": macs})
             x = part(x)
     return rows

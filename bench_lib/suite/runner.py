@@ -479,7 +479,6 @@ def _measure_breakdowns(grid: grids.Grid, results_dir: Path, machine_id: str) ->
     ``results/<machine>/breakdown.jsonl`` for the analysis; a failure here is reported, not fatal."""
     import torch
 
-    from bench_lib.catalogue import theory
     from bench_lib.catalogue.cases import Case
     from bench_lib.measure import harness
 
@@ -494,8 +493,7 @@ def _measure_breakdowns(grid: grids.Grid, results_dir: Path, machine_id: str) ->
                     prepared = harness.prepare(
                         case.workload, device=spec, layout=layout, height=case.height, width=case.width, **case.params
                     )
-                    parts = theory.cost(case.workload, height=case.height, width=case.width, **case.params).parts()
-                    rows = [{**r, "macs": parts[r["part"]]["macs"]} for r in harness.breakdown(prepared)]
+                    rows = harness.breakdown(prepared)
                 except Exception as e:  # the asv results stand without it
                     print(f"  breakdown of {case_text} on {spec} failed: {type(e).__name__}: {e}", file=sys.stderr)
                     continue
