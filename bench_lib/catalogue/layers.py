@@ -107,6 +107,8 @@ _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Sigmoid, nn.Hardswish, nn.Hardsig
 def trace(module: nn.Module, shape: Shape, prefix: str = "") -> tuple[Shape, list[LayerCost]]:
     """Propagate ``shape`` through ``module``; return the output shape and each leaf's cost.
 
+    A module with ``trace_costs`` traces itself; a ``Sequential`` traces its children in turn; a torch
+    leaf is traced by the entry of ``_LEAF_TRACERS`` for its class (or a base class).
     Raises :class:`ShapeError` (a ``ValueError``) when a layer cannot take the shape.
     """
     shape = tuple(int(d) for d in shape)
@@ -118,70 +120,54 @@ def trace(module: nn.Module, shape: Shape, prefix: str = "") -> tuple[Shape, lis
             shape, child_layers = trace(child, shape, _join(prefix, child_name))
             layers += child_layers
         return shape, layers
-    if isinstance(module, nn.Conv2d):
-        return _trace_conv(module, shape, prefix)
-    if isinstance(module, nn.Linear):
-        _expect_channels(prefix, shape, module.in_features)
-        out = (shape[0], module.out_features)
-        params = sum(p.numel() for p in module.parameters())
-        bias_ops = _numel(out) if module.bias is not None else 0
-        return out, [
-            LayerCost(
-                prefix,
-                "linear",
-                shape,
-                out,
-                params=params,
-                macs=shape[0] * module.in_features * module.out_features,
-                elementwise_ops=bias_ops,
-                in_elements=_numel(shape),
-                out_elements=_numel(out),
-            )
-        ]
-    if isinstance(module, nn.BatchNorm2d):
-        _expect_channels(prefix, shape, module.num_features)
-        cost = _elementwise(prefix, "batchnorm", shape, 2)
-        params = sum(p.numel() for p in module.parameters())
-        return shape, [LayerCost(**{**cost.__dict__, "params": params})]
-    if isinstance(module, _ACTIVATIONS):
-        return shape, [_elementwise(prefix, "activation", shape)]
-    if isinstance(module, nn.Identity):
-        return shape, []
-    if isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
-        ho, wo = _spatial_out(prefix, shape, module.kernel_size, module.stride, module.padding)
-        out = (shape[0], shape[1], ho, wo)
-        kh, kw = _pair(module.kernel_size)
-        return out, [
-            LayerCost(
-                prefix,
-                "pool",
-                shape,
-                out,
-                elementwise_ops=kh * kw * _numel(out),
-                in_elements=_numel(shape),
-                out_elements=_numel(out),
-            )
-        ]
-    if isinstance(module, nn.AdaptiveAvgPool2d):
-        if _pair(module.output_size) != (1, 1):
-            raise TypeError(f"cannot trace {module!r}: only global pooling (output_size=1) is supported")
-        out = (shape[0], shape[1], 1, 1)
-        return out, [
-            LayerCost(
-                prefix,
-                "pool",
-                shape,
-                out,
-                elementwise_ops=_numel(shape),
-                in_elements=_numel(shape),
-                out_elements=_numel(out),
-            )
-        ]
-    if isinstance(module, nn.Flatten):
-        return (shape[0], _numel(shape[1:])), []
-    if isinstance(module, nn.Dropout):
-        return shape, []
+    for cls in type(module).__mro__:
+        if cls in _LEAF_TRACERS:
+            return _LEAF_TRACERS[cls](module, shape, prefix)
     raise TypeError(f"cannot trace module of type {type(module).__name__} at '{prefix}'")
+
+
+def _trace_linear(module: nn.Linear, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
+    _expect_channels(prefix, shape, module.in_features)
+    out = (shape[0], module.out_features)
+    params = sum(p.numel() for p in module.parameters())
+    bias_ops = _numel(out) if module.bias is not None else 0
+    macs = shape[0] * module.in_features * module.out_features
+    cost = LayerCost(prefix, "linear", shape, out, params, macs, bias_ops, _numel(shape), _numel(out))
+    return out, [cost]
+
+
+def _trace_batchnorm(module: nn.BatchNorm2d, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
+    _expect_channels(prefix, shape, module.num_features)
+    cost = _elementwise(prefix, "batchnorm", shape, 2)
+    params = sum(p.numel() for p in module.parameters())
+    return shape, [LayerCost(**{**cost.__dict__, "params": params})]
+
+
+def _trace_activation(module: nn.Module, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
+    return shape, [_elementwise(prefix, "activation", shape)]
+
+
+def _trace_nothing(module: nn.Module, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
+    return shape, []  # identity, dropout: no work counted
+
+
+def _trace_pool(module: nn.MaxPool2d | nn.AvgPool2d, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
+    ho, wo = _spatial_out(prefix, shape, module.kernel_size, module.stride, module.padding)
+    out = (shape[0], shape[1], ho, wo)
+    kh, kw = _pair(module.kernel_size)
+    cost = LayerCost(prefix, "pool", shape, out, 0, 0, kh * kw * _numel(out), _numel(shape), _numel(out))
+    return out, [cost]
+
+
+def _trace_global_pool(module: nn.AdaptiveAvgPool2d, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
+    if _pair(module.output_size) != (1, 1):
+        raise TypeError(f"cannot trace {module!r}: only global pooling (output_size=1) is supported")
+    out = (shape[0], shape[1], 1, 1)
+    return out, [LayerCost(prefix, "pool", shape, out, 0, 0, _numel(shape), _numel(shape), _numel(out))]
+
+
+def _trace_flatten(module: nn.Flatten, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
+    return (shape[0], _numel(shape[1:])), []
 
 
 def _trace_conv(conv: nn.Conv2d, shape: Shape, name: str) -> tuple[Shape, list[LayerCost]]:
@@ -205,6 +191,20 @@ def _trace_conv(conv: nn.Conv2d, shape: Shape, name: str) -> tuple[Shape, list[L
             out_elements=_numel(out),
         )
     ]
+
+
+_LEAF_TRACERS = {
+    nn.Conv2d: _trace_conv,
+    nn.Linear: _trace_linear,
+    nn.BatchNorm2d: _trace_batchnorm,
+    **dict.fromkeys(_ACTIVATIONS, _trace_activation),
+    nn.Identity: _trace_nothing,
+    nn.Dropout: _trace_nothing,
+    nn.MaxPool2d: _trace_pool,
+    nn.AvgPool2d: _trace_pool,
+    nn.AdaptiveAvgPool2d: _trace_global_pool,
+    nn.Flatten: _trace_flatten,
+}
 
 
 def conv(
