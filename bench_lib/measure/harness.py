@@ -117,44 +117,14 @@ def prepare(
     backend.activate()
 
     torch.manual_seed(seed)
-    reference_module = registry.build(name, **config)
-    reference_module.train(mode == "training")
-    x_cpu = registry.example_input(name, batch, height, width, seed=seed, **config)
-    with torch.no_grad():
-        ref = reference_module.double()(x_cpu.double())
-        reference_module.float()
-
+    module, x_cpu, ref = _reference(name, config, batch, height, width, seed, mode)
     torch_dtype = DTYPES[dtype].torch
-    module = _to_layout(reference_module.to(device=backend.device, dtype=torch_dtype), layout)
+    module = _to_layout(module.to(device=backend.device, dtype=torch_dtype), layout)
     x = _to_layout(x_cpu.to(device=backend.device, dtype=torch_dtype), layout)
     if backend.spec.kind == "cuda":
         torch.backends.cudnn.benchmark = True
-
-    with torch.no_grad():
-        err = _relative_error(module(x), ref)
-    if not err <= DTYPES[dtype].tolerance:  # also catches NaN
-        raise WrongResult(
-            f"{name} on {backend.spec.text} ({layout}, {dtype}, {mode}): relative error "
-            f"{err:.3g} against float64 on the CPU exceeds {DTYPES[dtype].tolerance:g}"
-        )
-
-    if mode == "training":
-        x.requires_grad_(True)
-        grad_out = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed + 1)).to(
-            device=backend.device, dtype=torch_dtype
-        )
-        grad_out = _to_layout(grad_out, layout) if grad_out.dim() == 4 else grad_out
-
-        def step() -> None:
-            module.zero_grad(set_to_none=True)
-            x.grad = None
-            module(x).backward(grad_out)
-    else:
-        module.eval()
-
-        def step() -> torch.Tensor:
-            return module(x)
-
+    err = _check(module, x, ref, f"{name} on {backend.spec.text} ({layout}, {dtype}, {mode})", dtype)
+    step = _training_step(module, x, ref, layout, seed) if mode == "training" else _inference_step(module, x)
     if graph:
         step = _capture_cuda_graph(step, backend)
 
@@ -180,6 +150,57 @@ def prepare(
         "bench_lib_version": __version__,
     }
     return Prepared(module, x, step, backend, context, mode, err)
+
+
+def _reference(
+    name: str, config: dict[str, Any], batch: int, height: int, width: int, seed: int, mode: str
+) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The float32 CPU module, its input, and its output computed in float64 (the reference)."""
+    module = registry.build(name, **config)
+    module.train(mode == "training")
+    x_cpu = registry.example_input(name, batch, height, width, seed=seed, **config)
+    with torch.no_grad():
+        ref = module.double()(x_cpu.double())
+        module.float()
+    return module, x_cpu, ref
+
+
+def _check(module: torch.nn.Module, x: torch.Tensor, ref: torch.Tensor, what: str, dtype: str) -> float:
+    """The output's relative error against the reference; :class:`WrongResult` beyond the dtype's tolerance."""
+    with torch.no_grad():
+        err = _relative_error(module(x), ref)
+    if not err <= DTYPES[dtype].tolerance:  # also catches NaN
+        raise WrongResult(
+            f"{what}: relative error {err:.3g} against float64 on the CPU exceeds {DTYPES[dtype].tolerance:g}"
+        )
+    return err
+
+
+def _inference_step(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    module.eval()
+
+    def step() -> torch.Tensor:
+        return module(x)
+
+    return step
+
+
+def _training_step(
+    module: torch.nn.Module, x: torch.Tensor, ref: torch.Tensor, layout: str, seed: int
+) -> Callable[[], None]:
+    """Forward and backward of a fixed gradient, input gradients included (what theory's training MACs count)."""
+    x.requires_grad_(True)
+    grad_out = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed + 1)).to(
+        device=x.device, dtype=x.dtype
+    )
+    grad_out = _to_layout(grad_out, layout) if grad_out.dim() == 4 else grad_out
+
+    def step() -> None:
+        module.zero_grad(set_to_none=True)
+        x.grad = None
+        module(x).backward(grad_out)
+
+    return step
 
 
 def _capture_cuda_graph(step: Callable[[], Any], backend: Backend) -> Callable[[], Any]:
