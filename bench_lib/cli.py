@@ -186,15 +186,12 @@ def _resolve_device(spec: str):
     return backend
 
 
-def cmd_measure(args: argparse.Namespace) -> int:
-    from bench_lib.catalogue import theory
-    from bench_lib.measure import energy, harness, memory, roofline
+def _prepare_for_cli(args: argparse.Namespace, params: dict[str, Any], backend):
+    """The prepared combination, or a UsageError where it cannot run as asked; None on a wrong result."""
+    from bench_lib.measure import harness
 
-    params = _user_workload(args)
-    backend = _resolve_device(args.device)
-    geometry = {"batch": args.batch, "height": args.height, "width": args.width}
     try:
-        prepared = harness.prepare(
+        return harness.prepare(
             args.name,
             device=backend,
             layout=args.layout,
@@ -202,37 +199,47 @@ def cmd_measure(args: argparse.Namespace) -> int:
             mode=args.mode,
             graph=args.graph,
             allocator_policy=args.allocator,
-            **geometry,
+            batch=args.batch,
+            height=args.height,
+            width=args.width,
             **params,
         )
     except harness.Unsupported as e:
         raise UsageError(f"{args.name} cannot run on {args.device} as asked: {e}") from None
     except harness.WrongResult as e:
         print(f"convbench measure: wrong result: {e}", file=sys.stderr)
+        return None
+
+
+def _energy_fields(args: argparse.Namespace, prepared, seconds_per_call: float) -> dict[str, Any]:
+    from bench_lib.measure import energy
+
+    backend = prepared.backend
+    meter = energy.meter_for(backend.spec.kind, backend.spec.index or 0)
+    ok, reason = (False, "not asked for (--no-energy)") if args.no_energy else meter.available()
+    if not ok:
+        return {"energy_j_per_call": None, "energy_reason": reason}
+    with prepared.grad_mode():
+        e = energy.energy_per_call(prepared.step, backend.synchronize, meter, seconds_per_call=seconds_per_call)
+    return {"energy_j_per_call": e.energy_j_per_call, "energy": e.summary()}
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from bench_lib.catalogue import theory
+    from bench_lib.measure import harness, memory, roofline
+
+    params = _user_workload(args)
+    prepared = _prepare_for_cli(args, params, _resolve_device(args.device))
+    if prepared is None:
         return EXIT_FAILED
     m = harness.time_prepared(prepared, samples=args.samples, max_time_s=args.max_time)
     record: dict[str, Any] = {k: v for k, v in m.summary().items() if k != "context"}
-
     record["peak_bytes"] = None
     if not args.no_memory:
         mem = memory.measure_memory(prepared)
-        record["peak_bytes"] = mem.peak_bytes
-        record["memory"] = mem.summary()
-
-    record["energy_j_per_call"] = None
-    meter = energy.meter_for(backend.spec.kind, backend.spec.index or 0)
-    ok, reason = meter.available()
-    if args.no_energy:
-        ok, reason = False, "not asked for (--no-energy)"
-    if ok:
-        with prepared.grad_mode():
-            e = energy.energy_per_call(prepared.step, backend.synchronize, meter, seconds_per_call=m.median_s)
-        record["energy_j_per_call"] = e.energy_j_per_call
-        record["energy"] = e.summary()
-    else:
-        record["energy_reason"] = reason
-
-    c = theory.cost(args.name, dtype=args.dtype, **geometry, **params)
+        record.update(peak_bytes=mem.peak_bytes, memory=mem.summary())
+    record.update(_energy_fields(args, prepared, m.median_s))
+    c = theory.cost(args.name, dtype=args.dtype, batch=args.batch, height=args.height, width=args.width, **params)
     if args.breakdown:
         record["breakdown"] = harness.breakdown(prepared)
     flops = c.train_flops if args.mode == "training" else c.flops
@@ -242,7 +249,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
     record["context"] = m.context
     if args.json:
         print_json(record)
-        return EXIT_OK
+    else:
+        _print_measurement(m, record)
+    return EXIT_OK
+
+
+def _print_measurement(m, record: dict[str, Any]) -> None:
     ctx = m.context
     print(
         f"{ctx['case']} on {ctx['device_name']} ({ctx['layout']}, {ctx['dtype']}, {ctx['mode']}, "
@@ -263,21 +275,24 @@ def cmd_measure(args: argparse.Namespace) -> int:
     )
     if record["peak_bytes"] is not None:
         print(f"  peak memory {record['peak_bytes'] / 2**20:,.1f} MiB ({record['memory']['source']})")
-    if args.breakdown:
-        total_s = sum(r["median_s"] for r in record["breakdown"]) or 1.0
-        total_macs = sum(r["macs"] for r in record["breakdown"]) or 1
-        print(f"  per-part replay (each part timed alone on its real input; sum {total_s * 1e3:.2f} ms):")
-        print(f"    {'part':10s} {'time':>10s} {'time %':>7s} {'MACs %':>7s}")
-        for r in record["breakdown"]:
-            print(
-                f"    {r['part']:10s} {r['median_s'] * 1e3:8.3f}ms {r['median_s'] / total_s:7.1%} "
-                f"{r['macs'] / total_macs:7.1%}"
-            )
+    if "breakdown" in record:
+        _print_breakdown(record["breakdown"])
     if record["energy_j_per_call"] is not None:
         print(f"  energy {record['energy_j_per_call']:.3g} J per call ({record['energy']['meter']})")
     else:
         print(f"  energy: not measured ({record['energy_reason']})")
-    return EXIT_OK
+
+
+def _print_breakdown(rows: list[dict[str, Any]]) -> None:
+    total_s = sum(r["median_s"] for r in rows) or 1.0
+    total_macs = sum(r["macs"] for r in rows) or 1
+    print(f"  per-part replay (each part timed alone on its real input; sum {total_s * 1e3:.2f} ms):")
+    print(f"    {'part':10s} {'time':>10s} {'time %':>7s} {'MACs %':>7s}")
+    for r in rows:
+        print(
+            f"    {r['part']:10s} {r['median_s'] * 1e3:8.3f}ms {r['median_s'] / total_s:7.1%} "
+            f"{r['macs'] / total_macs:7.1%}"
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
