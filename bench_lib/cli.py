@@ -25,15 +25,12 @@ class UsageError(ArgumentError):
 
 def parse_key_values(items: Sequence[str]) -> dict[str, Any]:
     """``["in_channels=64", "bias=false"]`` → ``{"in_channels": 64, "bias": False}``."""
-    from bench_lib.catalogue.cases import parse_value
+    from bench_lib.catalogue.cases import key_values, parse_value
 
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"parameter {item!r} must be written key=value")
-        out[key] = parse_value(value)
-    return out
+    try:
+        return {key: parse_value(value) for key, value in key_values(items, "parameter")}
+    except ValueError as e:
+        raise UsageError(f"{e}: write key=value") from None
 
 
 def _json_default(obj: Any) -> Any:

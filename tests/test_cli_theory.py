@@ -56,7 +56,7 @@ def test_theory_bad_parameter_is_one_line_and_exit_2(capsys):
 
 def test_theory_malformed_key_value_exit_2(capsys):
     code, _, err = run(capsys, "theory", "grouped", "groups")
-    assert code == 2 and "parameter 'groups' must be written key=value" in err
+    assert code == 2 and "parameter 'groups' is not key=value: write key=value" in err
 
 
 def test_workloads_lists_every_name(capsys):

@@ -26,6 +26,7 @@ import pandas as pd
 from scipy.stats import mannwhitneyu
 
 from bench_lib.analysis import results
+from bench_lib.catalogue.cases import key_values
 from bench_lib.errors import ArgumentError
 
 SELECTOR_KEYS = {
@@ -47,10 +48,11 @@ class Selector:
     @classmethod
     def parse(cls, text: str) -> Selector:
         terms = {}
-        for item in filter(None, (t.strip() for t in text.split(","))):
-            key, sep, value = item.partition("=")
-            if not sep or not value:
-                raise ArgumentError(f"selector {text!r}: {item!r} is not key=value")
+        try:
+            items = key_values(filter(None, (t.strip() for t in text.split(","))), f"selector {text!r}:")
+        except ValueError as e:
+            raise ArgumentError(str(e)) from None
+        for key, value in items:
             if key not in SELECTOR_KEYS:
                 raise ArgumentError(f"selector {text!r}: unknown key {key!r}; accepted: {', '.join(SELECTOR_KEYS)}")
             terms[key] = value

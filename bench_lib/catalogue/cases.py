@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,13 +82,8 @@ class Case:
             raise ValueError(
                 f"case={text!r} is not of the form name(key=value,...)@HxW, e.g. grouped(in=64,out=128,k=3,g=4)@56x56"
             )
-        params: dict[str, Any] = {}
-        if m.group("params"):
-            for item in m.group("params").split(","):
-                key, sep, value = item.partition("=")
-                if not sep or not key.strip():
-                    raise ValueError(f"case={text!r}: parameter {item!r} is not key=value")
-                params[_FULL_NAMES.get(key.strip(), key.strip())] = parse_value(value.strip())
+        items = key_values(m.group("params").split(","), f"case={text!r}: parameter") if m.group("params") else []
+        params = {_FULL_NAMES.get(key, key): parse_value(value) for key, value in items}
         return cls(m.group("name"), params, int(m.group("h")), int(m.group("w")))
 
 
@@ -102,6 +98,20 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value) if isinstance(value, float) else str(value)
+
+
+def key_values(items: Iterable[str], what: str) -> list[tuple[str, str]]:
+    """``["k=v", ...]`` → ``[("k", "v"), ...]`` (stripped); ValueError ``"{what} 'x' is not key=value"``.
+
+    The one parser of key=value words: case strings, the CLI's workload parameters and compare's selectors.
+    """
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{what} {item!r} is not key=value")
+        out.append((key.strip(), value.strip()))
+    return out
 
 
 def parse_value(text: str) -> Any:
