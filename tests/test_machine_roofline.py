@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from bench_lib.measure import machine, roofline
@@ -77,3 +79,47 @@ def test_measured_cpu_peaks_are_positive(tmp_path):
     p = roofline.measure_peaks("cpu-1t", max_time_s=0.2)
     assert p.gemm_flops_per_s["float32"] > 1e8 and p.copy_bytes_per_s > 1e8
     assert p.conv3x3_flops_per_s["float32"] > 1e8
+
+
+def test_the_memory_roof_is_the_level_that_holds_the_working_set():
+    levels = {2**14: 20e9, 2**15: 200e9, 2**20: 100e9, 2**24: 50e9, 2**29: 10e9}
+    p = peaks(copy_levels_bytes_per_s={str(k): v for k, v in levels.items()})  # as JSON gives them back
+    # the 16 KiB copy is bound by its per-call cost: a larger level's bandwidth is the honest roof
+    assert p.memory_level(1000) == 2**14 and p.memory_bytes_per_s(1000) == 200e9
+    assert p.memory_level(2**15 + 1) == 2**20 and p.memory_bytes_per_s(3 * 2**20) == 50e9
+    assert p.memory_level(2**31) == 2**29 and p.memory_bytes_per_s(2**31) == 10e9  # beyond every copy: DRAM
+    # a cache-resident, memory-bound case: 1 MiB at L2's 100 GB/s, not DRAM's 10 GB/s
+    assert p.floor_s(flops=0, min_bytes=2**20) == pytest.approx(2**20 / 100e9)
+    assert peaks().memory_bytes_per_s(1000) == 10e9  # peaks cached before the levels: the large copy
+
+
+def test_peaks_written_by_a_newer_convbench_still_load(tmp_path):
+    path = roofline.cache_path(tmp_path, "box")
+    path.parent.mkdir(parents=True)
+    record = {**roofline.dataclasses.asdict(peaks()), "a_field_from_the_future": 1}
+    path.write_text(roofline.json.dumps(record) + "\n")
+    assert roofline.load_cached("cpu-1t", tmp_path, "box").copy_bytes_per_s == 10e9
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known wrong, open: the committed peaks (measured hours before the latencies, a single 256-channel "
+    "3x3 conv for compute, no cache levels) are beaten by Winograd-class dense convs and cache-resident shuffles; "
+    "peaks measured in the same run, per stage shape, are the fix (the report's roofline issue)",
+)
+def test_no_committed_latency_is_above_its_roofline():
+    # the roofline is an upper bound: a fraction above 1 would say the model, not the machine, is wrong
+    import warnings
+
+    from bench_lib.analysis import results
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    if not any(root.glob("*/roofline.jsonl")):
+        pytest.skip("no committed results with measured peaks")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = results.load(root)
+    fractions = df["roofline_fraction"].dropna()
+    assert len(fractions) > 100
+    worst = df.loc[fractions.idxmax(), ["case", "device", "layout", "batch", "roofline_fraction"]].to_dict()
+    assert fractions.max() <= 1.0, worst

@@ -1,13 +1,18 @@
-"""Measured rooflines: each device's peak FLOP/s (a large GEMM per dtype) and bandwidth (a large copy).
+"""Measured rooflines: each device's peak FLOP/s (a large GEMM and a dense 3×3 conv per dtype) and its
+bandwidth at each level of the memory hierarchy (copies whose working set fits L1, L2, L3 or only DRAM).
 
-A workload's roofline floor is ``max(flops / peak_flops_per_s, min_bytes / peak_bytes_per_s)``
-seconds; a measurement achieves ``floor / measured`` of it. Peaks are cached per machine in
+Cache-aware (the idea of Ilic, Pratas and Sousa's cache-aware roofline): a workload whose working set
+(``min_bytes``: input, weights and output once) fits a level can stream at that level's bandwidth, so
+its memory roof is the bandwidth of the smallest measured level that holds it. Its floor is
+``max(flops / peak_flops_per_s, min_bytes / level_bytes_per_s)`` seconds; a measurement achieves
+``floor / measured`` of it. Peaks are cached per machine in
 ``results/<machine>/roofline.jsonl`` (one JSON object a line, newest last; not ``.json`` so asv
 ignores it) and kept as history.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
@@ -37,6 +42,29 @@ class Peaks:
     # A dense 3×3 convolution can beat the GEMM (oneDNN's conv kernels vs MKL's sgemm, or Winograd on some
     # CPUs: 2.2× the GEMM on this project's AMD EPYC dev VM), so the compute roof is the best of both.
     conv3x3_flops_per_s: dict[str, float] = field(default_factory=dict)
+    # working-set bytes of each copy (source + destination) → its bandwidth (bytes read + written per
+    # second); empty in peaks measured before the roof was cache-aware: then the large copy is the only roof
+    copy_levels_bytes_per_s: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # JSON keys are strings
+        levels = {int(k): float(v) for k, v in self.copy_levels_bytes_per_s.items()}
+        object.__setattr__(self, "copy_levels_bytes_per_s", levels)
+
+    def memory_level(self, working_set_bytes: float) -> int:
+        """The working-set size of the smallest measured copy that holds ``working_set_bytes`` (the largest
+        copy, DRAM, for anything bigger)."""
+        levels = sorted(self.copy_levels_bytes_per_s) or [self.copy_bytes]
+        return next((size for size in levels if working_set_bytes <= size), levels[-1])
+
+    def memory_bytes_per_s(self, working_set_bytes: float) -> float:
+        """The memory roof for a working set of this size: the best bandwidth of the copies whose working
+        set is at least as large (data that fits a level can stream at that level's speed or any slower
+        one's). Small copies are bound by the per-call cost, not the cache, so the best of the larger
+        ones is the honest upper bound; past the last cache the roof falls to DRAM's."""
+        if not self.copy_levels_bytes_per_s:
+            return self.copy_bytes_per_s
+        level = self.memory_level(working_set_bytes)
+        return max(bw for size, bw in self.copy_levels_bytes_per_s.items() if size >= level)
 
     def compute_flops_per_s(self, dtype: str = "float32") -> float:
         """The compute roof: the best of the GEMM and the dense 3×3 conv, in FLOPs (2 × MACs) per second."""
@@ -49,7 +77,7 @@ class Peaks:
 
     def floor_s(self, flops: float, min_bytes: float, dtype: str = "float32") -> float:
         """The roofline's lower bound on seconds for ``flops`` and ``min_bytes``."""
-        return max(flops / self.compute_flops_per_s(dtype), min_bytes / self.copy_bytes_per_s)
+        return max(flops / self.compute_flops_per_s(dtype), min_bytes / self.memory_bytes_per_s(min_bytes))
 
     def fraction(self, measured_s: float, flops: float, min_bytes: float, dtype: str = "float32") -> float:
         """Fraction of the roofline a measurement reached (1 = at the roof)."""
@@ -65,6 +93,22 @@ def _sizes(kind: str) -> tuple[int, int]:
     if kind == "cpu":
         return 1024, 256 * 2**20
     return 8192, 1024 * 2**20
+
+
+def _level_sizes(kind: str) -> list[int]:
+    """Copy working sets (source + destination bytes) that fit each cache level: 16 KiB to 32 MiB on CPUs,
+    the device's caches on GPUs (L2 is 40-60 MiB on recent ones)."""
+    if kind == "cpu":
+        return [2**k for k in range(14, 26)]  # 16 KiB … 32 MiB
+    return [2**k for k in range(20, 28)]  # 1 MiB … 128 MiB
+
+
+def _copy_bytes_per_s(working_set_bytes: int, backend: devices.Backend, max_time_s: float) -> float:
+    """Bytes read + written per second by a copy whose source and destination together take the working set."""
+    src = torch.empty(working_set_bytes // 8, dtype=torch.float32, device=backend.device).fill_(1.0)
+    dst = torch.empty_like(src)
+    m = time_callable(lambda: dst.copy_(src), backend, samples=7, max_time_s=max_time_s / 4)
+    return working_set_bytes / m.median_s
 
 
 def measure_peaks(device: str, dtypes: tuple[str, ...] = ("float32",), max_time_s: float = 1.0) -> Peaks:
@@ -95,14 +139,14 @@ def measure_peaks(device: str, dtypes: tuple[str, ...] = ("float32",), max_time_
                 m = time_callable(lambda conv=conv, x=x: conv(x), backend, samples=7, max_time_s=max_time_s)
                 best = max(best, 2 * c * c * 9 * hw * hw / m.median_s)
             conv_flops[dtype] = best
-        src = torch.empty(copy_bytes // 4, dtype=torch.float32, device=backend.device).fill_(1.0)
-        dst = torch.empty_like(src)
-        m = time_callable(lambda: dst.copy_(src), backend, samples=7, max_time_s=max_time_s)
+        levels = {size: _copy_bytes_per_s(size, backend, max_time_s) for size in _level_sizes(backend.spec.kind)}
+        levels[2 * copy_bytes] = _copy_bytes_per_s(2 * copy_bytes, backend, max_time_s)
     return Peaks(
         device=device,
         gemm_flops_per_s=flops,
         conv3x3_flops_per_s=conv_flops,
-        copy_bytes_per_s=2 * copy_bytes / m.median_s,
+        copy_bytes_per_s=levels[2 * copy_bytes],
+        copy_levels_bytes_per_s=levels,
         gemm_size=n,
         copy_bytes=copy_bytes,
         torch_version=torch.__version__,
@@ -135,7 +179,8 @@ def load_cached(
         except json.JSONDecodeError:
             continue
         if record.get("device") == device and torch_version in (None, record.get("torch_version")):
-            found = Peaks(**record)
+            known = {f.name for f in dataclasses.fields(Peaks)}
+            found = Peaks(**{k: v for k, v in record.items() if k in known})
     return found
 
 
@@ -154,7 +199,7 @@ def peaks_for(
 ) -> Peaks:
     """Cached peaks for ``device`` on this machine and torch, measured and cached if missing or stale."""
     cached = None if refresh else load_cached(device, results_dir, torch_version=torch.__version__)
-    if cached is not None and all(d in cached.conv3x3_flops_per_s for d in dtypes):
+    if cached is not None and cached.copy_levels_bytes_per_s and all(d in cached.conv3x3_flops_per_s for d in dtypes):
         return cached
     peaks = measure_peaks(device, dtypes)
     save(peaks, results_dir)

@@ -461,7 +461,8 @@ def _measure_missing_peaks(specs: list[str], results_dir: Path, machine_id: str)
     from bench_lib.measure import roofline
 
     for spec in specs:
-        if roofline.load_cached(spec, results_dir, machine_id, torch_version=torch.__version__) is not None:
+        cached = roofline.load_cached(spec, results_dir, machine_id, torch_version=torch.__version__)
+        if cached is not None and cached.copy_levels_bytes_per_s:  # older peaks lack the cache levels
             continue
         if not devices.backend(spec).available()[0]:
             continue
