@@ -187,7 +187,12 @@ def test_the_full_grid_leaves_no_batch_out_on_any_device():
             assert g.excluded(c) is None
 
 
-def test_the_cli_offers_exactly_the_grids_there_are():
+def test_the_cli_offers_exactly_the_grids_dtypes_layouts_and_modes_there_are():
+    # the CLI keeps its own copies so that `convbench --help` does not import torch; they must not drift
     from bench_lib import cli
+    from bench_lib.catalogue.dtypes import DTYPES
+    from bench_lib.measure.devices import LAYOUTS, MODES
 
     assert cli.GRIDS == grids.GRIDS
+    assert tuple(DTYPES) == cli.DTYPE_CHOICES
+    assert cli.LAYOUT_CHOICES == LAYOUTS and cli.MODE_CHOICES == MODES
