@@ -11,6 +11,7 @@ import math
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bench_lib import __version__
@@ -304,9 +305,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         project=args.project,
         rounds=args.rounds,
+        wait_s=args.wait,
     )
+    from bench_lib.store import store_path
+    from bench_lib.store.writer import RunWriter
+
+    where = store_path(args.results or runner.project_root(args.project) / "results")
+
+    def save(run, events, peaks, breakdowns):
+        return RunWriter(where, run).save(run, events, peaks, breakdowns)
+
     try:
-        return runner.run(opts)
+        return runner.run(opts, save=save)
     except runner.RunError as e:
         raise UsageError(str(e)) from None
 
@@ -479,13 +489,25 @@ def _add_run(sub) -> None:
         "keeps results apart",
     )
     p.add_argument("--launch-method", default="forkserver", choices=("forkserver", "spawn"), help="default %(default)s")
-    p.add_argument("--chunk-size", type=int_at_least(1), default=120, help="combinations per asv run (default 120)")
+    p.add_argument("--chunk-size", type=int_at_least(1), default=200, help="combinations per asv run (default 200)")
     p.add_argument("--project", metavar="DIR", help="project directory holding asv.conf.json (default: here)")
     p.add_argument(
         "--rounds",
         type=int_at_least(1),
         default=1,
-        help="processes per combination, samples merged (default 1; 2+ puts run-to-run spread into the samples)",
+        help="processes per combination, each kept as its own round (default 1)",
+    )
+    p.add_argument(
+        "--results",
+        metavar="DIR|URL",
+        help="results folder or object store URL; the run goes to its store/ (default: the project's results/)",
+    )
+    p.add_argument(
+        "--wait",
+        type=float_in(0, math.inf),
+        default=3600.0,
+        metavar="SECONDS",
+        help="how long to wait for another run holding this machine (default 3600)",
     )
     p.set_defaults(func=cmd_run)
 
@@ -568,7 +590,57 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
     _add_reproduce(sub)
     _add_selfcheck(sub)
+    _add_store(sub)
     return parser
+
+
+def cmd_store_migrate(args: argparse.Namespace) -> int:
+    import warnings
+
+    from bench_lib.store import store_path
+    from bench_lib.store.migrate import migrate
+
+    root = Path(args.results)
+    if not root.is_dir():
+        raise UsageError(f"--results {root}: no such folder")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        done = migrate(root, store_path(root))
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    print(
+        f"migrated {done.runs} runs ({done.rows} measurement rows) from {len(done.files)} files into {store_path(root)}"
+    )
+    if args.remove and done.files:
+        for path in done.files:
+            path.unlink()
+        print(f"removed the {len(done.files)} migrated files")
+    return EXIT_OK
+
+
+def cmd_store_sql(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from bench_lib.analysis.results import store_of
+
+    df = store_of(args.results).sql(args.query)
+    with pd.option_context("display.max_rows", args.max_rows, "display.width", 200):
+        print(df.to_string(index=False, max_rows=args.max_rows))
+    return EXIT_OK
+
+
+def _add_store(sub) -> None:
+    p = sub.add_parser("store", help="the results store: migrate 0.1 results, query it with SQL")
+    store = p.add_subparsers(dest="store_command", required=True)
+    m = store.add_parser("migrate", help="results of convbench 0.1 (asv files, history, peaks) into the store")
+    m.add_argument("--results", default="results")
+    m.add_argument("--remove", action="store_true", help="remove the migrated files afterwards")
+    m.set_defaults(func=cmd_store_migrate)
+    q = store.add_parser("sql", help="DuckDB SQL over the tables measurements, runs, peaks, breakdowns")
+    q.add_argument("query")
+    q.add_argument("--results", default="results", metavar="DIR|URL")
+    q.add_argument("--max-rows", type=int_at_least(1), default=60)
+    q.set_defaults(func=cmd_store_sql)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,12 +8,20 @@ import tempfile
 from pathlib import Path
 
 
+def default_file_mode() -> int:
+    """The mode a plain ``open(..., "w")`` would give a new file: 0o666 less the process's umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: Path | str, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, default_file_mode())  # mkstemp makes 0600; the file should read like any other
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -29,7 +37,7 @@ def append_line(path: Path | str, line: str) -> None:
     """Append one line with a single write on an O_APPEND descriptor: concurrent writers never interleave."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies
     try:
         os.write(fd, (line.rstrip("\n") + "\n").encode())
     finally:

@@ -80,3 +80,15 @@ def result_file(machine_dir: Path, commit: str, env: str, benchmarks: dict, date
         )
     )
     return path
+
+
+def stored(root: Path) -> Path:
+    """``root``'s asv-format files migrated into its store (how results of convbench 0.1 are read)."""
+    import warnings
+
+    from bench_lib.store.migrate import migrate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        migrate(root, root / "store")
+    return root

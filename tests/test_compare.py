@@ -4,10 +4,10 @@ import itertools
 import json
 import shutil
 import statistics
-import warnings
 from pathlib import Path
 
 import pytest
+from fake_results import stored
 
 from bench_lib.analysis import compare, results
 from bench_lib.cli import main
@@ -16,17 +16,24 @@ ROOT = Path(__file__).resolve().parents[1]
 LAT = "bench_ops.Latency.track_latency"
 
 
-def committed_result_file() -> Path:
-    files = [p for p in sorted((ROOT / "results").glob("*/*.json")) if p.name != "machine.json"]
+@pytest.fixture(scope="module")
+def committed_result_file(tmp_path_factory) -> Path:
+    """The committed store's largest run as an asv result file (the store rebuilds asv's format)."""
+    from bench_lib.store import asv_files
+    from bench_lib.store.query import Store
+
+    out = tmp_path_factory.mktemp("asv")
+    asv_files.write(Store(ROOT / "results" / "store"), out)
+    files = [p for p in sorted(out.glob("*/*.json")) if p.name != "machine.json"]
     if not files:
-        pytest.skip("no committed results under results/")
+        pytest.skip("no committed results under results/store")
     return max(files, key=lambda p: p.stat().st_size)
 
 
 @pytest.fixture
-def two_envs(tmp_path):
+def two_envs(tmp_path, committed_result_file):
     """The committed result file, and a copy under another environment with chosen combinations slowed 10%."""
-    src = committed_result_file()
+    src = committed_result_file
     root = tmp_path / "results"
     box = root / src.parent.name
     box.mkdir(parents=True)
@@ -45,13 +52,14 @@ def two_envs(tmp_path):
         values[i] = values[i] * 1.10
     data["env_name"] = "existing-candidate"
     (box / f"{data['commit_hash'][:8]}-existing-candidate.json").write_text(json.dumps(data, allow_nan=True))
+    stored(root)
     return root, data["env_name"], json.loads(src.read_text())["env_name"], chosen, data
 
 
 def load(root):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return results.load(root, history=True)
+    shutil.rmtree(root / "store", ignore_errors=True)
+    stored(root)
+    return results.load(root, history=True)
 
 
 def test_results_compared_with_themselves_flag_nothing(two_envs):

@@ -69,7 +69,7 @@ def test_peaks_cache_round_trip_keeps_history(tmp_path):
     roofline.save(peaks(copy_bytes_per_s=2e9), tmp_path, "box")
     roofline.save(peaks(device="cuda:0"), tmp_path, "box")
     path = roofline.cache_path(tmp_path, "box")
-    assert path.name == "roofline.jsonl" and len(path.read_text().splitlines()) == 3
+    assert path.name == "box-roofline.jsonl" and len(path.read_text().splitlines()) == 3
     assert roofline.load_cached("cpu-1t", tmp_path, "box").copy_bytes_per_s == 2e9
     assert roofline.load_cached("cpu-1t", tmp_path, "box", torch_version="9.9") is None
     assert roofline.load_cached("mps", tmp_path, "box") is None
@@ -101,12 +101,6 @@ def test_peaks_written_by_a_newer_convbench_still_load(tmp_path):
     assert roofline.load_cached("cpu-1t", tmp_path, "box").copy_bytes_per_s == 10e9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known wrong, open: the committed peaks (measured hours before the latencies, a single 256-channel "
-    "3x3 conv for compute, no cache levels) are beaten by Winograd-class dense convs and cache-resident shuffles; "
-    "peaks measured in the same run, per stage shape, are the fix (the report's roofline issue)",
-)
 def test_no_committed_latency_is_above_its_roofline():
     # the roofline is an upper bound: a fraction above 1 would say the model, not the machine, is wrong
     import warnings
@@ -114,11 +108,11 @@ def test_no_committed_latency_is_above_its_roofline():
     from bench_lib.analysis import results
 
     root = Path(__file__).resolve().parents[1] / "results"
-    if not any(root.glob("*/roofline.jsonl")):
-        pytest.skip("no committed results with measured peaks")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         df = results.load(root)
+    if df["roofline_fraction"].notna().sum() == 0:
+        pytest.skip("no committed run measured its peaks")
     fractions = df["roofline_fraction"].dropna()
     assert len(fractions) > 100
     worst = df.loc[fractions.idxmax(), ["case", "device", "layout", "batch", "roofline_fraction"]].to_dict()

@@ -7,6 +7,8 @@ import pytest
 from fake_results import latency_row, machine, result_file
 
 from bench_lib.analysis import results
+from bench_lib.errors import ArgumentError
+from bench_lib.store.migrate import migrate
 
 GROUPED = "grouped(in=64,out=64,k=3,g=4,bias=false)@14x14"
 DENSE = "standard(in=64,out=64,k=3,bias=false)@14x14"
@@ -52,13 +54,21 @@ def results_dir(tmp_path):
         {LAT: latency_row([5e-4, 1e-4], [DENSE, GROUPED], samples=[[5e-4] * 3, [1e-4] * 3])},
     )
     (other / "cccccccc-existing-py_venv_a.json").write_text('{"commit_hash": "cccc", "results": {')  # truncated
+    with pytest.warns(UserWarning, match=r"cccccccc-existing-py_venv_a.json: not a readable JSON file"):
+        migrate(root, root / "store")  # asv's files (convbench 0.1's results) into the store
     return root
 
 
 def test_load_one_row_per_combination_with_decoded_params(results_dir):
-    with pytest.warns(UserWarning, match=r"cccccccc-existing-py_venv_a.json: not a readable JSON file"):
-        df = results.load(results_dir)
+    df = results.load(results_dir, history=True)
     assert len(df) == 3 + 3 + 2 + 1 + 2  # the truncated file is skipped, the rest loads
+    # by default only the newest run of each machine and environment: box-a's quick run on commit b
+    newest = results.load(results_dir)
+    assert sorted(newest.groupby(["machine", "env_name"]).size().to_dict().items()) == [
+        (("box-a", "existing-py_venv_a"), 2),
+        (("box-a", "existing-py_venv_b"), 1),
+        (("box-b", "existing-py_venv_a"), 2),
+    ]
     row = df[
         (df.machine == "box-a")
         & (df.commit_hash == "a" * 40)
@@ -84,13 +94,13 @@ def test_load_one_row_per_combination_with_decoded_params(results_dir):
 def test_statuses_quick_runs_and_versions(results_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        df = results.load(results_dir)
+        df = results.load(results_dir, history=True)
     a = df[(df.machine == "box-a") & (df.commit_hash == "a" * 40) & (df.env_name == "existing-py_venv_a")]
     assert a[(a.case == DEPTHWISE) & (a.metric == "latency")].status.item() == "failed"
     assert a[(a.case == GROUPED) & (a.metric == "peak_memory")].status.item() == "skipped"
     assert math.isnan(a[(a.case == GROUPED) & (a.metric == "peak_memory")].value.item())
-    quick = df[df.commit_hash == "b" * 40]
-    assert quick.quick.all() and quick.ci_low.isna().all() and quick.ci_high.isna().all()
+    quick = df[df.commit_hash == "b" * 40]  # asv's quick run: no samples, its infinite bounds not kept
+    assert (quick.status == "ok").all() and quick.samples.isna().all() and quick.ci_low.isna().all()
     old = df[df.env_name == "existing-py_venv_b"]
     assert not old.current_version.any() and df[df.env_name == "existing-py_venv_a"].current_version.all()
 
@@ -98,7 +108,7 @@ def test_statuses_quick_runs_and_versions(results_dir):
 def test_theory_join_and_derived_columns(results_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        df = results.load(results_dir)
+        df = results.load(results_dir, history=True)
     a = df[
         (df.machine == "box-a")
         & (df.commit_hash == "a" * 40)
@@ -121,9 +131,10 @@ def test_theory_join_and_derived_columns(results_dir):
     assert (mem.peak_bytes == mem.value).all() and mem.latency_s.isna().all()
 
 
-def test_empty_or_missing_directory_gives_an_empty_frame(tmp_path):
-    assert results.load(tmp_path / "nothing").empty
-    assert results.load(tmp_path).empty
+def test_a_folder_without_a_store_is_refused_naming_it(tmp_path):
+    for where in (tmp_path / "nothing", tmp_path):
+        with pytest.raises(ArgumentError, match=rf"--results {where}: no convbench results there"):
+            results.load(where)
 
 
 def test_history_rows_select_runs_by_date(tmp_path):
@@ -158,9 +169,10 @@ def test_history_rows_select_runs_by_date(tmp_path):
         }
         (hist / f"{day}-x.jsonl").write_text(json.dumps(run) + "\n" + json.dumps(event) + "\n{broken\n")
     with pytest.warns(UserWarning, match="line 3 is not JSON"):
-        df = results.load(root, history=True)
+        migrate(root, root / "store")
+    df = results.load(root, history=True)
     assert list(df.sort_values("run_date").value) == [1e-3, 2e-3]
-    assert set(df.source) == {"history"} and set(df.torch_version) == {"2.14.0"}
+    assert set(df.source) == {"store"} and set(df.torch_version) == {"2.14.0"}
     assert df.run_date.dt.strftime("%Y-%m-%d").tolist() == ["2026-11-20", "2026-11-21"]
 
 
@@ -171,7 +183,7 @@ def test_export(results_dir, tmp_path, suffix, capsys):
     out = tmp_path / f"all{suffix}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(["export", "--results", str(results_dir), "--out", str(out)]) == 0
+        assert main(["export", "--results", str(results_dir), "--out", str(out), "--history"]) == 0
     back = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
     assert len(back) == 11 and {"speedup", "theory_flops", "latency_s"} <= set(back.columns)
     assert main(["export", "--results", str(results_dir), "--out", str(tmp_path / "x.xlsx")]) == 2

@@ -2,7 +2,7 @@
 
 import warnings
 
-from fake_results import latency_row, machine, result_file
+from fake_results import latency_row, machine, result_file, stored
 
 from bench_lib.analysis import results, tables
 
@@ -28,7 +28,7 @@ def test_latest_keeps_each_environment_apart(tmp_path):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        df = results.load(tmp_path / "results")
+        df = results.load(stored(tmp_path / "results"))
     latest = tables.latest(df)
     assert len(latest) == 4
     speedups = tables.speedup_table(df).set_index("env_name")["speedup"]

@@ -1,10 +1,9 @@
 """``convbench compare``: did anything get slower between two sets of results? A yes/no you can trust.
 
-Selectors pick results: ``key=value[,key=value...]`` with keys ``machine``, ``env``, ``torch``,
-``commit`` (prefix), ``date`` (prefix of the run's UTC date, e.g. ``2026-11-24`` or ``2026-11-24T01``)
-and ``run`` (a run id from ``results/<machine>/history``). Both sides come from every run's history (and
-asv's files where there is none); where a selector matches several runs, their samples are pooled, so a
-week of nights on each side brings the run-to-run spread into the test.
+Selectors pick runs from the store: ``key=value[,key=value...]`` with keys ``machine`` (a name, or
+``name-<hardware id>`` where one name covers two machines), ``env``, ``torch``, ``commit`` (prefix),
+``date`` (prefix of the run's UTC start, e.g. ``2026-11-24`` or ``2026-11-24T01``) and ``run`` (a run id).
+Only the selected runs' files are read. Where a selector matches several runs, their samples are pooled.
 
 For each benchmark and combination on both sides: the ratio of medians (candidate / baseline), a
 two-sided Mann-Whitney U test on the samples (confidence-interval overlap where samples are missing),
@@ -60,6 +59,13 @@ class Selector:
             raise ArgumentError(f"selector {text!r} is empty; write key=value[,key=value...]")
         return cls(text, terms)
 
+    def select_runs(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """The store's runs this selector can match (every term but ``torch``, which rows carry): what
+        ``compare`` reads, and nothing more."""
+        terms = {k: v for k, v in self.terms.items() if k != "torch"}
+        table = runs.rename(columns={"started_at": "run_date"})
+        return runs.loc[Selector(self.text, terms).select(table).index] if terms else runs
+
     def select(self, df: pd.DataFrame) -> pd.DataFrame:
         mask = pd.Series(True, index=df.index)
         for key, value in self.terms.items():
@@ -69,6 +75,9 @@ class Selector:
                 hit = text.str.startswith(value)
             elif key in ("commit", "torch"):
                 hit = column.astype(str).str.startswith(value)
+            elif key == "machine" and "hardware_id" in df:  # a name, or name-<hardware id> where shared
+                keyed = df["machine"].astype(str).str.split("-").str[0] + "-" + df["hardware_id"].astype(str)
+                hit = (column.astype(str) == value) | keyed.str.startswith(value)
             else:
                 hit = column.astype(str) == value
             if not (mask & hit).any():
@@ -82,28 +91,17 @@ class Selector:
 
 
 def pooled(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per combination: the samples of every matching run pooled, their median as the value.
-
-    Runs are read from the history (one file per run); asv's own file counts only for a machine, commit
-    and environment that has no history (asv keeps just the latest run there). Pooling several nights
-    per side lets the test see the run-to-run spread, which the samples of one run cannot show.
-    """
-    hist = df[df["source"] == "history"]
-    covered = set(zip(hist["machine"], hist["commit_hash"], hist["env_name"], strict=True))
-    asv = df[df["source"] == "asv"]
-    asv = asv[[k not in covered for k in zip(asv["machine"], asv["commit_hash"], asv["env_name"], strict=True)]]
-    both = _newest_method(pd.concat([hist, asv]))
+    """One row per combination: the samples of every matching run pooled, their median as the value."""
+    both = _newest_method(df)
     rows = []
     for _, group in both.groupby(["machine", *COMBINATION], sort=False, dropna=False):
         ok = group[group["status"] == "ok"]
         first = (ok if not ok.empty else group).iloc[-1].copy()
         first["runs"] = len(group)
         if not ok.empty:
-            samples = [x for s in ok["samples"] if s for x in s]
+            samples = [x for s in ok["samples"] if s is not None for x in s]
             first["samples"] = samples or None
             first["value"] = float(np.median(samples)) if samples else float(ok["value"].median())
-            if len(ok) > 1:  # bounds of one run do not describe several
-                first["ci_low"] = first["ci_high"] = math.nan
         rows.append(first)
     return pd.DataFrame(rows).reset_index(drop=True)
 
@@ -183,10 +181,15 @@ def compare(
         raise ArgumentError(f"--factor {factor} must be at least 1 (e.g. 1.05 for 5%)")
     base = pooled(Selector.parse(baseline).select(df))
     cand = pooled(Selector.parse(candidate).select(df))
-    across = set(base["machine"]) != set(cand["machine"])
+    across = set(base["hardware_id"]) != set(cand["hardware_id"])
     note = "same machine: medians of the measured values compared"
-    if across:
+    if across and set(base["machine"]) == set(cand["machine"]):
         note = (
+            f"machine {', '.join(sorted(set(base['machine'])))} is other hardware on each side (hardware "
+            f"{', '.join(sorted(set(base['hardware_id'])))} vs {', '.join(sorted(set(cand['hardware_id'])))}): "
+        )
+    if across:
+        note = ("" if note.startswith("same") else note) + (
             "across machines: each latency divided by its dense equivalent's on the same machine, and those "
             "relative latencies compared (raw latencies of different machines say nothing about regressions)"
         )
@@ -259,9 +262,13 @@ def render(table: pd.DataFrame, note: str, fmt: str = "text") -> str:
 
 
 def run(results_dir: str, baseline: str, candidate: str, factor: float, alpha: float, fmt: str) -> int:
-    df = results.load(results_dir, history=True)
+    """Read only the runs the two selectors can match (the store's ``runs`` table is the index), compare."""
+    store = results.store_of(results_dir)
+    runs = store.runs()
+    chosen = pd.concat([Selector.parse(baseline).select_runs(runs), Selector.parse(candidate).select_runs(runs)])
+    df = results.of_runs(store, chosen.drop_duplicates("run_id"), derive=False)
     if df.empty:
-        raise ArgumentError(f"--results {results_dir}: no results found")
+        raise ArgumentError(f"--results {results_dir}: the selected runs hold no measurements")
     table, note = compare(df, baseline, candidate, factor, alpha)
     print(render(table, note, fmt))
     return exit_code(table)

@@ -10,9 +10,7 @@ from bench_lib.analysis import figures, results, tables
 
 def load(results_dir: str, machines: list[str] | None = None, **kwargs) -> pd.DataFrame:
     """:func:`bench_lib.analysis.results.load`, then only ``machines`` (all if empty); prints what it found."""
-    df = results.load(results_dir, **kwargs)
-    if machines and not df.empty:
-        df = df[df["machine"].isin(machines)]
+    df = results.load(results_dir, machines=machines or None, **kwargs)
     print(f"{len(df)} results from {df['machine'].nunique() if not df.empty else 0} machine(s)")
     return df
 
@@ -29,6 +27,11 @@ def show(obj, what: str, df: pd.DataFrame | None = None, max_rows: int = 40) -> 
             display(Markdown(f"*{len(obj) - max_rows} more rows not shown.*"))
     else:
         display(Image(figures.png(obj)))
+
+
+def newest_peaks(df: pd.DataFrame, results_dir: str) -> dict:
+    """:func:`bench_lib.analysis.results.newest_peaks`: the roofline peaks measured with these results."""
+    return results.newest_peaks(df, results_dir)
 
 
 def load_breakdowns(results_dir: str, machines: list[str] | None = None) -> pd.DataFrame:

@@ -1,25 +1,21 @@
-"""Every result into one tidy DataFrame: asv's files (and each run's history), decoded and joined with theory.
+"""Every result in the store into one tidy DataFrame, one row per run and combination, joined with theory.
 
-One row per (machine, environment, commit, run, benchmark, parameter combination). Columns, units in
-the names: identity (``machine``, ``env_name``, ``commit_hash``, ``run_id``, ``run_date``, ``source``),
-the combination (``benchmark``, ``metric``, ``unit``, ``case``, ``workload``, ``case_params``, ``height``,
-``width``, ``batch``, ``device``, ``layout``, ``dtype``, ``mode``), the value and its statistics
-(``value``, ``status``, ``q25``, ``q75``, ``ci_low``, ``ci_high``, ``n_samples``, ``number``,
-``samples``), the software (``torch_version``, ``version``, ``current_version``), the machine
-(``machine_*``), theory (``theory_*``, ``flop_reduction``, ``param_reduction``, ``dense_case``) and
-derived figures (``latency_s``, ``achieved_flops_per_s``, ``achieved_bytes_per_s``, ``items_per_s``,
-``roofline_fraction``, ``energy_j_per_item``, ``peak_bytes``, ``speedup``).
+Columns, units in the names: identity (``machine``, ``hardware_id``, ``env_name``, ``commit_hash``,
+``run_id``, ``run_date``, ``run_state``), the combination (``benchmark``, ``suite``, ``metric``, ``unit``,
+``case``, ``workload``, ``case_params``, ``height``, ``width``, ``batch``, ``device``, ``layout``, ``dtype``,
+``mode``), the value and its statistics (``value``, ``status``, ``reason``, ``rounds``, ``q25``, ``q75``,
+``n_samples``, ``number``, ``samples``), the software (``torch_version``, ``version``, ``current_version``),
+the machine (``machine_*``), theory (``theory_*``, ``flop_reduction``, ``param_reduction``, ``dense_case``)
+and derived figures (``latency_s``, ``achieved_flops_per_s``, ``achieved_bytes_per_s``, ``items_per_s``,
+``roofline_fraction``, ``memory_level_bytes``, ``energy_j_per_item``, ``peak_bytes``, ``speedup``).
 
-``status`` is ``ok``, ``skipped`` (asv's NaN) or ``failed`` (asv's null). Quick runs' infinite bounds
-become NaN. A file that is truncated or not JSON is skipped with a warning naming it. Never pickle.
+``status`` is ``ok``, ``skipped`` or ``failed`` (``reason`` says why). A run's rounds (processes) are
+the store's rows; here they are summarised per run (:func:`per_run`). Never pickle.
 """
 
 from __future__ import annotations
 
-import ast
-import datetime as dt
 import functools
-import itertools
 import json
 import math
 import warnings
@@ -33,239 +29,142 @@ from bench_lib.catalogue import theory
 from bench_lib.catalogue.cases import Case
 from bench_lib.errors import ArgumentError
 from bench_lib.measure import roofline
-from bench_lib.suite.combination import METRICS, PARAM_NAMES, SUITE_VERSION, benchmark_name, metric_of
+from bench_lib.store import records, store_path
+from bench_lib.store.query import Store
+from bench_lib.suite.combination import SUITE_VERSION, benchmark_name
 
 _GROUP_FOR_SPEEDUP = ["machine", "env_name", "commit_hash", "run_id", "device", "layout", "dtype", "mode", "batch"]
 
 
-def _read_json(path: Path) -> Any | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        warnings.warn(f"skipping {path}: not a readable JSON file ({e})", stacklevel=3)
-        return None
+def store_of(results_dir: str | Path) -> Store:
+    """The store of a results folder (or URL), refusing one that holds no run."""
+    store = Store(store_path(results_dir))
+    if not store.exists():
+        raise ArgumentError(
+            f"--results {results_dir}: no convbench results there (no runs under {store.location.text}); "
+            "run `convbench run` first, or `convbench store migrate` for results of convbench 0.1"
+        )
+    return store
 
 
-def _decode(value: str) -> Any:
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return value
+def chosen_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that can hold each combination's newest value: per machine, environment, grid and
+    filter, the newest complete run and any newer one (interrupted or still running)."""
+    if runs.empty:
+        return runs
+    shape = ["hardware_id", "env_name", "grid", "bench"]
+    keep = []
+    for _, g in runs.sort_values("started_at").groupby(shape, dropna=False, sort=False):
+        complete = np.flatnonzero((g["state"] == "complete").to_numpy())
+        keep.append(g.iloc[complete[-1] if len(complete) else len(g) - 1 :])
+    return pd.concat(keep).sort_values("started_at")
 
 
-def _finite(x: Any) -> float:
-    if x is None:
-        return math.nan
-    x = float(x)
-    return x if math.isfinite(x) else math.nan
+def _display_names(runs: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(machine, hardware id) → the name shown: the machine's name, or name-<id> where one name covers
+    several machines (two VMs called ``vm`` are two machines, never one)."""
+    pairs = runs[["machine", "hardware_id"]].drop_duplicates()
+    shared = pairs["machine"].value_counts()
+    return {(m, h): m if shared[m] == 1 else f"{m}-{str(h)[:8]}" for m, h in pairs.itertuples(index=False, name=None)}
 
 
-def _status(value: Any) -> str:
-    if value is None:
-        return "failed"
-    if isinstance(value, float) and math.isnan(value):
-        return "skipped"
-    return "ok"
+_COMBINATION = ["suite", "metric", "case", "batch", "device", "layout", "dtype", "mode"]
 
 
-def _ms_to_datetime(ms: Any) -> pd.Timestamp:
-    if ms is None:
-        return pd.NaT
-    return pd.Timestamp(dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc))
-
-
-def _machine_fields(info: dict[str, Any] | None) -> dict[str, Any]:
-    info = info or {}
-    return {f"machine_{k}": info.get(k) for k in ("cpu", "num_cpu", "ram", "gpu", "driver", "os", "arch")}
-
-
-def _per_combo(col: dict[str, Any], key: str, n: int) -> list[Any]:
-    """A result column padded to one entry per combination (asv drops trailing nulls)."""
-    values = col.get(key)
-    return list(values) + [None] * (n - len(values)) if values else [None] * n
-
-
-def _asv_rows(path: Path, machine_info: dict[str, Any] | None) -> list[dict[str, Any]]:
-    data = _read_json(path)
-    if not isinstance(data, dict) or "results" not in data:
-        if data is not None:
-            warnings.warn(f"skipping {path}: not an asv result file", stacklevel=2)
-        return []
-    columns = data.get("result_columns", [])
-    info = {
-        **(machine_info or {}),
-        **{
-            k: v
-            for k, v in data.get("params", {}).items()
-            if k in ("cpu", "num_cpu", "ram", "gpu", "driver", "os", "arch", "torch")
-        },
-    }
-    run = {
-        "source": "asv",
-        "file": path.name,
-        "machine": path.parent.name,
-        "env_name": data.get("env_name"),
-        "commit_hash": data.get("commit_hash"),
-        "commit_date": _ms_to_datetime(data.get("date")),
-        "run_id": f"asv:{(data.get('commit_hash') or '')[:8]}",
-        "torch_version": info.get("torch"),
-    }
+def per_run(m: pd.DataFrame) -> pd.DataFrame:
+    """One row per run and combination from the store's per-round rows: the median of the rounds' values,
+    the samples of every ok round together, ok if any round was."""
+    keys = ["run_id", *_COMBINATION]
+    m = m.sort_values([*keys, "round"])
+    n = m.groupby(keys, sort=False)["round"].transform("size")
+    single = m[n == 1].assign(rounds=1)
+    multi = m[n > 1]
+    if multi.empty:
+        return single
     rows = []
-    for benchmark, row in data["results"].items():
-        col = dict(zip(columns, row, strict=False))
-        param_lists = col.get("params") or []
-        combos = list(itertools.product(*param_lists)) if param_lists else [()]
-        results = col.get("result") or [None] * len(combos)
-        n = len(combos)
-        ci_a, ci_b = _per_combo(col, "stats_ci_99_a", n), _per_combo(col, "stats_ci_99_b", n)
-        q25, q75 = _per_combo(col, "stats_q_25", n), _per_combo(col, "stats_q_75", n)
-        number, repeat = _per_combo(col, "stats_number", n), _per_combo(col, "stats_repeat", n)
-        samples = _per_combo(col, "samples", n)
-        for i, combo in enumerate(combos):
-            params = [_decode(p) for p in combo]
-            named = dict(zip(PARAM_NAMES, params, strict=False)) if len(params) == len(PARAM_NAMES) else {}
-            stats = {
-                "q25": q25[i],
-                "q75": q75[i],
-                "ci_low": ci_a[i],
-                "ci_high": ci_b[i],
-                "quick": ci_a[i] is not None and not math.isfinite(float(ci_a[i])),
-                "number": number[i],
-                "n_samples": len(samples[i]) if samples[i] else repeat[i],
-                "samples": samples[i],
-            }
-            value = results[i] if i < len(results) else None
-            measured = {"benchmark": benchmark, "version": col.get("version"), "params_raw": list(combo), **named}
-            run["run_date"] = _ms_to_datetime(col.get("started_at"))
-            rows.append(_row(run, measured, value, stats, info))
-    return rows
+    for _, g in multi.groupby(keys, sort=False):
+        ok = g[g["status"] == "ok"]
+        row = (ok if not ok.empty else g).iloc[-1].copy()
+        row["rounds"] = len(g)
+        if not ok.empty:
+            row["value"] = float(ok["value"].median())
+            pooled = [x for s in ok["samples"] if s is not None for x in s]
+            row["samples"] = pooled or None
+            row["n_samples"] = len(pooled) or None
+            if pooled:
+                row["q25"], row["q75"] = np.quantile(pooled, [0.25, 0.75])
+        rows.append(row)
+    return pd.concat([single, pd.DataFrame(rows)], ignore_index=True)
 
 
-def _row(
-    run: dict[str, Any], measured: dict[str, Any], value: Any, stats: dict[str, Any], info: dict[str, Any] | None
-) -> dict[str, Any]:
-    """One row of the DataFrame, from either source: where and when (``run``), what (``measured``: benchmark,
-    version, parameters), the value (None: failed, NaN: skipped) and its statistics."""
-    status = _status(value)
-    return {
-        **run,
-        **measured,
-        "metric": metric_of(measured["benchmark"]),
-        "value": _finite(value) if status == "ok" else math.nan,
-        "status": status,
-        **{k: _finite(stats.get(k)) for k in ("q25", "q75", "ci_low", "ci_high")},
-        "quick": stats.get("quick", False),
-        "number": stats.get("number"),
-        "n_samples": stats.get("n_samples"),
-        "samples": stats.get("samples"),
-        **_machine_fields(info),
-    }
+def load(
+    results_dir: str | Path = "results",
+    *,
+    history: bool = False,
+    derive: bool = True,
+    machines: list[str] | None = None,
+) -> pd.DataFrame:
+    """Load results from the store under ``results_dir`` into one DataFrame (see the module docstring).
 
-
-def _history_rows(path: Path, machine_info: dict[str, Any] | None) -> list[dict[str, Any]]:
-    lines = []
-    try:
-        text = path.read_text()
-    except OSError as e:
-        warnings.warn(f"skipping {path}: {e}", stacklevel=2)
-        return []
-    for n, line in enumerate(text.splitlines()):
-        try:
-            lines.append(json.loads(line))
-        except json.JSONDecodeError:
-            warnings.warn(f"{path}: line {n + 1} is not JSON; skipped", stacklevel=2)
-    if not lines or "run" not in lines[0]:
-        warnings.warn(f"skipping {path}: no run record on its first line", stacklevel=2)
-        return []
-    run = lines[0]["run"]
-    where = {
-        "source": "history",
-        "file": path.name,
-        "machine": run.get("machine", path.parent.parent.name),
-        "env_name": run.get("env_name"),
-        "commit_hash": run.get("commit_hash"),
-        "commit_date": pd.NaT,
-        "run_id": run.get("run_id"),
-        "run_date": pd.Timestamp(run["started"]) if run.get("started") else pd.NaT,
-    }
-    # the method version; a run written before it was recorded has only bench_lib's (never current)
-    version = run.get("suite_version") or str(run.get("bench_lib_version"))
-    rows = []
-    for e in lines[1:]:
-        value, stats, context = _history_value(e)
-        measured = {
-            "benchmark": benchmark_name(e["suite"], e["metric"]),
-            "version": version,
-            "params_raw": None,
-            **e["params"],
-        }
-        torch_version = context.get("torch_version") or (machine_info or {}).get("torch")
-        rows.append(_row({**where, "torch_version": torch_version}, measured, value, stats, machine_info))
-    return rows
-
-
-def _history_value(e: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """A history line's value (None: failed, NaN: skipped), its statistics and its measurement context."""
-    if e.get("status") != "ok":
-        return (None if e.get("status") == "failed" else math.nan), {}, {}
-    if e["metric"] == "latency":
-        m = e.get("measurement", {})
-        samples = m.get("samples_s")
-        stats = {"q25": m.get("q25_s"), "q75": m.get("q75_s"), "number": m.get("block"), "samples": samples}
-        return m.get("median_s"), {**stats, "n_samples": len(samples) if samples else None}, m.get("context", {})
-    if e["metric"] == "peak_memory":
-        return e.get("memory", {}).get("peak_bytes"), {}, {}
-    return e.get("energy_j_per_item"), {}, {}
-
-
-def load(results_dir: str | Path = "results", *, history: bool = False, derive: bool = True) -> pd.DataFrame:
-    """Load every result under ``results_dir`` into one DataFrame (see the module docstring).
-
-    ``history=True`` adds one set of rows per archived run (``source == "history"``), so nights on the
-    same commit and environment can be selected and plotted by ``run_date``. ``derive=False`` skips the
-    theory join and derived columns.
+    By default only the runs that can hold each combination's newest value are read
+    (:func:`chosen_runs`); ``history=True`` reads every run, so nights can be compared by ``run_date``.
+    ``machines`` (names) reads only their partitions. ``derive=False`` skips theory and derived columns.
     """
-    root = Path(results_dir)
-    rows: list[dict[str, Any]] = []
-    for machine_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        info = _read_json(machine_dir / "machine.json") if (machine_dir / "machine.json").exists() else None
-        for path in sorted(machine_dir.glob("*.json")):
-            if path.name != "machine.json":
-                rows += _asv_rows(path, info)
-        if history:
-            for path in sorted((machine_dir / "history").glob("*.jsonl")):
-                rows += _history_rows(path, info)
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return df
+    store = store_of(results_dir)
+    runs = store.runs(keys=store.machine_keys(machines))
+    return of_runs(store, runs if history else chosen_runs(runs), derive=derive)
+
+
+def of_runs(store: Store, runs: pd.DataFrame, *, derive: bool = True) -> pd.DataFrame:
+    """The DataFrame of exactly ``runs`` (rows of the store's ``runs`` table): only their files are read."""
+    measured = store.of_runs("measurements", runs).to_pandas() if not runs.empty else pd.DataFrame()
+    if measured.empty:
+        return pd.DataFrame()
+    measured["samples"] = [v.tolist() if isinstance(v, np.ndarray) else v for v in measured["samples"]]
+    df = per_run(measured)
+    names = _display_names(runs)
+    info = runs.set_index("run_id")
+    df["machine"] = [names.get(k, k[0]) for k in zip(df["machine"], df["hardware_id"], strict=True)]
+    df = df.rename(columns={"started_at": "run_date", "suite_version": "version"})
+    df["source"] = "store"
+    df["benchmark"] = [benchmark_name(s, m) for s, m in zip(df["suite"], df["metric"], strict=True)]
+    df["ci_low"] = df["ci_high"] = math.nan
+    for col, src in (("machine_cpu", "cpu_model"), ("machine_num_cpu", "logical_cores"), ("machine_gpu", "gpus")):
+        df[col] = df["run_id"].map(info[src])
+    df["run_state"] = df["run_id"].map(info["state"])
     df["current_version"] = df["version"].astype(str) == SUITE_VERSION
-    df["unit"] = df["metric"].map(METRICS)
-    _fill_torch_from_history(df, root)
     _decode_cases(df)
     if derive:
         _join_theory(df)
-        _derive(df, root)
-    return df
+        _derive(df, _run_peaks(store, runs))
+    return df.reset_index(drop=True)
 
 
-def _fill_torch_from_history(df: pd.DataFrame, root: Path) -> None:
-    """asv's file does not know an environment's torch; the run that wrote it does."""
-    versions: dict[tuple, str] = {}
-    for path in sorted(root.glob("*/history/*.jsonl")):
-        try:
-            lines = path.read_text().splitlines()
-            run = json.loads(lines[0])["run"]
-            for line in lines[1:]:
-                ctx = json.loads(line).get("measurement", {}).get("context", {})
-                if ctx.get("torch_version"):
-                    versions[(run.get("machine"), run.get("commit_hash"), run.get("env_name"))] = ctx["torch_version"]
-                    break
-        except (OSError, json.JSONDecodeError, KeyError, IndexError):
-            continue
-    if versions:
-        keys = list(zip(df["machine"], df["commit_hash"], df["env_name"], strict=True))
-        found = pd.Series([versions.get(k) for k in keys], index=df.index)
-        df["torch_version"] = found.fillna(df["torch_version"]) if "torch_version" in df else found
+def newest_peaks(df: pd.DataFrame, results_dir: str | Path) -> dict[tuple[str, str], roofline.Peaks]:
+    """(machine, device) → the peaks of the newest run in ``df`` that measured them (for roofline plots)."""
+    if df.empty:
+        return {}
+    store = Store(store_path(results_dir))
+    runs = store.runs()
+    runs = runs[runs["run_id"].isin(set(df["run_id"]))]
+    found = _run_peaks(store, runs)
+    names = dict(zip(df["run_id"], df["machine"], strict=True))
+    out: dict[tuple[str, str], roofline.Peaks] = {}
+    for run_id in runs.sort_values("started_at")["run_id"]:
+        for (rid, device), p in found.items():
+            if rid == run_id:
+                out[(names[rid], device)] = p
+    return out
+
+
+def _run_peaks(store: Store, runs: pd.DataFrame) -> dict[tuple[str, str], roofline.Peaks]:
+    """Each (run, device)'s roofline peaks, measured with that run (runs without peaks have no roof:
+    peaks measured at another time on a shared machine are not this run's roof)."""
+    rows = store.of_runs("peaks", runs).to_pylist()
+    by: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault((r["run_id"], r["device"]), []).append(r)
+    return {k: records.peaks_from_rows(v) for k, v in by.items()}
 
 
 def _decode_cases(df: pd.DataFrame) -> None:
@@ -339,7 +238,7 @@ def _join_theory(df: pd.DataFrame) -> None:
         df[col] = [t.get(col, math.nan) for t in looked_up]
 
 
-def _derive(df: pd.DataFrame, root: Path) -> None:
+def _derive(df: pd.DataFrame, peaks: dict[tuple[str, str], roofline.Peaks]) -> None:
     ok = df["status"] == "ok"
     latency = ok & (df["metric"] == "latency")
     df["latency_s"] = df["value"].where(latency)
@@ -349,24 +248,25 @@ def _derive(df: pd.DataFrame, root: Path) -> None:
     df["items_per_s"] = df["batch"] / df["latency_s"]
     df["energy_j_per_item"] = df["value"].where(ok & (df["metric"] == "energy"))
     df["peak_bytes"] = df["value"].where(ok & (df["metric"] == "peak_memory"))
-    df["roofline_fraction"] = _roofline_fraction(df, root, work)
+    df["roofline_fraction"], df["memory_level_bytes"] = _roofline(df, peaks, work)
     df["speedup"] = _speedup(df)
 
 
-def _roofline_fraction(df: pd.DataFrame, root: Path, work: pd.Series) -> pd.Series:
-    peaks: dict[tuple[str, str], roofline.Peaks | None] = {}
-    out = np.full(len(df), np.nan)
-    for i, (m, dev, dtype, lat, flops, nbytes) in enumerate(
-        zip(df["machine"], df["device"], df["dtype"], df["latency_s"], work, df["theory_min_bytes"], strict=True)
+def _roofline(
+    df: pd.DataFrame, peaks: dict[tuple[str, str], roofline.Peaks], work: pd.Series
+) -> tuple[pd.Series, pd.Series]:
+    """Each latency's fraction of its run's roofline, and the working-set size of the copy that bounds its
+    memory roof (the cache level its minimum bytes fit)."""
+    fraction, level = np.full(len(df), np.nan), np.full(len(df), np.nan)
+    for i, (run, dev, dtype, lat, flops, nbytes) in enumerate(
+        zip(df["run_id"], df["device"], df["dtype"], df["latency_s"], work, df["theory_min_bytes"], strict=True)
     ):
-        if not (isinstance(lat, float) and lat > 0) or not isinstance(dev, str):
+        p = peaks.get((run, dev))
+        if p is None or not (isinstance(lat, float) and lat > 0) or dtype not in p.gemm_flops_per_s:
             continue
-        if (m, dev) not in peaks:
-            peaks[(m, dev)] = roofline.load_cached(dev, root, m)
-        p = peaks[(m, dev)]
-        if p is not None and dtype in p.gemm_flops_per_s:
-            out[i] = p.fraction(lat, flops, nbytes, dtype)
-    return pd.Series(out, index=df.index)
+        fraction[i] = p.fraction(lat, flops, nbytes, dtype)
+        level[i] = p.memory_level(nbytes)
+    return pd.Series(fraction, index=df.index), pd.Series(level, index=df.index)
 
 
 def _speedup(df: pd.DataFrame) -> pd.Series:
@@ -394,15 +294,18 @@ def _speedup(df: pd.DataFrame) -> pd.Series:
     )
 
 
-def export(results_dir: str | Path, out: str | Path, history: bool = False) -> Path:
-    """Write the DataFrame as Parquet (``.parquet``) or CSV (``.csv``); lists and dicts become JSON text."""
+def export(results_dir: str | Path, out: str | Path, history: bool = False) -> tuple[Path, int]:
+    """Write the DataFrame as Parquet (``.parquet``) or CSV (``.csv``); lists and dicts become JSON text.
+    Returns the file and its row count."""
     out = Path(out)
     if out.suffix not in (".parquet", ".csv"):
         raise ArgumentError(f"--out {out}: the file must end in .parquet or .csv")
     df = load(results_dir, history=history)
-    for col in ("samples", "case_params", "params_raw"):
+    for col in ("samples", "case_params"):
         if col in df:
-            df[col] = df[col].map(lambda v: json.dumps(v) if v is not None else None)
+            df[col] = df[col].map(
+                lambda v: json.dumps(list(v) if isinstance(v, np.ndarray) else v) if v is not None else None
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     if out.suffix == ".parquet":
@@ -410,39 +313,27 @@ def export(results_dir: str | Path, out: str | Path, history: bool = False) -> P
     else:
         df.to_csv(tmp, index=False)
     tmp.replace(out)
-    return out
+    return out, len(df)
+
+
+def _json_text(v: Any) -> str | None:
+    if v is None:
+        return None
+    return json.dumps(v.tolist() if isinstance(v, np.ndarray) else v)
 
 
 def load_breakdowns(results_dir: str | Path = "results") -> pd.DataFrame:
-    """Per-part times of networks (``results/<machine>/breakdown.jsonl``): one row per part of each record,
-    with its share of the network's time and of its MACs. Only each (machine, device, layout, case)'s newest."""
-    rows = []
-    for path in sorted(Path(results_dir).glob("*/breakdown.jsonl")):
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                warnings.warn(f"{path}: a line is not JSON; skipped", stacklevel=2)
-                continue
-            total_s = sum(p["median_s"] for p in record["parts"]) or math.nan
-            total_macs = sum(p["macs"] for p in record["parts"]) or math.nan
-            for order, part in enumerate(record["parts"]):
-                rows.append(
-                    {
-                        **{
-                            k: record[k]
-                            for k in ("machine", "device", "layout", "case", "batch", "measured_at", "torch_version")
-                        },
-                        "order": order,
-                        "part": part["part"],
-                        "part_s": part["median_s"],
-                        "macs": part["macs"],
-                        "time_share": part["median_s"] / total_s,
-                        "macs_share": part["macs"] / total_macs,
-                    }
-                )
-    df = pd.DataFrame(rows)
+    """Per-part times of networks (the store's ``breakdowns``): one row per part, with its share of the
+    network's time and of its MACs. Only each (machine, device, layout, case)'s newest."""
+    store = Store(store_path(results_dir))
+    df = store.frame("breakdowns")
     if df.empty:
         return df
-    newest = df.groupby(["machine", "device", "layout", "case"])["measured_at"].transform("max")
-    return df[df["measured_at"] == newest].reset_index(drop=True)
+    df = df.rename(columns={"part_order": "order"})
+    keys = ["machine", "hardware_id", "device", "layout", "case"]
+    newest = df.groupby(keys)["measured_at"].transform("max")
+    df = df[df["measured_at"] == newest].copy()
+    by_record = df.groupby([*keys, "measured_at"])
+    df["time_share"] = df["part_s"] / by_record["part_s"].transform("sum")
+    df["macs_share"] = df["macs"] / by_record["macs"].transform("sum")
+    return df.sort_values([*keys, "order"]).reset_index(drop=True)

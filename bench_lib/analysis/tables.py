@@ -20,12 +20,10 @@ def no_data(what: str, df: pd.DataFrame | None = None) -> str:
 
 
 def latest(df: pd.DataFrame, metric: str = "latency") -> pd.DataFrame:
-    """The newest successful result of each combination for ``metric`` (asv's files, current version)."""
+    """The newest successful result of each combination for ``metric`` (current method version)."""
     if df.empty:
         return df
     d = df[(df["metric"] == metric) & (df["status"] == "ok")]
-    if "source" in d:
-        d = d[d["source"] == "asv"]
     if "current_version" in d and d["current_version"].any():
         d = d[d["current_version"]]
     d = d.sort_values("run_date")
@@ -174,16 +172,6 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     out["worst_case"] = g.apply(lambda x: x.loc[x["efficiency"].idxmin(), "case"], include_groups=False)
     out["best_case"] = g.apply(lambda x: x.loc[x["efficiency"].idxmax(), "case"], include_groups=False)
     return out.reset_index()
-
-
-def cached_peaks(df: pd.DataFrame, results_dir: str) -> dict[tuple[str, str], object]:
-    """Each (machine, device)'s newest cached roofline peaks, None where none were measured."""
-    from bench_lib.measure import roofline
-
-    if df.empty:
-        return {}
-    pairs = df[["machine", "device"]].dropna().drop_duplicates().itertuples(index=False)
-    return {(m, d): roofline.load_cached(d, results_dir, m) for m, d in pairs}
 
 
 def roofline_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import re
@@ -45,11 +47,34 @@ def machine_id() -> str:
     return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-") or "machine"
 
 
+IDENTITY_FIELDS = ("arch", "cpu_model", "logical_cores", "ram_gib", "gpus")  # what makes two machines the same
+
+
+def hardware_id(facts: dict[str, Any]) -> str:
+    """12 hex digits naming the hardware: a hash of the CPU model, architecture, logical cores, RAM in whole
+    GiB (a VM's total moves by a few MiB between boots) and the sorted GPU names. Two machines with one
+    name but other hardware get other ids; the same hardware keeps its id across hostnames and boots."""
+    identity = {k: facts.get(k) for k in IDENTITY_FIELDS}
+    identity["gpus"] = sorted(identity["gpus"] or [])
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def identity_facts(fp: dict[str, Any]) -> dict[str, Any]:
+    """The facts :func:`hardware_id` hashes, from a :func:`fingerprint`."""
+    return {
+        "arch": fp["arch"],
+        "cpu_model": fp["cpu_model"],
+        "logical_cores": fp["logical_cores"],
+        "ram_gib": round(fp["ram_bytes"] / 2**30),
+        "gpus": [g["name"] for g in fp["gpus"]],
+    }
+
+
 def fingerprint() -> dict[str, Any]:
     """Hostname, OS, CPU, cores, frequency, governor, RAM, GPUs (NVML), CUDA/cuDNN, MPS, torch, oneDNN/MKL."""
     freq = psutil.cpu_freq()
     gpus = nvml.gpu_inventory()
-    return {
+    fp = {
         "machine_id": machine_id(),
         "hostname": socket.gethostname(),
         "os": platform.platform(),
@@ -74,6 +99,8 @@ def fingerprint() -> dict[str, Any]:
         "openmp": torch.backends.openmp.is_available(),
         "python": platform.python_version(),
     }
+    fp["hardware_id"] = hardware_id(identity_facts(fp))
+    return fp
 
 
 def asv_machine_info(fp: dict[str, Any] | None = None) -> dict[str, str]:

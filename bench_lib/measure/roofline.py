@@ -5,9 +5,8 @@ Cache-aware (the idea of Ilic, Pratas and Sousa's cache-aware roofline): a workl
 (``min_bytes``: input, weights and output once) fits a level can stream at that level's bandwidth, so
 its memory roof is the bandwidth of the smallest measured level that holds it. Its floor is
 ``max(flops / peak_flops_per_s, min_bytes / level_bytes_per_s)`` seconds; a measurement achieves
-``floor / measured`` of it. Peaks are cached per machine in
-``results/<machine>/roofline.jsonl`` (one JSON object a line, newest last; not ``.json`` so asv
-ignores it) and kept as history.
+``floor / measured`` of it. ``convbench run`` measures the peaks with every run and stores them with
+its rows; ``convbench info`` and ``measure`` cache theirs in ``results/cache/<machine>-roofline.jsonl``.
 """
 
 from __future__ import annotations
@@ -103,16 +102,50 @@ def _level_sizes(kind: str) -> list[int]:
     return [2**k for k in range(20, 28)]  # 1 MiB … 128 MiB
 
 
+# Dense convolutions the compute roof is measured on: (channels, height = width, batch, kernel) at the
+# stage shapes the grids use (catalogue.registry.STAGE_SIZE and its halvings), 3×3 and 1×1, both layouts.
+# oneDNN's efficiency moves with the shape (2.2× the 1024² GEMM on the dev VM's EPYC for some), so one
+# shape under-states the roof and measurements of another land above it.
+CPU_CONV_SHAPES = ((64, 56, 8, 3), (128, 28, 8, 3), (256, 14, 8, 3), (256, 32, 1, 3), (256, 28, 8, 1), (512, 7, 8, 1))
+GPU_CONV_SHAPES = ((512, 64, 1, 3), (256, 56, 64, 3), (512, 14, 64, 1), (1024, 7, 64, 1))
+
+
+def _best_s(fn, backend: devices.Backend, max_time_s: float) -> float:
+    """The fastest sample's seconds per call: a roof is what the hardware can do, so its best moment
+    (a median would put the roof below what a quieter moment of a later measurement reaches)."""
+    return time_callable(fn, backend, samples=7, max_time_s=max_time_s).min_s
+
+
 def _copy_bytes_per_s(working_set_bytes: int, backend: devices.Backend, max_time_s: float) -> float:
     """Bytes read + written per second by a copy whose source and destination together take the working set."""
     src = torch.empty(working_set_bytes // 8, dtype=torch.float32, device=backend.device).fill_(1.0)
     dst = torch.empty_like(src)
-    m = time_callable(lambda: dst.copy_(src), backend, samples=7, max_time_s=max_time_s / 4)
-    return working_set_bytes / m.median_s
+    return working_set_bytes / _best_s(lambda: dst.copy_(src), backend, max_time_s / 4)
+
+
+def _gemm_flops_per_s(n: int, dtype: str, backend: devices.Backend, max_time_s: float) -> float:
+    a = torch.randn(n, n, device=backend.device).to(DTYPES[dtype].torch)
+    b = torch.randn(n, n, device=backend.device).to(DTYPES[dtype].torch)
+    return 2 * n**3 / _best_s(lambda: torch.mm(a, b), backend, max_time_s)
+
+
+def _conv_flops_per_s(dtype: str, backend: devices.Backend, max_time_s: float) -> float:
+    """The best FLOP/s (2 × MACs per second) of dense convolutions over the shapes and both layouts."""
+    best = 0.0
+    shapes = CPU_CONV_SHAPES if backend.spec.kind == "cpu" else GPU_CONV_SHAPES
+    for c, hw, batch, k in shapes:
+        conv = torch.nn.Conv2d(c, c, k, padding=k // 2, bias=False).to(backend.device, DTYPES[dtype].torch)
+        x = torch.randn(batch, c, hw, hw, device=backend.device).to(DTYPES[dtype].torch)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            conv, x = conv.to(memory_format=layout), x.contiguous(memory_format=layout)
+            seconds = _best_s(lambda conv=conv, x=x: conv(x), backend, max_time_s / len(shapes))
+            best = max(best, 2 * batch * c * c * k * k * hw * hw / seconds)
+    return best
 
 
 def measure_peaks(device: str, dtypes: tuple[str, ...] = ("float32",), max_time_s: float = 1.0) -> Peaks:
-    """Measure the peaks of ``device`` (a device spec) now."""
+    """Measure the peaks of ``device`` (a device spec) now: about ``4 × max_time_s`` seconds per dtype
+    and ``4 × max_time_s`` for the copies."""
     backend = devices.backend(device)
     ok, reason = backend.available()
     if not ok:
@@ -121,24 +154,12 @@ def measure_peaks(device: str, dtypes: tuple[str, ...] = ("float32",), max_time_
     n, copy_bytes = _sizes(backend.spec.kind)
     flops: dict[str, float] = {}
     conv_flops: dict[str, float] = {}
-    c, hw = (256, 32) if backend.spec.kind == "cpu" else (512, 64)
     with torch.inference_mode():
         for dtype in dtypes:
             if not backend.supports(dtype, "inference")[0]:
                 continue
-            a = torch.randn(n, n, device=backend.device).to(DTYPES[dtype].torch)
-            b = torch.randn(n, n, device=backend.device).to(DTYPES[dtype].torch)
-            m = time_callable(lambda a=a, b=b: torch.mm(a, b), backend, samples=7, max_time_s=max_time_s)
-            flops[dtype] = 2 * n**3 / m.median_s
-            del a, b
-            conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).to(backend.device, DTYPES[dtype].torch)
-            x = torch.randn(1, c, hw, hw, device=backend.device).to(DTYPES[dtype].torch)
-            best = 0.0
-            for layout in (torch.contiguous_format, torch.channels_last):
-                conv, x = conv.to(memory_format=layout), x.contiguous(memory_format=layout)
-                m = time_callable(lambda conv=conv, x=x: conv(x), backend, samples=7, max_time_s=max_time_s)
-                best = max(best, 2 * c * c * 9 * hw * hw / m.median_s)
-            conv_flops[dtype] = best
+            flops[dtype] = _gemm_flops_per_s(n, dtype, backend, max_time_s)
+            conv_flops[dtype] = _conv_flops_per_s(dtype, backend, 3 * max_time_s)
         levels = {size: _copy_bytes_per_s(size, backend, max_time_s) for size in _level_sizes(backend.spec.kind)}
         levels[2 * copy_bytes] = _copy_bytes_per_s(2 * copy_bytes, backend, max_time_s)
     return Peaks(
@@ -159,7 +180,9 @@ def devices_unavailable(device: str, reason: str) -> ValueError:
 
 
 def cache_path(results_dir: str | Path = "results", machine_id: str | None = None) -> Path:
-    return Path(results_dir) / (machine_id or machine.machine_id()) / "roofline.jsonl"
+    """Where ``convbench info`` and ``measure`` cache peaks between calls (not results: a run measures its
+    own peaks and stores them with its rows)."""
+    return Path(results_dir) / "cache" / f"{machine_id or machine.machine_id()}-roofline.jsonl"
 
 
 def load_cached(

@@ -2,15 +2,16 @@
 
 - Writes this machine's entry in asv's machine file (``~/.asv-machine.json``) from the fingerprint if
   it is missing, and takes the project's git HEAD as the commit hash.
+- Holds the machine lock (:mod:`bench_lib.suite.guard`) for the whole run: one run at a time.
 - Runs ``asv run -E existing:PYTHON --set-commit-hash HEAD --record-samples`` (never ``--quick``) over
-  the grid's combinations, in chunks: asv saves a result file only when a whole ``asv run`` ends and
-  loses everything on an interrupt, so each chunk is its own ``asv run`` (asv merges it into the file).
-  Ctrl-C once finishes the chunk in flight and stops; twice abandons that chunk.
-- Every combination reports to an events file (see :mod:`bench_lib.suite`); the summary, the exit code
-  and the run's history record come from it. History: ``results/<machine>/history/<run id>.jsonl``, one
-  file per run (the run's metadata, then one line per combination with its value), so nights on the
-  same commit and environment, which asv's own file would overwrite, all survive. Not ``.json``: asv
-  ignores it.
+  the grid's combinations, in chunks, with a private copy of asv's config whose results go to the run's
+  temporary folder: asv's own file is a by-product, never the record.
+- The record is the events file: every combination, in every round (process), reports one line (see
+  :mod:`bench_lib.suite.worker`). After every chunk, and once at the end, the run is handed to ``save``
+  (the store's writer): a run killed outright keeps everything up to its last chunk.
+- SIGINT, SIGTERM and SIGHUP stop the run: asv's process group is terminated, what was measured is saved
+  with the state ``interrupted`` and the exit code is 130. The temporary folder is always removed; asv's
+  log is kept under ``results/logs/`` when something failed.
 """
 
 from __future__ import annotations
@@ -18,26 +19,30 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import re
 import secrets
-import signal
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench_lib import __version__
 from bench_lib.errors import ArgumentError
-from bench_lib.files import append_line, write_atomic
+from bench_lib.files import write_atomic
 from bench_lib.measure import devices, machine
-from bench_lib.suite import grids
+from bench_lib.suite import grids, guard
 from bench_lib.suite.combination import SUITE_VERSION, Combination
+
+# save(run record, events, peaks, breakdowns) -> paths written; raises OSError when it cannot write
+Save = Callable[[dict[str, Any], list[dict[str, Any]], list[Any], list[dict[str, Any]]], list[str]]
 
 
 class RunError(ArgumentError):
@@ -71,7 +76,7 @@ def chunks(items: list[Combination], size: int) -> Iterable[list[Combination]]:
 
 
 def asv_command(
-    root: Path, python: str, head: str, machine_id: str, opts: RunOptions, chunk: list[Combination]
+    config: Path, python: str, head: str, machine_id: str, opts: RunOptions, chunk: list[Combination]
 ) -> list[str]:
     """The ``asv run`` of one chunk: the existing environment, samples recorded, never ``--quick``.
 
@@ -84,7 +89,7 @@ def asv_command(
         "asv",
         "run",
         "--config",
-        str(root / "asv.conf.json"),
+        str(config),
         "-E",
         f"existing:{python}",
         "--set-commit-hash",
@@ -183,7 +188,8 @@ class Summary:
     missing: int
     wall_s: float
     measure_s: float
-    interrupted: bool
+    interrupted: str | None  # the signal that stopped the run
+    abandoned: int = 0  # combinations the stop left unmeasured
 
     @property
     def overhead_fraction(self) -> float:
@@ -201,6 +207,7 @@ class Summary:
             "measure_s": self.measure_s,
             "overhead_fraction": self.overhead_fraction,
             "interrupted": self.interrupted,
+            "abandoned": self.abandoned,
         }
 
 
@@ -209,21 +216,27 @@ def summarise(
     events: list[dict[str, Any]],
     excluded: Counter,
     wall_s: float,
-    interrupted: bool,
+    interrupted: str | None,
     attempted: set[Combination] | None = None,
+    asv_errors: list[str] | None = None,
 ) -> Summary:
+    """Each selected combination's final word. One with no event at all was abandoned by a stop, or
+    failed without a word: asv's error where asv itself failed, else a timeout or a dead worker."""
     last: dict[tuple, dict[str, Any]] = {}
     for e in events:
         last[event_key(e)] = e  # a combination's final word (setup and track both report)
     skipped: Counter = Counter()
     failed = []
-    ok = missing = 0
+    ok = missing = abandoned = 0
+    why = "; ".join(dict.fromkeys(asv_errors or [])) or "asv timed out or its worker died (see the asv log)"
     for p in selected:
         e = last.get(p)
         if e is None:
-            if attempted is None or p in attempted:
+            if interrupted:
+                abandoned += 1
+            elif attempted is None or p in attempted:
                 missing += 1
-                failed.append((p.asv_name, "no result: asv timed out or its worker died (see the asv log)"))
+                failed.append((p.asv_name, f"no result: {why}"))
             continue
         if e["status"] == "ok":
             ok += 1
@@ -241,13 +254,15 @@ def summarise(
         wall_s,
         sum(e.get("measure_s", 0.0) for e in events),
         interrupted,
+        abandoned,
     )
 
 
 def print_summary(s: Summary, out=sys.stdout) -> None:
     print(
         f"\nconvbench run: {s.ok} combinations measured, {sum(s.skipped.values())} skipped, {len(s.failed)} "
-        f"failed, of {s.selected} selected{' (interrupted)' if s.interrupted else ''}",
+        f"failed, of {s.selected} selected"
+        + (f" (stopped by {s.interrupted}: {s.abandoned} not measured)" if s.interrupted else ""),
         file=out,
     )
     for reason, n in sorted(s.skipped.items(), key=lambda kv: -kv[1]):
@@ -272,12 +287,13 @@ class RunOptions:
     bench: str | None = None
     python: str | None = None
     launch_method: str = "forkserver"
-    chunk_size: int = 120
+    chunk_size: int = 200
     rounds: int = 1  # processes per combination (asv's rounds); 2+ for nightly comparisons
     project: str | None = None
     progress: bool = True
-    peaks: bool = True  # measure the roofline peaks of devices that have none cached (not for smoke)
-    breakdowns: bool = True  # per-block times of each network at batch 1 (results/<machine>/breakdown.jsonl)
+    peaks: bool = True  # measure the roofline peaks of every device with the run (not for smoke)
+    breakdowns: bool = True  # per-block times of each network at batch 1 (the store's breakdowns table)
+    wait_s: float = 3600.0  # how long to wait for another run holding the machine lock
 
 
 def _check_devices(specs: list[str]) -> None:
@@ -302,6 +318,8 @@ def _check_options(opts: RunOptions) -> str:
         raise RunError(f"--rounds {opts.rounds} must be at least 1")
     if opts.chunk_size < 1:
         raise RunError(f"--chunk-size {opts.chunk_size} must be at least 1")
+    if not (opts.wait_s >= 0 and math.isfinite(opts.wait_s)):
+        raise RunError(f"--wait {opts.wait_s} must be a number of seconds, at least 0")
     if opts.launch_method not in ("forkserver", "spawn"):
         raise RunError(f"--launch-method {opts.launch_method!r}; accepted: forkserver, spawn")
     if opts.devices:
@@ -329,57 +347,80 @@ def new_run_id(head: str) -> str:
 
 
 class _Chunks:
-    """Runs the plan chunk by chunk, each chunk its own ``asv run`` in its own process group.
+    """Runs the plan chunk by chunk, each chunk its own ``asv run`` (a :class:`guard.Child`), saving the
+    run through ``save`` after every chunk. SIGINT, SIGTERM or SIGHUP stop it: asv's group is terminated
+    and what was measured is kept (it is in the events file already)."""
 
-    Ctrl-C once: the chunk in flight finishes, then the run stops. Twice: the chunk is abandoned.
-    """
-
-    def __init__(self, cmd_of, root: Path, env: dict[str, str], log_path: Path, progress: _Progress):
+    def __init__(self, cmd_of, root: Path, env: dict[str, str], log_path: Path, progress: _Progress, after_chunk):
         self.cmd_of, self.root, self.env, self.log_path, self.progress = cmd_of, root, env, log_path, progress
-        self.stop = False
-        self.proc: subprocess.Popen | None = None
+        self.after_chunk = after_chunk  # called with the guard.Child's pgid (or None) after each chunk
+        self.child: guard.Child | None = None
         self.attempted: set[Combination] = set()
+        self.asv_errors: list[str] = []
+        self.stop = guard.Stop(self._on_stop)
 
-    def on_sigint(self, signum, frame) -> None:
-        if self.stop and self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # second Ctrl-C: abandon the chunk in flight
-        self.stop = True
-        print("\ninterrupt: finishing the chunk in flight, then stopping (Ctrl-C again to abandon it)", file=sys.stderr)
+    def _on_stop(self) -> None:
+        if self.child is not None:
+            self.child.stop()
 
-    def run(self, selected: list[Combination], size: int) -> bool:
-        """Run every chunk; return whether the run was interrupted."""
-        previous = signal.signal(signal.SIGINT, self.on_sigint)
-        try:
-            with open(self.log_path, "a") as log:
+    def run(self, selected: list[Combination], size: int, on_start) -> str | None:
+        """Run every chunk; return the name of the signal that stopped the run, or None."""
+        with self.stop, open(self.log_path, "a") as log:
+            try:
                 for chunk in chunks(selected, size):
-                    if self.stop:
-                        return True
+                    if self.stop.requested:
+                        break
                     self.attempted.update(chunk)
-                    self._one(chunk, log)
-            return self.stop
-        finally:
-            signal.signal(signal.SIGINT, previous)
-            self.progress.close()
+                    self._one(chunk, log, on_start)
+                    self.after_chunk()
+            finally:
+                if self.child is not None:
+                    self.child.stop()
+                self.progress.close()
+        return self.stop.requested
 
-    def _one(self, chunk: list[Combination], log) -> None:
-        self.proc = subprocess.Popen(
-            self.cmd_of(chunk),
-            cwd=self.root,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # Ctrl-C reaches convbench, not asv
-        while self.proc.poll() is None:
+    def _one(self, chunk: list[Combination], log, on_start) -> None:
+        self.child = guard.Child(self.cmd_of(chunk), self.root, self.env, log)
+        on_start(self.child.pgid)
+        while self.child.running():
             self.progress.update()
             time.sleep(0.3)
         self.progress.update()
-        if self.proc.returncode not in (0, 2):  # asv exits 2 when a benchmark failed
-            print(f"asv exited {self.proc.returncode} on a chunk; see {self.log_path}", file=sys.stderr)
+        code = self.child.proc.returncode
+        if code not in (0, 2) and not self.stop.requested:  # asv exits 2 when a benchmark failed
+            self.asv_errors.append(f"asv exited {code}: {_last_line(self.log_path)}")
+            print(f"asv exited {code} on a chunk; see {self.log_path}", file=sys.stderr)
 
 
-def run(opts: RunOptions) -> int:
-    """Run the grid; return the exit code (0 all ran, 1 some failed or none ran, 130 interrupted)."""
+def _last_line(path: Path) -> str:
+    try:
+        lines = [x for x in path.read_text(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1].strip()[:300] if lines else "(empty log)"
+
+
+def asv_config(root: Path, scratch: Path) -> Path:
+    """A copy of the project's asv config writing into ``scratch``: each run has its own asv result file,
+    so concurrent or successive runs never overwrite each other's (the store keeps every run)."""
+    conf = json.loads((root / "asv.conf.json").read_text())
+    conf.update(
+        repo=str(root),
+        benchmark_dir=str(root / conf.get("benchmark_dir", "benchmarks")),
+        results_dir=str(scratch / "asv-results"),
+        html_dir=str(scratch / "asv-html"),
+    )
+    path = scratch / "asv.conf.json"
+    path.write_text(json.dumps(conf, indent=2))
+    return path
+
+
+def run(opts: RunOptions, save: Save | None = None) -> int:
+    """Run the grid; return the exit code (0 all ran, 1 some failed or none ran, 130 interrupted).
+
+    ``save(run, events, peaks, breakdowns)`` stores the run; it is called after every chunk and once at
+    the end (the store stage's writer, handed in by the CLI: the suite stage does not import the store).
+    """
     root = project_root(opts.project)
     head = git_head(root)
     python = _check_options(opts)
@@ -387,131 +428,205 @@ def run(opts: RunOptions) -> int:
     the_plan = plan(grid, opts.bench)
     if not the_plan.selected:
         raise RunError(f"--bench {opts.bench!r} selects no combination of the {opts.grid} grid")
-
-    mid, written = ensure_machine_entry()
-    results_dir = root / json.loads((root / "asv.conf.json").read_text()).get("results_dir", "results")
-    run_id = new_run_id(head)
-    events_path = Path(tempfile.mkdtemp(prefix="convbench-run-")) / "events.jsonl"
-    log_path = events_path.with_name("asv.log")
-    print(
-        f"convbench run: grid {opts.grid}, {len(the_plan.selected)} combinations on {', '.join(grid.devices)}; "
-        f"machine {mid}{' (entry added to ' + str(asv_machine_file()) + ')' if written else ''}; commit "
-        f"{head[:8]}; python {python}; launch {opts.launch_method}; asv log {log_path}",
-        flush=True,
-    )
-    if opts.peaks and opts.grid != "smoke":
-        _measure_missing_peaks(grid.devices, results_dir, mid)
-
+    fp = machine.fingerprint()
+    asv_machine, written = ensure_machine_entry()
     started = time.time()
-    runner = _Chunks(
-        lambda chunk: asv_command(root, python, head, mid, opts, chunk),
-        root,
-        _asv_environment(opts, events_path),
-        log_path,
-        _Progress(len(the_plan.selected), events_path, enabled=opts.progress),
-    )
-    interrupted = runner.run(the_plan.selected, opts.chunk_size)
-    networks_ran = any(p.suite == "networks" for p in the_plan.selected)
-    if opts.breakdowns and networks_ran and grid.name != "smoke" and not interrupted:
-        _measure_breakdowns(grid, results_dir, mid)
-
-    events = read_events(events_path)
-    summary = summarise(
-        the_plan.selected, events, the_plan.excluded, time.time() - started, interrupted, runner.attempted
-    )
-    record = _run_record(run_id, started, opts, grid, mid, head, python, summary)
-    history_path = results_dir / mid / "history" / f"{run_id}.jsonl"
-    history_path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(history_path, "\n".join(json.dumps(x, default=str) for x in [record, *events]) + "\n")
-    print_summary(summary)
-    print(f"  results in {results_dir / mid}; this run's history in {history_path}")
-    if interrupted:
-        return 130
-    return 1 if summary.failed else 0
+    run_id = new_run_id(head)
+    lock = guard.MachineLock()
+    try:
+        lock.acquire(opts.wait_s, {"run_id": run_id, "started_at": _iso(started)}, say=_say)
+    except guard.LockTimeout as e:
+        print(f"convbench run: {e}; not started (--wait {opts.wait_s:g} s)", file=sys.stderr)
+        return 1
+    scratch = Path(tempfile.mkdtemp(prefix="convbench-run-"))
+    try:
+        ctx = _RunContext(opts, grid, the_plan, root, head, python, fp, run_id, started, scratch, save or _no_save)
+        print(
+            f"convbench run {run_id}: grid {opts.grid}, {len(the_plan.selected)} combinations on "
+            f"{', '.join(grid.devices)}; machine {fp['machine_id']} (hardware {fp['hardware_id']})"
+            f"{'; asv entry added to ' + str(asv_machine_file()) if written else ''}; commit {head[:8]}; "
+            f"python {python}; {opts.rounds} round(s)",
+            flush=True,
+        )
+        return ctx.execute(asv_machine, lock)
+    finally:
+        lock.release()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run_record(
-    run_id: str, started: float, opts: RunOptions, grid: grids.Grid, mid: str, head: str, python: str, summary: Summary
-) -> dict[str, Any]:
-    """The first line of a run's history: what ran, where, with which method, and its summary."""
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat()
+
+
+def _no_save(run, events, peaks, breakdowns) -> list[str]:
+    return []
+
+
+@dataclass
+class _RunContext:
+    """One run's state from the first chunk to the last save."""
+
+    opts: RunOptions
+    grid: grids.Grid
+    plan: Plan
+    root: Path
+    head: str
+    python: str
+    fingerprint: dict[str, Any]
+    run_id: str
+    started: float
+    scratch: Path
+    save: Save
+    peaks: list[Any] = field(default_factory=list)
+    breakdowns: list[dict[str, Any]] = field(default_factory=list)
+    saved: list[str] = field(default_factory=list)
+
+    def execute(self, asv_machine: str, lock: guard.MachineLock) -> int:
+        events_path, log_path = self.scratch / "events.jsonl", self.scratch / "asv.log"
+        config = asv_config(self.root, self.scratch)
+        if self.opts.peaks and self.opts.grid != "smoke":
+            self.peaks = _measure_peaks(self.grid.devices)
+        runner = _Chunks(
+            lambda chunk: asv_command(config, self.python, self.head, asv_machine, self.opts, chunk),
+            self.root,
+            _asv_environment(self.opts, events_path),
+            log_path,
+            _Progress(len(self.plan.selected), events_path, enabled=self.opts.progress),
+            after_chunk=lambda: self.store(events_path, "running", None),
+        )
+        try:
+            stopped = runner.run(
+                self.plan.selected, self.opts.chunk_size, on_start=lambda pgid: lock.update({"asv_pgid": pgid})
+            )
+        except OSError as e:  # the store could not write (disk full, permissions)
+            print(f"convbench run: {e}; the run stops here", file=sys.stderr)
+            return 1
+        networks_ran = any(p.suite == "networks" for p in self.plan.selected)
+        if self.opts.breakdowns and networks_ran and self.grid.name != "smoke" and not stopped:
+            self.breakdowns = _measure_breakdowns(self.grid)
+        summary = summarise(
+            self.plan.selected,
+            read_events(events_path),
+            self.plan.excluded,
+            time.time() - self.started,
+            stopped,
+            runner.attempted,
+            runner.asv_errors,
+        )
+        try:
+            self.store(events_path, "interrupted" if stopped else "complete", summary)
+        except OSError as e:  # the store could not write (disk full, permissions)
+            print_summary(summary)
+            print(f"convbench run: {e}", file=sys.stderr)
+            return 1
+        print_summary(summary)
+        self._report(summary, log_path)
+        if stopped:
+            return 130
+        return 1 if summary.failed else 0
+
+    def store(self, events_path: Path, state: str, summary: Summary | None) -> None:
+        events = read_events(events_path)
+        if summary is None:
+            summary = summarise(self.plan.selected, events, self.plan.excluded, time.time() - self.started, None, set())
+        record = _run_record(self, state, summary)
+        self.saved = self.save(record, events, self.peaks, self.breakdowns)
+
+    def _report(self, summary: Summary, log_path: Path) -> None:
+        if self.saved:
+            print(f"  stored: {self.saved[0].rsplit('/', 1)[0]}/{self.run_id}.parquet (and its runs row)")
+        if summary.failed and log_path.exists():
+            keep = self.root / "results" / "logs" / f"{self.run_id}.asv.log"
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log_path, keep)
+            print(f"  asv's log of this run: {keep}")
+
+
+def _run_record(ctx: _RunContext, state: str, summary: Summary) -> dict[str, Any]:
+    """The run's ``runs`` row: what ran, where, with which method, and how it ended."""
+    fp = ctx.fingerprint
     return {
-        "run": {
-            "run_id": run_id,
-            "started": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
-            "finished": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "grid": opts.grid,
-            "devices": grid.devices,
-            "machine": mid,
-            "commit_hash": head,
-            "env_name": env_name(python),
-            "python": python,
-            "bench_lib_version": __version__,
-            "suite_version": SUITE_VERSION,
-            "launch_method": opts.launch_method,
-            "bench": opts.bench,
-            "summary": summary.as_dict(),
-        }
+        "run_id": ctx.run_id,
+        "machine": fp["machine_id"],
+        "hardware_id": fp["hardware_id"],
+        "started_at": _iso(ctx.started),
+        "finished_at": _iso(time.time()) if state != "running" else None,
+        "state": state,
+        "grid": ctx.opts.grid,
+        "devices": ctx.grid.devices,
+        "bench": ctx.opts.bench,
+        "rounds": ctx.opts.rounds,
+        "commit_hash": ctx.head,
+        "env_name": env_name(ctx.python),
+        "python": ctx.python,
+        "torch_version": fp["torch_version"] if ctx.python == sys.executable else None,
+        "bench_lib_version": __version__,
+        "suite_version": SUITE_VERSION,
+        "launch_method": ctx.opts.launch_method,
+        "summary": summary.as_dict(),
+        "fingerprint": fp,
     }
 
 
-def _measure_missing_peaks(specs: list[str], results_dir: Path, machine_id: str) -> None:
-    """Roofline peaks for the analysis (cached per machine and torch; a few seconds per device)."""
-    import torch
-
+def _measure_peaks(specs: list[str]) -> list[Any]:
+    """Roofline peaks of every available device, measured with the run (a few seconds per device)."""
     from bench_lib.measure import roofline
 
+    found = []
     for spec in specs:
-        cached = roofline.load_cached(spec, results_dir, machine_id, torch_version=torch.__version__)
-        if cached is not None and cached.copy_levels_bytes_per_s:  # older peaks lack the cache levels
-            continue
         if not devices.backend(spec).available()[0]:
             continue
         peaks = roofline.measure_peaks(spec)
-        roofline.save(peaks, results_dir, machine_id)
+        found.append(peaks)
         print(
             f"  roofline peaks of {spec}: {peaks.compute_flops_per_s('float32') / 1e9:.1f} GFLOP/s, "
-            f"{peaks.copy_bytes_per_s / 1e9:.1f} GB/s",
+            f"{peaks.copy_bytes_per_s / 1e9:.1f} GB/s (DRAM copy)",
             flush=True,
         )
+    return found
 
 
-def _measure_breakdowns(grid: grids.Grid, results_dir: Path, machine_id: str) -> None:
-    """Each network's per-part times (batch 1, inference, the grid's first layout) on each available device, appended to
-    ``results/<machine>/breakdown.jsonl`` for the analysis; a failure here is reported, not fatal."""
+def _measure_breakdowns(grid: grids.Grid) -> list[dict[str, Any]]:
+    """Each network's per-part times (batch 1, inference, the grid's first layout) on each available device;
+    a failure here is reported, not fatal."""
     import torch
 
     from bench_lib.catalogue.cases import Case
     from bench_lib.measure import harness
 
-    path = results_dir / machine_id / "breakdown.jsonl"
+    found = []
     for spec in grid.devices:
         if not devices.backend(spec).available()[0]:
             continue
         for case_text in grid.cases["networks"]:
             case = Case.parse(case_text)
-            for layout in grid.layouts[:1]:  # NCHW: the breakdown's shares barely move with the layout
-                try:
-                    prepared = harness.prepare(
-                        case.workload, device=spec, layout=layout, height=case.height, width=case.width, **case.params
-                    )
-                    rows = harness.breakdown(prepared)
-                except Exception as e:  # the asv results stand without it
-                    print(f"  breakdown of {case_text} on {spec} failed: {type(e).__name__}: {e}", file=sys.stderr)
-                    continue
-                record = {
-                    "machine": machine_id,
+            layout = grid.layouts[0]  # NCHW: the breakdown's shares barely move with the layout
+            try:
+                prepared = harness.prepare(
+                    case.workload, device=spec, layout=layout, height=case.height, width=case.width, **case.params
+                )
+                rows = harness.breakdown(prepared)
+            except Exception as e:  # the run's results stand without it
+                print(f"  breakdown of {case_text} on {spec} failed: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            found.append(
+                {
                     "device": spec,
                     "layout": layout,
                     "case": case_text,
                     "batch": 1,
                     "torch_version": torch.__version__,
-                    "bench_lib_version": __version__,
                     "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     "method": "per-part replay",
                     "parts": rows,
                 }
-                append_line(path, json.dumps(record))
-        print(f"  per-block breakdowns of {len(grid.cases['networks'])} networks on {spec} -> {path}", flush=True)
+            )
+        print(f"  per-block breakdowns of {len(grid.cases['networks'])} networks on {spec}", flush=True)
+    return found
 
 
 class _Progress:

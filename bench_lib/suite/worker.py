@@ -19,6 +19,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from bench_lib.catalogue.cases import Case
 from bench_lib.files import append_line
 from bench_lib.measure import devices, energy, harness, memory
@@ -40,7 +42,14 @@ class Ready:
 def _event(c: Combination, status: str, **fields: Any) -> None:
     path = os.environ.get("CONVBENCH_EVENTS")
     if path:
-        record = {**c.as_event(), "pid": os.getpid(), "time": time.time(), "status": status, **fields}
+        record = {
+            **c.as_event(),
+            "pid": os.getpid(),
+            "time": time.time(),
+            "torch_version": torch.__version__,
+            "status": status,
+            **fields,
+        }
         append_line(path, json.dumps(record, default=str))
 
 

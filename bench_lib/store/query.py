@@ -1,0 +1,177 @@
+"""Reading the store lazily: only the partitions a question needs, only the columns it reads.
+
+``Store.scan`` prunes ``machine_key``/``month`` folders before opening any file, then lets pyarrow's
+dataset scanner push the row filter and the column list into each Parquet file (row-group statistics
+skip what cannot match). ``Store.sql`` runs DuckDB over the same datasets: DuckDB pushes its filters and
+projections into that scanner, works out of core, and is what a user would reach for to ask their own
+questions (``docs/store.md``). pyarrow's filesystems make a local folder and ``s3://`` the same code.
+
+Files that cannot be read (truncated, not Parquet, a column of another type) are skipped with a warning
+naming them; the rest of the store still loads.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from bench_lib.store import schema
+from bench_lib.store.disk import Location
+
+_READ_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError)
+
+
+class Store:
+    """The store at ``where`` (a folder or a URL)."""
+
+    def __init__(self, where: str | Path):
+        self.location = Location.parse(where)
+        self._bad: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Store({self.location.text!r})"
+
+    def exists(self) -> bool:
+        return bool(self.location.partitions("runs") or self.location.partitions("measurements"))
+
+    def machine_keys(self, machines: Iterable[str] | None = None) -> set[str] | None:
+        """The partition keys of ``machines`` (names, or keys themselves); None (all) when not given."""
+        if machines is None:
+            return None
+        wanted = set(machines)
+        keys = {k for k, _ in self.location.partitions("measurements")} | {
+            k for k, _ in self.location.partitions("runs")
+        }
+        return {k for k in keys if k in wanted or k.rsplit("-", 1)[0] in wanted}
+
+    def months(self, date_prefixes: Iterable[str] | None = None) -> set[str] | None:
+        """The month folders that can hold runs whose UTC date starts with one of ``date_prefixes``."""
+        if date_prefixes is None:
+            return None
+        found = {m for _, m in self.location.partitions("measurements")} | {
+            m for _, m in self.location.partitions("runs")
+        }
+        return {m for m in found for p in date_prefixes if m.startswith(p[:7]) or p.startswith(m)}
+
+    def dataset(self, table: str, keys: set[str] | None = None, months: set[str] | None = None) -> ds.Dataset:
+        files = [f for f in self.location.files(table, keys, months) if f not in self._bad]
+        return ds.dataset(files, schema=schema.TABLES[table], format="parquet", filesystem=self.location.fs)
+
+    def scan(
+        self,
+        table: str,
+        *,
+        keys: set[str] | None = None,
+        months: set[str] | None = None,
+        filter: ds.Expression | None = None,
+        columns: list[str] | None = None,
+    ) -> pa.Table:
+        """The rows of ``table`` in those partitions matching ``filter``, only ``columns``."""
+        try:
+            return self.dataset(table, keys, months).to_table(filter=filter, columns=columns)
+        except _READ_ERRORS:
+            self._find_bad(table, keys, months)
+            return self.dataset(table, keys, months).to_table(filter=filter, columns=columns)
+
+    def frame(self, table: str, **kwargs) -> pd.DataFrame:
+        return self.scan(table, **kwargs).to_pandas()
+
+    def _find_bad(self, table: str, keys: set[str] | None, months: set[str] | None) -> None:
+        for path in self.location.files(table, keys, months):
+            if path in self._bad:
+                continue
+            self._check_file(table, path)
+
+    def unknown_columns(self, table: str, keys: set[str] | None = None, months: set[str] | None = None) -> set[str]:
+        """Columns some file of ``table`` has that this convbench does not know (a newer writer's)."""
+        known = set(schema.TABLES[table].names)
+        extra: set[str] = set()
+        for path in self.location.files(table, keys, months):
+            try:
+                extra |= set(pq.read_schema(path, filesystem=self.location.fs).names) - known
+            except _READ_ERRORS:
+                continue
+        return extra
+
+    def runs(self, keys: set[str] | None = None, months: set[str] | None = None) -> pd.DataFrame:
+        """The ``runs`` table (small: one row per run), oldest first, one row per run id."""
+        df = self.frame("runs", keys=keys, months=months)
+        if df.empty:
+            return df
+        newer = df[df["schema_version"].fillna(0) > schema.SCHEMA_VERSION]
+        if not newer.empty:
+            warnings.warn(
+                f"{len(newer)} runs were written by a newer convbench (store schema "
+                f"{int(newer['schema_version'].max())}, this one reads {schema.SCHEMA_VERSION}); "
+                "columns it does not know are ignored",
+                stacklevel=2,
+            )
+        # a run saved by two writers (a copy under another name) counts once
+        return df.sort_values("started_at").drop_duplicates("run_id", keep="last").reset_index(drop=True)
+
+    def run_files(self, table: str, runs: pd.DataFrame) -> list[str]:
+        """The files of ``table`` that hold ``runs`` (rows of :meth:`runs`), those that exist."""
+        from bench_lib.store.disk import machine_key
+        from bench_lib.store.records import month_of
+
+        wanted = {
+            self.location.path(table, machine_key(r.machine, r.hardware_id), month_of(r.started_at), r.run_id)
+            for r in runs.itertuples()
+        }
+        months = {p.rsplit("/", 2)[-2].split("=", 1)[1] for p in wanted}
+        keys = {p.rsplit("/", 3)[-3].split("=", 1)[1] for p in wanted}
+        return [f for f in self.location.files(table, keys, months) if f in wanted and f not in self._bad]
+
+    def of_runs(
+        self, table: str, runs: pd.DataFrame, filter: ds.Expression | None = None, columns: list[str] | None = None
+    ) -> pa.Table:
+        """The rows of ``table`` belonging to ``runs``: only their files are opened."""
+        sch = schema.TABLES[table]
+
+        def read() -> pa.Table:
+            files = self.run_files(table, runs)
+            dataset = ds.dataset(files, schema=sch, format="parquet", filesystem=self.location.fs)
+            found = dataset.to_table(filter=filter, columns=columns)
+            return found.filter(pa.compute.is_in(found["run_id"], pa.array(runs["run_id"].astype(str))))
+
+        try:
+            return read()
+        except _READ_ERRORS:
+            for path in self.run_files(table, runs):
+                self._check_file(table, path)
+            return read()
+
+    def _check_file(self, table: str, path: str) -> None:
+        try:
+            ds.dataset([path], schema=schema.TABLES[table], format="parquet", filesystem=self.location.fs).to_table()
+        except _READ_ERRORS as e:
+            self._bad.add(path)
+            warnings.warn(f"skipping {path}: not a readable {table} file ({str(e).splitlines()[0]})", stacklevel=4)
+
+    def sql(self, query: str, keys: set[str] | None = None, months: set[str] | None = None) -> pd.DataFrame:
+        """Run DuckDB SQL over the tables ``measurements``, ``runs``, ``peaks`` and ``breakdowns`` (in those
+        partitions). A file that cannot be read is skipped with a warning and the query run again."""
+        import duckdb
+
+        for attempt in range(2):
+            con = duckdb.connect()
+            try:
+                con.execute("SET memory_limit = '1GB'")
+                for name in schema.TABLES:
+                    con.register(name, self.dataset(name, keys, months))
+                return con.sql(query).df()
+            except duckdb.Error:
+                if attempt:
+                    raise
+                for name in schema.TABLES:
+                    self._find_bad(name, keys, months)
+            finally:
+                con.close()
+        raise AssertionError("unreachable")

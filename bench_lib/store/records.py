@@ -1,0 +1,224 @@
+"""A run as the store's rows: events, the run record, peaks and breakdowns into Arrow tables, and back.
+
+Everything here is a pure function of its input, so the runner, the migration of old results and the
+synthetic fleet generator all write exactly the same rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import pyarrow as pa
+
+from bench_lib.measure.roofline import Peaks
+from bench_lib.store import schema
+from bench_lib.suite.combination import METRICS, PARAM_NAMES
+
+RUN_KEYS = ("run_id", "machine", "hardware_id", "started_at")
+
+
+def utc(value: Any) -> dt.datetime | None:
+    """An ISO string, a UNIX time in seconds or a datetime, as an aware UTC datetime (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def month_of(started_at: Any) -> str:
+    return utc(started_at).strftime("%Y-%m")
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def event_value(e: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The value an ``ok`` event reports (in its metric's unit) and the latency statistics, if any."""
+    if e["metric"] == "latency":
+        m = e.get("measurement") or {}
+        samples = m.get("samples_s")
+        stats = {
+            "q25": _finite(m.get("q25_s")),
+            "q75": _finite(m.get("q75_s")),
+            "min": _finite(m.get("min_s")),
+            "n_samples": len(samples) if isinstance(samples, list) else None,
+            "number": m.get("block"),
+            "noisy": m.get("noisy"),
+            "samples": [float(s) for s in samples] if isinstance(samples, list) else None,
+        }
+        return m.get("median_s"), stats
+    if e["metric"] == "peak_memory":
+        return (e.get("memory") or {}).get("peak_bytes"), {}
+    return e.get("energy_j_per_item"), {}
+
+
+def measurement_rows(run: dict[str, Any], events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per combination and round. A round is one process (asv's ``rounds``): each process's last
+    event for a combination is its word (setup reports, then track). A value that is not a finite number
+    is kept as a failure saying so, never as a result."""
+    last: dict[tuple, dict[str, Any]] = {}
+    rounds: dict[tuple, list[Any]] = defaultdict(list)
+    for e in events:
+        try:
+            combo = (e["suite"], e["metric"], *(e["params"][k] for k in PARAM_NAMES))
+        except (KeyError, TypeError):
+            continue
+        if e.get("pid") not in rounds[combo]:
+            rounds[combo].append(e.get("pid"))
+        last[(*combo, e.get("pid"))] = e
+    rows = []
+    for key, e in last.items():
+        combo, pid = key[:-1], key[-1]
+        rows.append(_measurement_row(run, combo, rounds[combo].index(pid), e))
+    return rows
+
+
+def _measurement_row(run: dict[str, Any], combo: tuple, round_: int, e: dict[str, Any]) -> dict[str, Any]:
+    suite, metric, *params = combo
+    status, reason, stats, value = e.get("status"), e.get("reason") or e.get("error"), {}, None
+    if status == "ok":
+        raw, stats = event_value(e)
+        value = _finite(raw)
+        if value is None:
+            status, reason = "failed", f"the measured value is {raw!r}, not a finite number"
+    elif status not in ("skipped", "failed"):
+        status, reason = "failed", f"unknown status {status!r} in the event"
+    return {
+        **{k: run.get(k) for k in RUN_KEYS},
+        "commit_hash": run.get("commit_hash"),
+        "env_name": run.get("env_name"),
+        "torch_version": e.get("torch_version")
+        or ((e.get("measurement") or {}).get("context") or {}).get("torch_version")
+        or run.get("torch_version"),
+        "suite_version": run.get("suite_version"),
+        "grid": run.get("grid"),
+        "suite": suite,
+        "metric": metric,
+        "unit": METRICS.get(metric),
+        **dict(zip(PARAM_NAMES, params, strict=True)),
+        "round": round_,
+        "status": status,
+        "reason": reason,
+        "value": value,
+        **stats,
+        "measure_s": _finite(e.get("measure_s")),
+        "measured_at": utc(e.get("time")),
+    }
+
+
+def run_row(run: dict[str, Any]) -> dict[str, Any]:
+    """The ``runs`` row of a run record (the runner's, or one rebuilt from old files)."""
+    fp = run.get("fingerprint") or {}
+    summary = run.get("summary") or {}
+    gpus = fp.get("gpus") or []
+    return {
+        **{k: run.get(k) for k in RUN_KEYS},
+        "finished_at": run.get("finished_at"),
+        "state": run.get("state"),
+        "grid": run.get("grid"),
+        "devices": list(run.get("devices") or []),
+        "bench": run.get("bench"),
+        "rounds": run.get("rounds", 1),
+        **{
+            k: run.get(k)
+            for k in (
+                "commit_hash",
+                "env_name",
+                "python",
+                "torch_version",
+                "bench_lib_version",
+                "suite_version",
+                "launch_method",
+            )
+        },
+        "selected": summary.get("selected"),
+        "ok": summary.get("ok"),
+        "skipped": sum((summary.get("skipped") or {}).values()),
+        "failed": len(summary.get("failed") or []),
+        "missing": summary.get("missing"),
+        "wall_s": summary.get("wall_s"),
+        "measure_s": summary.get("measure_s"),
+        "cpu_model": fp.get("cpu_model"),
+        "logical_cores": fp.get("logical_cores"),
+        "ram_bytes": fp.get("ram_bytes"),
+        "gpus": ", ".join(g["name"] for g in gpus) or "none",
+        "fingerprint": json.dumps(fp, default=str, sort_keys=True),
+        "schema_version": schema.SCHEMA_VERSION,
+    }
+
+
+def peak_rows(run: dict[str, Any], peaks: Iterable[Peaks]) -> list[dict[str, Any]]:
+    rows = []
+    for p in peaks:
+        base = {
+            **{k: run.get(k) for k in RUN_KEYS},
+            "device": p.device,
+            "torch_version": p.torch_version,
+            "measured_at": utc(p.measured_at),
+        }
+        for peak, by_dtype in (("gemm", p.gemm_flops_per_s), ("conv3x3", p.conv3x3_flops_per_s)):
+            for dtype, value in by_dtype.items():
+                rows.append({**base, "peak": peak, "dtype": dtype, "value": value, "unit": "flops_per_s"})
+        levels = p.copy_levels_bytes_per_s or {2 * p.copy_bytes: p.copy_bytes_per_s}
+        for size, value in levels.items():
+            rows.append({**base, "peak": "copy", "working_set_bytes": int(size), "value": value, "unit": "bytes_per_s"})
+    return rows
+
+
+def peaks_from_rows(rows: list[dict[str, Any]]) -> Peaks:
+    """One device's :class:`Peaks` from its ``peaks`` rows of one run."""
+    gemm = {r["dtype"]: r["value"] for r in rows if r["peak"] == "gemm"}
+    conv = {r["dtype"]: r["value"] for r in rows if r["peak"] == "conv3x3"}
+    levels = {int(r["working_set_bytes"]): r["value"] for r in rows if r["peak"] == "copy"}
+    largest = max(levels) if levels else 0
+    return Peaks(
+        device=rows[0]["device"],
+        gemm_flops_per_s=gemm,
+        conv3x3_flops_per_s=conv,
+        copy_bytes_per_s=levels.get(largest, math.nan),
+        copy_levels_bytes_per_s=levels,
+        gemm_size=0,
+        copy_bytes=largest // 2,
+        torch_version=rows[0].get("torch_version") or "",
+        measured_at=str(rows[0].get("measured_at")),
+    )
+
+
+def breakdown_rows(run: dict[str, Any], records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for r in records:
+        for order, part in enumerate(r.get("parts") or []):
+            rows.append(
+                {
+                    **{k: run.get(k) for k in RUN_KEYS},
+                    **{k: r.get(k) for k in ("device", "layout", "case", "batch", "torch_version", "method")},
+                    "measured_at": utc(r.get("measured_at")),
+                    "part_order": order,
+                    "part": part.get("part"),
+                    "part_s": _finite(part.get("median_s")),
+                    "macs": part.get("macs"),
+                }
+            )
+    return rows
+
+
+def arrow(table: str, rows: list[dict[str, Any]]) -> pa.Table:
+    """``rows`` as an Arrow table of ``table``'s schema (missing keys are nulls, extra keys dropped)."""
+    sch = schema.TABLES[table]
+    time_cols = {f.name for f in sch if f.type == schema.TIME}
+    columns = {f.name: [utc(r.get(f.name)) if f.name in time_cols else r.get(f.name) for r in rows] for f in sch}
+    return pa.table(columns, schema=sch)
