@@ -629,6 +629,15 @@ def cmd_store_sql(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_store_asv(args: argparse.Namespace) -> int:
+    from bench_lib.analysis.results import store_of
+    from bench_lib.store import asv_files
+
+    written = asv_files.write(store_of(args.results), args.out)
+    print(f"wrote {len(written)} asv files under {args.out} (then: asv publish)")
+    return EXIT_OK
+
+
 def _add_store(sub) -> None:
     p = sub.add_parser("store", help="the results store: migrate 0.1 results, query it with SQL")
     store = p.add_subparsers(dest="store_command", required=True)
@@ -641,6 +650,10 @@ def _add_store(sub) -> None:
     q.add_argument("--results", default="results", metavar="DIR|URL")
     q.add_argument("--max-rows", type=int_at_least(1), default=60)
     q.set_defaults(func=cmd_store_sql)
+    a = store.add_parser("asv", help="asv's result files rebuilt from the store (for asv publish)")
+    a.add_argument("--results", default="results", metavar="DIR|URL")
+    a.add_argument("--out", default="results/asv", help="asv's results_dir (default %(default)s)")
+    a.set_defaults(func=cmd_store_asv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -183,9 +183,9 @@ def compare(
     cand = pooled(Selector.parse(candidate).select(df))
     across = set(base["hardware_id"]) != set(cand["hardware_id"])
     note = "same machine: medians of the measured values compared"
-    if across and set(base["machine"]) == set(cand["machine"]):
+    if across and set(base["machine_name"]) == set(cand["machine_name"]):
         note = (
-            f"machine {', '.join(sorted(set(base['machine'])))} is other hardware on each side (hardware "
+            f"machine {', '.join(sorted(set(base['machine_name'])))} is other hardware on each side (hardware "
             f"{', '.join(sorted(set(base['hardware_id'])))} vs {', '.join(sorted(set(cand['hardware_id'])))}): "
         )
     if across:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import json
 import os
 import subprocess
 import sys
@@ -128,9 +129,7 @@ def build(
 
     results_abs = str(Path(results_dir).resolve())
     parameters = {"results_dir": results_abs, "machines": machines or []}
-    df = results.load(results_abs)
-    if machines:
-        df = df[df["machine"].isin(machines)] if not df.empty else df
+    df = results.load(results_abs, machines=machines)  # refuses a folder without results, before any notebook
     summary = tables.summary_table(df) if not df.empty else df
     sections, problems = [], []
     for path in notebooks(analysis_dir):
@@ -148,7 +147,7 @@ def build(
     out = Path(out_dir) / "index.html"
     write_atomic(out, page)
     if publish:
-        _asv_publish(Path(results_dir).resolve().parent)
+        _asv_publish(Path(results_dir).resolve().parent, results_abs)
     return out, problems
 
 
@@ -177,10 +176,16 @@ fully paid off).</p>
 """
 
 
-def _asv_publish(project: Path) -> None:
+def _asv_publish(project: Path, results_dir: str) -> None:
+    """asv's files rebuilt from the store into the project's asv results folder, then ``asv publish``."""
+    from bench_lib.store import asv_files, store_path
+    from bench_lib.store.query import Store
+
     conf = project / "asv.conf.json"
     if not conf.exists():
         return
+    asv_dir = project / json.loads(conf.read_text()).get("results_dir", "results/asv")
+    asv_files.write(Store(store_path(results_dir)), asv_dir)
     out = subprocess.run(
         [sys.executable, "-m", "asv", "publish", "--config", str(conf)],
         cwd=project,

@@ -124,6 +124,7 @@ def of_runs(store: Store, runs: pd.DataFrame, *, derive: bool = True) -> pd.Data
     df = per_run(measured)
     names = _display_names(runs)
     info = runs.set_index("run_id")
+    df["machine_name"] = df["machine"]
     df["machine"] = [names.get(k, k[0]) for k in zip(df["machine"], df["hardware_id"], strict=True)]
     df = df.rename(columns={"started_at": "run_date", "suite_version": "version"})
     df["source"] = "store"

@@ -103,11 +103,20 @@ def _level_sizes(kind: str) -> list[int]:
 
 
 # Dense convolutions the compute roof is measured on: (channels, height = width, batch, kernel) at the
-# stage shapes the grids use (catalogue.registry.STAGE_SIZE and its halvings), 3×3 and 1×1, both layouts.
+# stage shapes the grids use (catalogue.registry.STAGE_SIZE and its halvings), 1×1, 3×3 and 5×5 (the
+# dense equivalent of an MBConv k=5 is a wide 5×5 conv), both layouts.
 # oneDNN's efficiency moves with the shape (2.2× the 1024² GEMM on the dev VM's EPYC for some), so one
 # shape under-states the roof and measurements of another land above it.
-CPU_CONV_SHAPES = ((64, 56, 8, 3), (128, 28, 8, 3), (256, 14, 8, 3), (256, 32, 1, 3), (256, 28, 8, 1), (512, 7, 8, 1))
-GPU_CONV_SHAPES = ((512, 64, 1, 3), (256, 56, 64, 3), (512, 14, 64, 1), (1024, 7, 64, 1))
+CPU_CONV_SHAPES = (
+    (64, 56, 8, 3),
+    (128, 28, 8, 3),
+    (256, 14, 8, 3),
+    (256, 32, 1, 3),
+    (256, 28, 8, 1),
+    (512, 7, 8, 1),
+    (576, 7, 8, 5),
+)
+GPU_CONV_SHAPES = ((512, 64, 1, 3), (256, 56, 64, 3), (512, 14, 64, 1), (1024, 7, 64, 1), (576, 7, 64, 5))
 
 
 def _best_s(fn, backend: devices.Backend, max_time_s: float) -> float:

@@ -158,6 +158,9 @@ def _asv_run(path: Path, machine: str, fp: dict[str, Any]) -> tuple[dict[str, An
         version = version or col.get("version")
         started = started or col.get("started_at")
         events += _asv_events(path, benchmark, col)
+    if not events:
+        warnings.warn(f"skipping {path}: no result rows in it", stacklevel=2)
+        return None
     run_started = (started or data.get("date") or 0) / 1000
     run = _base(machine, fp, f"asv-{commit[:8]}-{digest}", run_started, commit_hash=commit, env_name=env)
     torch_version = (data.get("params") or {}).get("torch") or fp.get("torch_version")

@@ -26,12 +26,11 @@ def utc(value: Any) -> dt.datetime | None:
     """An ISO string, a UNIX time in seconds or a datetime, as an aware UTC datetime (None stays None)."""
     if value is None:
         return None
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
     if isinstance(value, int | float):
         return dt.datetime.fromtimestamp(value, dt.timezone.utc)
-    parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return value.astimezone(dt.timezone.utc) if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 def month_of(started_at: Any) -> str:
@@ -46,6 +45,14 @@ def _finite(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _samples(samples: Any) -> list[float] | None:
+    """The samples as floats, or None where they are absent or any is not a finite number."""
+    if not isinstance(samples, list):
+        return None
+    values = [_finite(x) for x in samples]
+    return None if any(v is None for v in values) else values
+
+
 def event_value(e: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The value an ``ok`` event reports (in its metric's unit) and the latency statistics, if any."""
     if e["metric"] == "latency":
@@ -56,9 +63,9 @@ def event_value(e: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
             "q75": _finite(m.get("q75_s")),
             "min": _finite(m.get("min_s")),
             "n_samples": len(samples) if isinstance(samples, list) else None,
-            "number": m.get("block"),
-            "noisy": m.get("noisy"),
-            "samples": [float(s) for s in samples] if isinstance(samples, list) else None,
+            "number": m.get("block") if isinstance(m.get("block"), int) else None,
+            "noisy": m.get("noisy") if isinstance(m.get("noisy"), bool) else None,
+            "samples": _samples(samples),
         }
         return m.get("median_s"), stats
     if e["metric"] == "peak_memory":

@@ -343,7 +343,7 @@ def _asv_environment(opts: RunOptions, events_path: Path) -> dict[str, str]:
 
 def new_run_id(head: str) -> str:
     """UTC time, the commit and a random part: two runs started in the same second never share an id."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{head[:8]}-{secrets.token_hex(3)}"
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{head[:8]}-{secrets.token_hex(5)}"
 
 
 class _Chunks:
