@@ -86,7 +86,7 @@ def test_load_one_row_per_combination_with_decoded_params(results_dir):
         "inference",
     )
     assert row.case_params == {"in_channels": 64, "out_channels": 64, "kernel_size": 3, "groups": 4, "bias": False}
-    assert row.samples == [4.0e-4, 4.1e-4, 3.9e-4] and row.n_samples == 3 and row.number == 10
+    assert list(row.samples) == [4.0e-4, 4.1e-4, 3.9e-4] and row.n_samples == 3 and row.number == 10
     assert row.unit == "seconds" and row.status == "ok" and row.torch_version == "2.13.0+cpu"
     assert row.machine_cpu == "Test CPU"
 

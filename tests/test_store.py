@@ -234,13 +234,6 @@ def test_migration_skips_bad_lines_and_files_with_warnings(tmp_path):
     assert len(results.load(root, history=True)) == 1
 
 
-def test_run_ids_do_not_collide():
-    from bench_lib.suite.runner import new_run_id
-
-    ids = {new_run_id("a" * 40) for _ in range(2000)}
-    assert len(ids) == 2000 and all(i.split("-")[0].endswith("Z") for i in ids)
-
-
 def test_store_path_keeps_an_object_store_query():
     from bench_lib.store import store_path
 

@@ -175,9 +175,9 @@ def test_a_combination_round_trips_through_its_event_and_refuses_a_wrong_arity()
 
 
 def test_run_ids_started_in_the_same_second_differ():
-    ids = {runner.new_run_id("0123456789abcdef" * 2) for _ in range(200)}
-    assert len(ids) == 200
-    assert all(re.fullmatch(r"\d{8}T\d{6}Z-01234567-[0-9a-f]{6}", i) for i in ids)
+    ids = {runner.new_run_id("0123456789abcdef" * 2) for _ in range(5000)}  # 40 random bits: no birthday here
+    assert len(ids) == 5000
+    assert all(re.fullmatch(r"\d{8}T\d{6}Z-01234567-[0-9a-f]{10}", i) for i in ids)
 
 
 def test_the_full_grid_leaves_no_batch_out_on_any_device():

@@ -37,6 +37,12 @@ SELECTOR_KEYS = {
     "run": "run_id",
 }
 COMBINATION = ["benchmark", "case", "batch", "device", "layout", "dtype", "mode"]
+# the store's columns a comparison reads (the rest of a row is never loaded)
+READ = [
+    *("run_id", "machine", "hardware_id", "started_at", "commit_hash", "env_name", "torch_version"),
+    *("suite_version", "suite", "metric", "unit", "case", "batch", "device", "layout", "dtype", "mode"),
+    *("round", "status", "value", "n_samples", "samples"),
+]
 
 
 @dataclass(frozen=True)
@@ -66,20 +72,28 @@ class Selector:
         table = runs.rename(columns={"started_at": "run_date"})
         return runs.loc[Selector(self.text, terms).select(table).index] if terms else runs
 
+    def partitions(self, store) -> tuple[set[str] | None, set[str] | None]:
+        """The machine folders and months this selector can touch (None: all), so only they are listed."""
+        machine, date = self.terms.get("machine"), self.terms.get("date")
+        keys = None
+        if machine:  # its name, or a prefix of name-<hardware id>; select() then decides row by row
+            found = {k for k, _ in store.location.partitions("runs")}
+            keys = {k for k in found if k.rsplit("-", 1)[0] == machine or k.startswith(machine)}
+        return keys, store.months([date]) if date else None
+
     def select(self, df: pd.DataFrame) -> pd.DataFrame:
         mask = pd.Series(True, index=df.index)
         for key, value in self.terms.items():
             column = df[SELECTOR_KEYS[key]]
-            if key == "date":
-                text = column.map(lambda t: t.strftime("%Y-%m-%dT%H:%M:%S") if pd.notna(t) else "")
-                hit = text.str.startswith(value)
-            elif key in ("commit", "torch"):
-                hit = column.astype(str).str.startswith(value)
-            elif key == "machine" and "hardware_id" in df:  # a name, or name-<hardware id> where shared
-                keyed = df["machine"].astype(str).str.split("-").str[0] + "-" + df["hardware_id"].astype(str)
-                hit = (column.astype(str) == value) | keyed.str.startswith(value)
-            else:
-                hit = column.astype(str) == value
+            hit = column.map(self._matcher(key, value, df)).fillna(False).astype(bool)
+            if key == "machine" and "hardware_id" in df:  # a name, or name-<hardware id> where one is shared
+                by = "run_id" if "run_id" in df else "machine"  # one machine per run: decide once per run
+                pairs = df[[by, "machine", "hardware_id"]].drop_duplicates(by)
+                keyed = {
+                    k: f"{str(m).split('-')[0]}-{h}".startswith(value)
+                    for k, m, h in pairs.itertuples(index=False, name=None)
+                }
+                hit = hit | df[by].map(keyed).astype(bool)
             if not (mask & hit).any():
                 seen = sorted({str(v) for v in column.dropna().unique()})[:8]
                 raise ArgumentError(
@@ -89,21 +103,46 @@ class Selector:
             mask &= hit
         return df[mask]
 
+    @staticmethod
+    def _matcher(key: str, value: str, df: pd.DataFrame):
+        """A function of one cell, evaluated once per distinct cell (``Series.map`` with a dict)."""
+        column = df[SELECTOR_KEYS[key]]
+        uniques = column.dropna().unique()
+        if key == "date":
+            text = {t: pd.Timestamp(t).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S") for t in uniques}
+            return {t: x.startswith(value) for t, x in text.items()}
+        if key in ("commit", "torch"):
+            return {u: str(u).startswith(value) for u in uniques}
+        return {u: str(u) == value for u in uniques}
+
 
 def pooled(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per combination: the samples of every matching run pooled, their median as the value."""
+    """One row per combination: the samples of every matching run pooled, their median as the value
+    (the median of the runs' values where no run kept samples); ``runs`` counts the runs."""
     both = _newest_method(df)
-    rows = []
-    for _, group in both.groupby(["machine", *COMBINATION], sort=False, dropna=False):
-        ok = group[group["status"] == "ok"]
-        first = (ok if not ok.empty else group).iloc[-1].copy()
-        first["runs"] = len(group)
-        if not ok.empty:
-            samples = [x for s in ok["samples"] if s is not None for x in s]
-            first["samples"] = samples or None
-            first["value"] = float(np.median(samples)) if samples else float(ok["value"].median())
-        rows.append(first)
-    return pd.DataFrame(rows).reset_index(drop=True)
+    if both.empty:
+        return both
+    keys = ["machine", *COMBINATION]
+    order = both.assign(_ok=both["status"] == "ok").sort_values(["_ok", "run_date"], kind="stable")
+    rep = order.drop_duplicates(keys, keep="last").set_index(keys)  # the newest ok row, else the newest
+    rep["runs"] = both.groupby(keys, dropna=False).size()
+    ok = both[both["status"] == "ok"]
+    group = pd.Series(ok.groupby(keys, dropna=False, sort=False).ngroup().to_numpy(), index=ok.index)
+    index = pd.MultiIndex.from_frame(ok[keys].drop_duplicates().reset_index(drop=True))  # in ngroup's order
+    lengths = np.array([len(x) if x is not None else 0 for x in ok["samples"]])
+    flat = np.concatenate([x for x in ok["samples"] if x is not None] or [np.empty(0)]).astype(float)
+    flat_group = np.repeat(group.to_numpy(), lengths)
+    order = np.argsort(flat_group, kind="stable")
+    counts = np.bincount(flat_group, minlength=len(index))
+    pieces = np.split(flat[order], np.cumsum(counts)[:-1])
+    samples = pd.Series([p if len(p) else None for p in pieces], index=index)
+    medians = pd.Series([float(np.median(p)) if len(p) else np.nan for p in pieces], index=index)
+    by_values = ok.groupby(keys, dropna=False, sort=False)["value"].median()
+    rep["samples"] = samples.reindex(rep.index)
+    rep["value"] = medians.reindex(rep.index).fillna(by_values.reindex(rep.index))
+    rep.loc[rep["status"] != "ok", "value"] = np.nan
+    rep["samples"] = [x if isinstance(x, list | np.ndarray) else None for x in rep["samples"]]
+    return rep.drop(columns="_ok").reset_index()
 
 
 def _version_key(version: str) -> tuple:
@@ -117,7 +156,8 @@ def _newest_method(d: pd.DataFrame) -> pd.DataFrame:
     if d.empty:
         return d
     keys = ["machine", *COMBINATION]
-    rank = d["version"].map(_version_key)
+    ranks = sorted(d["version"].astype(str).unique(), key=_version_key)
+    rank = d["version"].astype(str).map({v: i for i, v in enumerate(ranks)})
     newest = rank.groupby([d[k] for k in keys], dropna=False, sort=False).transform("max")
     return d[rank == newest]
 
@@ -139,10 +179,29 @@ def _relative(d: pd.DataFrame) -> pd.DataFrame:
 
 def _samples(value: Any) -> list[float] | None:
     """Samples usable by the rank test (at least 3), or None (absent, NaN after a merge, too few)."""
-    return list(value) if isinstance(value, list | tuple) and len(value) >= 3 else None
+    return list(value) if isinstance(value, list | tuple | np.ndarray) and len(value) >= 3 else None
 
 
-def _verdict(b: pd.Series, c: pd.Series, factor: float, alpha: float) -> dict[str, Any]:
+def rank_tests(pairs: list[tuple[list[float], list[float]]]) -> list[float]:
+    """Two-sided Mann-Whitney p-values of many (baseline, candidate) sample pairs, computed in batches of
+    pairs with the same sizes (one vectorised scipy call each instead of one call per pair)."""
+    p = [math.nan] * len(pairs)
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for i, (b, c) in enumerate(pairs):
+        by_shape.setdefault((len(b), len(c)), []).append(i)
+    for idx in by_shape.values():
+        bs = np.array([pairs[i][0] for i in idx])
+        cs = np.array([pairs[i][1] for i in idx])
+        for i, value in zip(
+            idx, np.atleast_1d(mannwhitneyu(bs, cs, alternative="two-sided", axis=1).pvalue), strict=True
+        ):
+            p[i] = float(value)
+    return p
+
+
+def _verdict(
+    b: dict[str, Any], c: dict[str, Any], factor: float, alpha: float, p_value: float = math.nan
+) -> dict[str, Any]:
     if b["version"] != c["version"]:
         why = f"not comparable: method version {b['version']} vs {c['version']}"
         return {"verdict": why, "ratio": math.nan, "p_value": math.nan, "test": "-"}
@@ -158,7 +217,7 @@ def _verdict(b: pd.Series, c: pd.Series, factor: float, alpha: float) -> dict[st
     ratio = c["value"] / b["value"]
     bs, cs = _samples(b["samples"]), _samples(c["samples"])
     if bs and cs:
-        p = float(mannwhitneyu(bs, cs, alternative="two-sided").pvalue)
+        p = p_value if not math.isnan(p_value) else rank_tests([(bs, cs)])[0]
         significant, test = p < alpha, "mann-whitney"
     elif all(np.isfinite([b["ci_low"], b["ci_high"], c["ci_low"], c["ci_high"]])):
         p = math.nan
@@ -200,10 +259,20 @@ def compare(
         keys = ["machine", *COMBINATION]
     merged = base.merge(cand, on=keys, suffixes=("_b", "_c"))
     rows = []
-    for _, r in merged.iterrows():
-        fields = ("status", "value", "samples", "ci_low", "ci_high", "version")
-        b = pd.Series({k: r[f"{k}_b"] for k in fields})
-        c = pd.Series({k: r[f"{k}_c"] for k in fields})
+    fields = ("status", "value", "samples", "ci_low", "ci_high", "version")
+    records = merged.to_dict("records")
+    testable = [i for i, r in enumerate(records) if _samples(r["samples_b"]) and _samples(r["samples_c"])]
+    for i in testable:
+        records[i]["samples_b"], records[i]["samples_c"] = (
+            _samples(records[i]["samples_b"]),
+            _samples(records[i]["samples_c"]),
+        )
+    p_values = dict(
+        zip(testable, rank_tests([(records[i]["samples_b"], records[i]["samples_c"]) for i in testable]), strict=True)
+    )
+    for i, r in enumerate(records):
+        b = {k: r[f"{k}_b"] for k in fields}
+        c = {k: r[f"{k}_c"] for k in fields}
         rows.append(
             {
                 **{k: r[k] for k in keys},
@@ -211,7 +280,7 @@ def compare(
                 "baseline": r["value_b"],
                 "candidate": r["value_c"],
                 "runs": f"{r['runs_b']}/{r['runs_c']}",
-                **_verdict(b, c, factor, alpha),
+                **_verdict(b, c, factor, alpha, p_values.get(i, math.nan)),
             }
         )
     table = pd.DataFrame(rows)
@@ -264,9 +333,13 @@ def render(table: pd.DataFrame, note: str, fmt: str = "text") -> str:
 def run(results_dir: str, baseline: str, candidate: str, factor: float, alpha: float, fmt: str) -> int:
     """Read only the runs the two selectors can match (the store's ``runs`` table is the index), compare."""
     store = results.store_of(results_dir)
-    runs = store.runs()
-    chosen = pd.concat([Selector.parse(baseline).select_runs(runs), Selector.parse(candidate).select_runs(runs)])
-    df = results.of_runs(store, chosen.drop_duplicates("run_id"), derive=False)
+    chosen = []
+    for text in (baseline, candidate):
+        selector = Selector.parse(text)
+        keys, months = selector.partitions(store)
+        chosen.append(selector.select_runs(store.runs(keys=keys, months=months)))
+    chosen = pd.concat(chosen)
+    df = results.of_runs(store, chosen.drop_duplicates("run_id"), derive=False, columns=READ)
     if df.empty:
         raise ArgumentError(f"--results {results_dir}: the selected runs hold no measurements")
     table, note = compare(df, baseline, candidate, factor, alpha)

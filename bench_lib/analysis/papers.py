@@ -19,7 +19,7 @@ from bench_lib.suite.papers import TABLES
 
 
 def _relative_iqr(samples) -> float:
-    return relative_iqr(samples) if samples else math.nan
+    return relative_iqr(list(samples)) if samples is not None and len(samples) else math.nan
 
 
 def _measured(df: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ and a parent that initialised CUDA poisons every child. Availability is decided 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import re
@@ -31,8 +32,10 @@ _SPEC_RE = re.compile(r"^(?:cpu(?:-(?P<threads>\d+)t)?|cuda(?::(?P<index>\d+))?|
 SPEC_HELP = "cpu, cpu-Nt (N intra-op threads, N >= 1), cuda, cuda:K or mps"
 
 
+@functools.cache
 def physical_cores() -> int:
-    """Physical cores of this machine (logical ones where psutil cannot tell)."""
+    """Physical cores of this machine (logical ones where psutil cannot tell); read once (psutil walks sysfs,
+    and the grids ask for every combination)."""
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 

@@ -36,6 +36,18 @@ def machine_key(machine: str, hardware_id: str) -> str:
     return f"{slug}-{hardware_id[:8]}"
 
 
+def _encoding(table: pa.Table) -> dict:
+    """zstd; floats byte-stream-split (their exponent bytes line up and compress: 60 bytes a measurement
+    row instead of 74 on the dev VM's default grid), every other column dictionary-encoded."""
+    floats = [
+        f.name
+        for f in table.schema
+        if pa.types.is_floating(f.type) or (pa.types.is_list(f.type) and pa.types.is_floating(f.type.value_type))
+    ]
+    others = [n for n in table.column_names if n not in floats]
+    return {"compression": "zstd", "use_byte_stream_split": floats or False, "use_dictionary": others or False}
+
+
 @dataclass(frozen=True)
 class Location:
     """A store's root: a pyarrow filesystem and the path inside it (``text`` is what the user wrote)."""
@@ -63,13 +75,13 @@ class Location:
         """Write ``table`` to ``path`` whole or not at all (see the module docstring)."""
         if not self.local:
             self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-            pq.write_table(table, path, filesystem=self.fs, compression="zstd")
+            pq.write_table(table, path, filesystem=self.fs, **_encoding(table))
             return
         final = Path(path)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            pq.write_table(table, tmp, compression="zstd")
+            pq.write_table(table, tmp, **_encoding(table))
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.chmod(tmp, default_file_mode())
