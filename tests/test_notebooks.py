@@ -41,7 +41,7 @@ def test_the_notebooks_exist_without_outputs():
 
 
 def test_notebooks_run_on_the_committed_results():
-    if not any((ROOT / "results").glob("*/*-*.json")):
+    if not any((ROOT / "results" / "store").glob("runs/*/*/*.parquet")):
         pytest.skip("no committed results under results/")
     out = run_all(ROOT / "results")
     assert "<img" in out["01_flops_vs_latency.ipynb"]  # the headline figure was drawn
@@ -49,7 +49,7 @@ def test_notebooks_run_on_the_committed_results():
 
 def test_notebooks_say_plainly_when_there_is_no_data(tmp_path):
     # one machine, latency only: no energy, no memory, one layout, one thread count
-    from fake_results import latency_row, machine, result_file
+    from fake_results import latency_row, machine, result_file, stored
 
     root = tmp_path / "results"
     box = machine(root, "lonely-box")
@@ -67,14 +67,14 @@ def test_notebooks_say_plainly_when_there_is_no_data(tmp_path):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = run_all(root)
+        out = run_all(stored(root))
     assert "No data for energy" in out["04_energy_memory.ipynb"]
     assert "No data for both layouts" in out["03_layouts_threads.ipynb"]
     assert "<img" in out["01_flops_vs_latency.ipynb"]
 
 
 def test_report_page_is_self_contained(tmp_path):
-    if not any((ROOT / "results").glob("*/*-*.json")):
+    if not any((ROOT / "results" / "store").glob("runs/*/*/*.parquet")):
         pytest.skip("no committed results under results/")
     shutil.copytree(ROOT / "results", tmp_path / "results")
     page, problems = report.build(
