@@ -3,21 +3,8 @@
 import json
 from pathlib import Path
 
-COLUMNS = [
-    "result",
-    "params",
-    "version",
-    "started_at",
-    "duration",
-    "stats_ci_99_a",
-    "stats_ci_99_b",
-    "stats_q_25",
-    "stats_q_75",
-    "stats_number",
-    "stats_repeat",
-    "samples",
-    "profile",
-]
+from bench_lib.store.asv_files import COLUMNS  # asv 0.6's result columns, one list for both
+
 PARAMS = lambda cases, devices=("cpu-1t",), modes=("inference",): [  # noqa: E731
     [repr(c) for c in cases],
     ["1"],
