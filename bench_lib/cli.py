@@ -494,8 +494,8 @@ def _add_run(sub) -> None:
     p.add_argument(
         "--rounds",
         type=int_at_least(1),
-        default=1,
-        help="processes per combination, each kept as its own round (default 1)",
+        default=None,
+        help="processes per latency combination, each kept as its own round (default: the grid's; nightly 3, others 1)",
     )
     p.add_argument(
         "--results",

@@ -156,12 +156,22 @@ def test_git_head_outside_a_checkout_is_a_clear_error(tmp_path):
 def test_asv_command_never_quick_records_samples_and_passes_rounds(tmp_path):
     g = grids.grid("smoke", ["cpu-1t"])
     chunk = runner.plan(g).selected[:2]
-    cmd = runner.asv_command(tmp_path, "/py", "abc123", "box", runner.RunOptions(rounds=3), chunk)
+    cmd = runner.asv_command(tmp_path, "/py", "abc123", "box", runner.RunOptions(), chunk, 3)
     assert "--quick" not in cmd and "--record-samples" in cmd
     assert cmd[cmd.index("--set-commit-hash") + 1] == "abc123" and cmd[cmd.index("-E") + 1] == "existing:/py"
-    assert cmd[cmd.index("-a") + 1] == "rounds=3"
-    assert cmd.count("--bench") == 2
-    assert "-a" not in runner.asv_command(tmp_path, "/py", "abc123", "box", runner.RunOptions(), chunk)
+    assert cmd[cmd.index("-a") + 1] == "rounds=3" and cmd.count("--bench") == 2
+    assert "-a" not in runner.asv_command(tmp_path, "/py", "abc123", "box", runner.RunOptions(), chunk, 1)
+
+
+def test_latency_gets_the_rounds_and_other_metrics_run_once_in_chunks_of_their_own():
+    g = grids.grid("default", ["cpu-1t", "cpu-2t"])
+    selected = runner.plan(g, r"bench_ops\.").selected
+    planned = runner.chunk_plan(selected, 50, 4)
+    latency = [c for c in selected if c.metric == "latency"]
+    assert [len(ch) for r, ch in planned if r == 4] == [50, 50, 12] and len(latency) == 112
+    assert all(c.metric == "latency" for r, ch in planned if r == 4 for c in ch)
+    assert sum(len(ch) for r, ch in planned if r == 1) == len(selected) - 112
+    assert grids.grid("nightly", ["cpu-1t"]).rounds == grids.NIGHTLY_ROUNDS and g.rounds == 1
 
 
 def test_a_combination_round_trips_through_its_event_and_refuses_a_wrong_arity():

@@ -97,9 +97,13 @@ def prepare(
     graph: bool = False,
     allocator_policy: str = "steady",
     seed: int = 0,
+    checked_error: float | None = None,
     **params: Any,
 ) -> Prepared:
     """Build ``name`` on the device, check its answer against float64 on the CPU, return the step.
+
+    ``checked_error``: the relative error an earlier process of the same run measured for this very
+    combination (same weights and input: the seed fixes them); the float64 reference is then skipped.
 
     Raises ValueError for bad arguments, :class:`Unsupported` for a combination the device cannot run,
     :class:`WrongResult` when the output is off by more than the dtype's tolerance
@@ -117,13 +121,19 @@ def prepare(
     backend.activate()
 
     torch.manual_seed(seed)
-    module, x_cpu, ref = _reference(name, config, batch, height, width, seed, mode)
+    module, x_cpu, ref = _reference(name, config, batch, height, width, seed, mode, checked_error is None)
     torch_dtype = DTYPES[dtype].torch
     module = _to_layout(module.to(device=backend.device, dtype=torch_dtype), layout)
     x = _to_layout(x_cpu.to(device=backend.device, dtype=torch_dtype), layout)
     if backend.spec.kind == "cuda":
         torch.backends.cudnn.benchmark = True
-    err = _check(module, x, ref, f"{name} on {backend.spec.text} ({layout}, {dtype}, {mode})", dtype)
+    if checked_error is None:
+        err = _check(module, x, ref, f"{name} on {backend.spec.text} ({layout}, {dtype}, {mode})", dtype)
+    else:
+        err = checked_error
+        if mode == "training":
+            with torch.no_grad():
+                ref = module(x)  # only its shape is used: the training step's fixed output gradient
     step = _training_step(module, x, ref, layout, seed) if mode == "training" else _inference_step(module, x)
     if graph:
         step = _capture_cuda_graph(step, backend)
@@ -153,12 +163,15 @@ def prepare(
 
 
 def _reference(
-    name: str, config: dict[str, Any], batch: int, height: int, width: int, seed: int, mode: str
-) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    """The float32 CPU module, its input, and its output computed in float64 (the reference)."""
+    name: str, config: dict[str, Any], batch: int, height: int, width: int, seed: int, mode: str, compute: bool = True
+) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor | None]:
+    """The float32 CPU module, its input, and its output computed in float64 (the reference; None when
+    ``compute`` is false)."""
     module = registry.build(name, **config)
     module.train(mode == "training")
     x_cpu = registry.example_input(name, batch, height, width, seed=seed, **config)
+    if not compute:
+        return module, x_cpu, None
     with torch.no_grad():
         ref = module.double()(x_cpu.double())
         module.float()
@@ -201,6 +214,27 @@ def _training_step(
         module(x).backward(grad_out)
 
     return step
+
+
+def slowed(step: Callable[[], Any], factor: float) -> Callable[[], Any]:
+    """``step`` doing ``factor`` times its work per call on average (fault injection, ``factor`` ≥ 1): every
+    call runs the step once, and the extra ``factor - 1`` calls are spread evenly (a call runs it twice
+    whenever the accumulated extra work reaches one whole call). Real work, never a sleep."""
+    if factor < 1:
+        raise ValueError(f"slowdown factor {factor} must be at least 1")
+    extra = factor - 1
+    owed = 0.0
+
+    def step_slowed() -> Any:
+        nonlocal owed
+        owed += extra
+        out = step()
+        while owed >= 1:
+            owed -= 1
+            out = step()
+        return out
+
+    return step_slowed
 
 
 def _capture_cuda_graph(step: Callable[[], Any], backend: Backend) -> Callable[[], Any]:

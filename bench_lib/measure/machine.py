@@ -118,3 +118,35 @@ def asv_machine_info(fp: dict[str, Any] | None = None) -> dict[str, str]:
         "driver": fp["nvidia_driver"] or "none",
         "torch": fp["torch_version"],
     }
+
+
+def state() -> dict[str, Any]:
+    """What can move a benchmark between runs, now: load averages, CPU frequency and governor, steal time
+    so far, and per GPU (NVML, never CUDA) its SM clock, temperature and why clocks are held down."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (None, None, None)
+    freq = psutil.cpu_freq()
+    times = psutil.cpu_times()
+    found: dict[str, Any] = {
+        "load_avg_1m": load[0],
+        "load_avg_5m": load[1],
+        "cpu_mhz": round(freq.current, 1) if freq else None,
+        "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "cpu_steal_s": getattr(times, "steal", None),
+        "gpus": [],
+    }
+    nv = nvml.module()
+    if nv is not None:
+        try:
+            for i in range(nv.nvmlDeviceGetCount()):
+                h = nv.nvmlDeviceGetHandleByIndex(i)
+                found["gpus"].append(
+                    {
+                        "index": i,
+                        "sm_clock_mhz": nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
+                        "temperature_c": nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU),
+                        "clock_event_reasons": nvml.clock_event_reasons(h),
+                    }
+                )
+        except Exception as e:  # a state is a record, never a reason to stop a run
+            found["gpus"].append({"error": f"{type(e).__name__}: {e}"})
+    return found

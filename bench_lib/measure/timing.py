@@ -152,6 +152,7 @@ def time_callable(
     min_sample_s: float = 0.005,
     max_time_s: float = 2.0,
     max_warmup_s: float = 2.0,
+    min_time_s: float = 0.0,
     context: dict[str, Any] | None = None,
 ) -> Measurement:
     """Time ``fn()`` on ``backend``; return seconds-per-call samples.
@@ -159,8 +160,9 @@ def time_callable(
     Warm-up runs blocks of calls (each at least ``min_sample_s``) until the time per call has not fallen
     by more than 2% for three blocks in a row, or ``max_warmup_s`` has passed. Then up to ``samples``
     samples of ``block`` calls each, where ``block`` makes a sample last at least ``min_sample_s`` and
-    at least 100× the timer's own overhead; at least ``min_samples`` samples, at most ``max_time_s``
-    of sampling beyond that minimum.
+    at least 100× the timer's own overhead. Sampling stops once it has ``samples`` samples and has lasted
+    ``min_time_s`` (a short op gets more samples, not a shorter window: a window of a few milliseconds
+    sees one moment of the machine), or once it has ``min_samples`` and has lasted ``max_time_s``.
     """
     timer = backend.block_timer()
     overhead = _timer_overhead(timer)
@@ -185,9 +187,12 @@ def time_callable(
     faults0 = allocator.minor_faults()
     taken: list[float] = []
     sampling_start = time.perf_counter()
-    while len(taken) < samples:
+    while True:
         taken.append(_time_block(timer, fn, block) / block)
-        if len(taken) >= min_samples and time.perf_counter() - sampling_start > max_time_s:
+        elapsed = time.perf_counter() - sampling_start
+        if len(taken) >= samples and elapsed >= min_time_s:
+            break
+        if len(taken) >= min_samples and elapsed > max_time_s:
             break
     faults = allocator.minor_faults() - faults0
     return Measurement(

@@ -124,6 +124,7 @@ def _measurement_row(run: dict[str, Any], combo: tuple, round_: int, e: dict[str
         **stats,
         "measure_s": _finite(e.get("measure_s")),
         "measured_at": utc(e.get("time")),
+        "injected": e.get("injected") if isinstance(e.get("injected"), str) else None,
     }
 
 
@@ -165,6 +166,10 @@ def run_row(run: dict[str, Any]) -> dict[str, Any]:
         "gpus": ", ".join(g["name"] for g in gpus) or "none",
         "fingerprint": json.dumps(fp, default=str, sort_keys=True),
         "schema_version": schema.SCHEMA_VERSION,
+        "faults": json.dumps(run["faults"], sort_keys=True) if run.get("faults") else None,
+        "machine_state": json.dumps(run["machine_state"], sort_keys=True) if run.get("machine_state") else None,
+        "timing": json.dumps(run["timing"], sort_keys=True) if run.get("timing") else None,
+        "overhead_fraction": _finite(summary.get("overhead_fraction")),
     }
 
 

@@ -2,7 +2,9 @@
 
 Four tables, each a set of Parquet files, one file per run and table:
 
-- ``measurements``: one row per combination, per round (process), per run. ``value`` is in ``unit``:
+- ``measurements``: one row per combination, per round (process), per run (suite ``canary``: the fixed
+  canary workloads the runner times in its own process, round 0 at the start of the run and 1 at the end).
+  ``value`` is in ``unit``:
   ``seconds`` per call (latency, the median of the round's samples), ``bytes`` (peak memory) or
   ``joules`` per item (energy). A skipped or failed round has no value and says why in ``reason``.
 - ``runs``: one row per run: where, what, with which code, and how it ended (``state``).
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: measurements.injected; runs.faults, machine_state, timing; the canary suite
 TIME = pa.timestamp("us", tz="UTC")
 
 # Who and where: the first columns of every table.
@@ -59,6 +61,7 @@ MEASUREMENTS = pa.schema(
         ("samples", pa.list_(pa.float64())),  # seconds per call, one per sample (latency only)
         ("measure_s", pa.float64()),  # seconds spent measuring this round
         ("measured_at", TIME),
+        ("injected", pa.string()),  # the fault planted in this row (CONVBENCH_SLOWDOWN), null when none
     ]
 )
 
@@ -91,6 +94,10 @@ RUNS = pa.schema(
         ("gpus", pa.string()),  # "1x NVIDIA H200", or "none"
         ("fingerprint", pa.string()),  # the whole fingerprint, JSON
         ("schema_version", pa.int16()),
+        ("faults", pa.string()),  # the injected faults (CONVBENCH_FAIL, CONVBENCH_SLOWDOWN), JSON; null when none
+        ("machine_state", pa.string()),  # load, frequency governor, threads at the start and end, JSON
+        ("timing", pa.string()),  # the grid's per-round timing settings, JSON
+        ("overhead_fraction", pa.float64()),  # 1 - measure_s / wall_s
     ]
 )
 

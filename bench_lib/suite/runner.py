@@ -75,8 +75,21 @@ def chunks(items: list[Combination], size: int) -> Iterable[list[Combination]]:
         yield items[i : i + size]
 
 
+def rounds_of(c: Combination, rounds: int) -> int:
+    """Latency runs ``rounds`` processes; peak memory is deterministic and energy meters its own window."""
+    return rounds if c.metric == "latency" else 1
+
+
+def chunk_plan(selected: list[Combination], size: int, rounds: int) -> list[tuple[int, list[Combination]]]:
+    """(rounds, chunk) pairs: the combinations of each rounds count in chunks of ``size``, in plan order."""
+    groups: dict[int, list[Combination]] = {}
+    for c in selected:
+        groups.setdefault(rounds_of(c, rounds), []).append(c)
+    return [(r, chunk) for r, items in groups.items() for chunk in chunks(items, size)]
+
+
 def asv_command(
-    config: Path, python: str, head: str, machine_id: str, opts: RunOptions, chunk: list[Combination]
+    config: Path, python: str, head: str, machine_id: str, opts: RunOptions, chunk: list[Combination], rounds: int = 1
 ) -> list[str]:
     """The ``asv run`` of one chunk: the existing environment, samples recorded, never ``--quick``.
 
@@ -101,8 +114,8 @@ def asv_command(
         opts.launch_method,
         "--show-stderr",
     ]
-    if opts.rounds > 1:
-        cmd += ["-a", f"rounds={opts.rounds}"]
+    if rounds > 1:
+        cmd += ["-a", f"rounds={rounds}"]
     for p in chunk:
         cmd += ["--bench", "^" + re.escape(p.asv_name) + "$"]
     return cmd
@@ -288,7 +301,7 @@ class RunOptions:
     python: str | None = None
     launch_method: str = "forkserver"
     chunk_size: int = 200
-    rounds: int = 1  # processes per combination (asv's rounds); 2+ for nightly comparisons
+    rounds: int | None = None  # latency processes per combination (asv's rounds); None: the grid's
     project: str | None = None
     progress: bool = True
     peaks: bool = True  # measure the roofline peaks of every device with the run (not for smoke)
@@ -314,8 +327,9 @@ def _check_options(opts: RunOptions) -> str:
         raise RunError(f"--python {python} does not exist")
     if opts.grid not in grids.GRIDS:
         raise RunError(f"--grid {opts.grid!r} is not a grid; accepted: {', '.join(grids.GRIDS)}")
-    if opts.rounds < 1:
+    if opts.rounds is not None and opts.rounds < 1:
         raise RunError(f"--rounds {opts.rounds} must be at least 1")
+    faults()  # a bad CONVBENCH_SLOWDOWN / CONVBENCH_FAIL is an argument error, before anything runs
     if opts.chunk_size < 1:
         raise RunError(f"--chunk-size {opts.chunk_size} must be at least 1")
     if not (opts.wait_s >= 0 and math.isfinite(opts.wait_s)):
@@ -332,9 +346,37 @@ def _check_options(opts: RunOptions) -> str:
     return python
 
 
+def faults() -> dict[str, Any]:
+    """The fault injection this run's workers will see (``CONVBENCH_FAIL``, ``CONVBENCH_SLOWDOWN``), checked:
+    a RunError naming the variable where one is malformed."""
+    from bench_lib.suite import worker
+
+    found: dict[str, Any] = {}
+    fail = os.environ.get("CONVBENCH_FAIL")
+    if fail:
+        try:
+            re.compile(fail)
+        except re.error as e:
+            raise RunError(f"CONVBENCH_FAIL={fail!r} is not a regular expression: {e}") from None
+        found["fail"] = fail
+    try:
+        planted = worker.slowdown()
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    if planted:
+        found["slowdown"] = {"pattern": planted.pattern, "factor": planted.factor}
+    return found
+
+
 def _asv_environment(opts: RunOptions, events_path: Path) -> dict[str, str]:
-    """The environment asv's discovery and workers see: the grid, the devices and the events file."""
-    env = {**os.environ, "CONVBENCH_GRID": opts.grid, "CONVBENCH_EVENTS": str(events_path)}
+    """The environment asv's discovery and workers see: the grid, the devices, the events file and the
+    run's file of passed reference checks."""
+    env = {
+        **os.environ,
+        "CONVBENCH_GRID": opts.grid,
+        "CONVBENCH_EVENTS": str(events_path),
+        "CONVBENCH_CHECKS": str(events_path.with_name("checks.jsonl")),
+    }
     env.pop("CONVBENCH_DEVICES", None)
     if opts.devices:
         env["CONVBENCH_DEVICES"] = ",".join(opts.devices)
@@ -363,15 +405,15 @@ class _Chunks:
         if self.child is not None:
             self.child.stop()
 
-    def run(self, selected: list[Combination], size: int, on_start) -> str | None:
-        """Run every chunk; return the name of the signal that stopped the run, or None."""
+    def run(self, planned: list[tuple[int, list[Combination]]], on_start) -> str | None:
+        """Run every (rounds, chunk); return the name of the signal that stopped the run, or None."""
         with self.stop, open(self.log_path, "a") as log:
             try:
-                for chunk in chunks(selected, size):
+                for rounds, chunk in planned:
                     if self.stop.requested:
                         break
                     self.attempted.update(chunk)
-                    self._one(chunk, log, on_start)
+                    self._one(rounds, chunk, log, on_start)
                     self.after_chunk()
             finally:
                 if self.child is not None:
@@ -379,8 +421,8 @@ class _Chunks:
                 self.progress.close()
         return self.stop.requested
 
-    def _one(self, chunk: list[Combination], log, on_start) -> None:
-        self.child = guard.Child(self.cmd_of(chunk), self.root, self.env, log)
+    def _one(self, rounds: int, chunk: list[Combination], log, on_start) -> None:
+        self.child = guard.Child(self.cmd_of(rounds, chunk), self.root, self.env, log)
         on_start(self.child.pgid)
         while self.child.running():
             self.progress.update()
@@ -425,6 +467,8 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
     head = git_head(root)
     python = _check_options(opts)
     grid = grids.grid(opts.grid, opts.devices)
+    if opts.rounds is None:
+        opts.rounds = grid.rounds
     the_plan = plan(grid, opts.bench)
     if not the_plan.selected:
         raise RunError(f"--bench {opts.bench!r} selects no combination of the {opts.grid} grid")
@@ -445,7 +489,8 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
             f"convbench run {run_id}: grid {opts.grid}, {len(the_plan.selected)} combinations on "
             f"{', '.join(grid.devices)}; machine {fp['machine_id']} (hardware {fp['hardware_id']})"
             f"{'; asv entry added to ' + str(asv_machine_file()) if written else ''}; commit {head[:8]}; "
-            f"python {python}; {opts.rounds} round(s)",
+            f"python {python}; {opts.rounds} latency round(s)"
+            + (f"; INJECTED FAULTS {json.dumps(faults())}" if faults() else ""),
             flush=True,
         )
         return ctx.execute(asv_machine, lock)
@@ -484,14 +529,17 @@ class _RunContext:
     peaks: list[Any] = field(default_factory=list)
     breakdowns: list[dict[str, Any]] = field(default_factory=list)
     saved: list[str] = field(default_factory=list)
+    machine_state: dict[str, Any] = field(default_factory=dict)
 
     def execute(self, asv_machine: str, lock: guard.MachineLock) -> int:
         events_path, log_path = self.scratch / "events.jsonl", self.scratch / "asv.log"
         config = asv_config(self.root, self.scratch)
+        self.machine_state["start"] = machine.state()
         if self.opts.peaks and self.opts.grid != "smoke":
             self.peaks = _measure_peaks(self.grid.devices)
+            _canary(self.grid.devices, events_path, "start")
         runner = _Chunks(
-            lambda chunk: asv_command(config, self.python, self.head, asv_machine, self.opts, chunk),
+            lambda rounds, chunk: asv_command(config, self.python, self.head, asv_machine, self.opts, chunk, rounds),
             self.root,
             _asv_environment(self.opts, events_path),
             log_path,
@@ -500,7 +548,8 @@ class _RunContext:
         )
         try:
             stopped = runner.run(
-                self.plan.selected, self.opts.chunk_size, on_start=lambda pgid: lock.update({"asv_pgid": pgid})
+                chunk_plan(self.plan.selected, self.opts.chunk_size, self.opts.rounds),
+                on_start=lambda pgid: lock.update({"asv_pgid": pgid}),
             )
         except OSError as e:  # the store could not write (disk full, permissions)
             print(f"convbench run: {e}; the run stops here", file=sys.stderr)
@@ -508,6 +557,9 @@ class _RunContext:
         networks_ran = any(p.suite == "networks" for p in self.plan.selected)
         if self.opts.breakdowns and networks_ran and self.grid.name != "smoke" and not stopped:
             self.breakdowns = _measure_breakdowns(self.grid)
+        if self.opts.peaks and self.opts.grid != "smoke" and not stopped:
+            _canary(self.grid.devices, events_path, "end")
+        self.machine_state["end"] = machine.state()
         summary = summarise(
             self.plan.selected,
             read_events(events_path),
@@ -569,6 +621,9 @@ def _run_record(ctx: _RunContext, state: str, summary: Summary) -> dict[str, Any
         "launch_method": ctx.opts.launch_method,
         "summary": summary.as_dict(),
         "fingerprint": fp,
+        "faults": faults(),
+        "machine_state": ctx.machine_state,
+        "timing": ctx.grid.timing,
     }
 
 
@@ -588,6 +643,30 @@ def _measure_peaks(specs: list[str]) -> list[Any]:
             flush=True,
         )
     return found
+
+
+def _canary(specs: list[str], events_path: Path, when: str) -> None:
+    """Time the canary on every available device and append it to the events as suite ``canary``
+    (round 0 at the start of the run, 1 at the end); a failure here is reported, not fatal."""
+    from bench_lib.files import append_line
+    from bench_lib.measure import canary
+
+    for spec in specs:
+        try:
+            timed = canary.measure(spec)
+        except Exception as e:  # the run's results stand without it
+            print(f"  canary on {spec} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        for c, m in timed:
+            params = {"case": c.case, "batch": c.batch, "device": spec, "layout": "nchw"}
+            params.update(dtype="float32", mode="inference")
+            event = {"suite": "canary", "metric": "latency", "params": params, "pid": f"canary-{when}"}
+            event.update(time=time.time(), status="ok", measurement=m.summary(), measure_s=m.warmup_s)
+            event["measure_s"] += sum(m.samples_s) * m.block
+            append_line(str(events_path), json.dumps(event, default=str))
+        if timed:
+            shown = ", ".join(f"{c.case.split('(')[0]} {m.median_s * 1e3:.2f} ms" for c, m in timed)
+            print(f"  canary at the {when} on {spec}: {shown}", flush=True)
 
 
 def _measure_breakdowns(grid: grids.Grid) -> list[dict[str, Any]]:
@@ -671,6 +750,8 @@ class _Progress:
         for line in complete.splitlines():
             with contextlib.suppress(json.JSONDecodeError, KeyError):
                 e = json.loads(line)
+                if e["suite"] == "canary":
+                    continue
                 self.seen.add(event_key(e))
                 current = f"{e['metric']:11s} {e['params']['case']} {e['params']['device']} b{e['params']['batch']}"
         if self._progress is not None:

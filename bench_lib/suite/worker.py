@@ -4,9 +4,17 @@ measures its metric. Every step reports one line to the events file (``CONVBENCH
 Environment (the same at asv's discovery and run, which ``convbench run`` guarantees): see
 :mod:`bench_lib.suite.grids` for ``CONVBENCH_GRID`` and ``CONVBENCH_DEVICES``;
 ``CONVBENCH_EVENTS`` is the JSON-lines file that gets one line per step (ok / skipped / failed with the
-reason, time spent measuring, the measurement's context), appended atomically; ``CONVBENCH_FAIL`` is a
-regular expression: matching cases fail in ``setup`` (fault injection, to check that one failing
-combination loses no other result).
+reason, time spent measuring, the measurement's context), appended atomically; ``CONVBENCH_CHECKS`` is
+the run's JSON-lines file of reference checks already passed (the first process of a combination checks
+its answer against float64, later rounds and metrics reuse the error it found).
+
+Fault injection, to prove the path from a worker to a verdict:
+
+- ``CONVBENCH_FAIL``: a regular expression; matching cases fail in ``setup`` (one failing combination
+  loses no other result).
+- ``CONVBENCH_SLOWDOWN``: ``REGEX=FACTOR``; matching cases do FACTOR times the work per timed call (real
+  extra calls of the step, spread evenly: :func:`bench_lib.measure.harness.slowed`). Every latency and
+  energy result it touched says so in its ``injected`` field.
 """
 
 from __future__ import annotations
@@ -28,6 +36,45 @@ from bench_lib.suite.combination import METRICS, Combination
 from bench_lib.suite.grids import Grid, grid
 
 TRACEBACK_FRAMES = 5  # frames of a failure's traceback kept in its event
+MAX_SLOWDOWN = 100.0  # the largest CONVBENCH_SLOWDOWN factor accepted
+
+
+@dataclass(frozen=True)
+class Slowdown:
+    """A planted regression: cases matching ``pattern`` do ``factor`` times the work per call."""
+
+    pattern: str
+    factor: float
+
+    @classmethod
+    def parse(cls, text: str) -> Slowdown:
+        """``'REGEX=FACTOR'`` (the last ``=`` splits, so the regex may hold ``=``); ValueError naming the
+        variable and the accepted form otherwise."""
+        where = f"CONVBENCH_SLOWDOWN={text!r}"
+        regex, sep, factor_text = text.rpartition("=")
+        if not sep or not regex:
+            raise ValueError(f"{where}: write REGEX=FACTOR, e.g. '^depthwise\\(=1.25'")
+        try:
+            re.compile(regex)
+            factor = float(factor_text)
+        except re.error as e:
+            raise ValueError(f"{where}: {regex!r} is not a regular expression: {e}") from None
+        except ValueError:
+            raise ValueError(f"{where}: factor {factor_text!r} is not a number (accepted: 1 to 100)") from None
+        if not 1 <= factor <= MAX_SLOWDOWN:
+            raise ValueError(f"{where}: factor {factor:g} is out of range (accepted: 1 to {MAX_SLOWDOWN:g})")
+        return cls(regex, factor)
+
+    def touches(self, c: Combination) -> bool:
+        return c.metric in ("latency", "energy") and re.search(self.pattern, c.case) is not None
+
+    def describe(self) -> str:
+        return f"slowdown x{self.factor:g} (CONVBENCH_SLOWDOWN={self.pattern}={self.factor:g})"
+
+
+def slowdown() -> Slowdown | None:
+    text = os.environ.get("CONVBENCH_SLOWDOWN")
+    return Slowdown.parse(text) if text else None
 
 
 @dataclass
@@ -37,6 +84,7 @@ class Ready:
     combination: Combination
     prepared: harness.Prepared
     grid: Grid
+    injected: str | None = None  # the fault planted in this combination, if any
 
 
 def _event(c: Combination, status: str, **fields: Any) -> None:
@@ -65,13 +113,46 @@ def setup(c: Combination) -> Ready:
     g = grid()
     try:
         prepared = _prepare(c, g)
+        planted = slowdown()
+        injected = None
+        if planted and planted.touches(c):
+            prepared.step = harness.slowed(prepared.step, planted.factor)
+            injected = planted.describe()
     except NotImplementedError as e:
         _event(c, "skipped", reason=str(e))
         raise
     except Exception as e:
         _event(c, "failed", **_failure(e))
         raise
-    return Ready(c, prepared, g)
+    return Ready(c, prepared, g, injected)
+
+
+def _check_key(c: Combination) -> str:
+    """The reference check's identity: every parameter but the metric (rounds and metrics share it)."""
+    return "|".join(str(p) for p in c.params)
+
+
+def _checked_error(c: Combination) -> float | None:
+    """The relative error an earlier process of this run found for ``c``, or None (check it here)."""
+    path = os.environ.get("CONVBENCH_CHECKS")
+    if not path or not os.path.exists(path):
+        return None
+    key = _check_key(c)
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("key") == key and isinstance(record.get("relative_error"), float):
+                return record["relative_error"]
+    return None
+
+
+def _remember_check(c: Combination, error: float) -> None:
+    path = os.environ.get("CONVBENCH_CHECKS")
+    if path:
+        append_line(path, json.dumps({"key": _check_key(c), "relative_error": float(error)}))
 
 
 def _prepare(c: Combination, g: Grid) -> harness.Prepared:
@@ -89,7 +170,8 @@ def _prepare(c: Combination, g: Grid) -> harness.Prepared:
         if not ok:
             raise harness.Unsupported(f"{c.device}: no energy meter: {why}")
     case = Case.parse(c.case)
-    return harness.prepare(
+    known = _checked_error(c)
+    prepared = harness.prepare(
         case.workload,
         device=backend,
         layout=c.layout,
@@ -98,8 +180,12 @@ def _prepare(c: Combination, g: Grid) -> harness.Prepared:
         batch=c.batch,
         height=case.height,
         width=case.width,
+        checked_error=known,
         **case.params,
     )
+    if known is None:
+        _remember_check(c, prepared.relative_error)
+    return prepared
 
 
 def _meter(backend: devices.Backend) -> energy.Meter:
@@ -114,6 +200,8 @@ def track(ready: Ready) -> Any:
     except Exception as e:
         _event(ready.combination, "failed", **_failure(e), measure_s=time.perf_counter() - started)
         raise
+    if ready.injected:
+        extra["injected"] = ready.injected
     _event(ready.combination, "ok", measure_s=time.perf_counter() - started, **extra)
     return value
 
