@@ -341,6 +341,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_FAILED if problems else EXIT_OK
 
 
+def cmd_regressions(args: argparse.Namespace) -> int:
+    from bench_lib.analysis import regressions
+
+    fmt = "json" if args.json else "text"
+    return regressions.run(args.results, args.machine, args.since, args.factor, args.alpha, fmt)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench_lib.analysis import compare
 
@@ -530,6 +537,30 @@ def _add_report(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _add_regressions(sub) -> None:
+    p = sub.add_parser(
+        "regressions",
+        help="every series of the history judged at its newest runs: regressions that persist, suspects, "
+        "machine changes",
+    )
+    p.add_argument("--results", default="results", metavar="DIR|URL")
+    p.add_argument(
+        "--machine", action="append", metavar="NAME", help="only this machine (repeatable; default: every one)"
+    )
+    p.add_argument("--since", metavar="DATE", help="only runs started on or after DATE (YYYY-MM-DD[THH:MM], UTC)")
+    p.add_argument(
+        "--factor", type=float_in(1, 100), default=1.05, help="smallest change worth flagging (default 1.05)"
+    )
+    p.add_argument(
+        "--alpha",
+        type=float_in(0, 0.5, lo_open=True),
+        default=0.001,
+        help="chance per series that noise alone leaves the band (default 0.001)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object: rule, rows, machine_changes")
+    p.set_defaults(func=cmd_regressions)
+
+
 def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="significant slowdowns between two selections of results")
     p.add_argument("--results", default="results")
@@ -586,7 +617,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("workloads", help="list every registered workload with its parameters")
     p.set_defaults(func=cmd_workloads)
-    for add in (_add_theory, _add_info, _add_measure, _add_run, _add_export, _add_report, _add_compare):
+    for add in (
+        _add_theory,
+        _add_info,
+        _add_measure,
+        _add_run,
+        _add_export,
+        _add_report,
+        _add_compare,
+        _add_regressions,
+    ):
         add(sub)
     _add_reproduce(sub)
     _add_selfcheck(sub)

@@ -1,16 +1,25 @@
-"""``convbench compare``: did anything get slower between two sets of results? A yes/no you can trust.
+"""``convbench compare``: did anything get slower between two sets of runs? A verdict with its noise.
 
 Selectors pick runs from the store: ``key=value[,key=value...]`` with keys ``machine`` (a name, or
 ``name-<hardware id>`` where one name covers two machines), ``env``, ``torch``, ``commit`` (prefix),
 ``date`` (prefix of the run's UTC start, e.g. ``2026-11-24`` or ``2026-11-24T01``) and ``run`` (a run id).
-Only the selected runs' files are read. Where a selector matches several runs, their samples are pooled.
 
-For each benchmark and combination on both sides: the ratio of medians (candidate / baseline), a
-two-sided Mann-Whitney U test on the samples (confidence-interval overlap where samples are missing),
-and a verdict: ``slower`` / ``faster`` (significant at ``alpha`` and beyond ``factor``), ``unchanged``,
-``new failure``, ``fixed``. Across machines, raw latencies say nothing about regressions, so each side's
-latency is divided by the latency of its dense equivalent on the same machine, and those relative
-latencies are compared instead (the output says so).
+The evidence is one value per run (its best round minimum: :func:`bench_lib.analysis.series.run_values`;
+each round is a separate process), never the pooled samples of a run: those share a process and a
+minute, and a rank test on them calls the machine's between-process noise significant. Per combination:
+
+- ``change``: candidate / baseline − 1, of the medians of each side's run values;
+- its noise: the run-to-run spread of the combination on this machine, from its history in the store
+  (the newest ``HISTORY_RUNS`` runs of the same machine and environment), or from the spread of the
+  compared runs' rounds where there is no history (:mod:`bench_lib.analysis.series`);
+- ``detectable``: the smallest change this comparison could call at confidence 1 − ``alpha``;
+- ``verdict``: ``slower`` / ``faster`` beyond both ``factor`` and ``detectable``; ``unchanged`` when a change
+  of ``factor`` was detectable and none was seen; ``inconclusive`` when it was not (the text shows
+  "inconclusive (noise ±x%)"); ``new failure``, ``fixed``, or why the sides cannot be compared.
+
+Across machines, raw latencies say nothing about regressions, so each round's latency is divided by its
+dense equivalent's in the same run and round, and those relative latencies are compared (noise from the
+rounds; the output says so).
 """
 
 from __future__ import annotations
@@ -18,15 +27,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import mannwhitneyu
 
-from bench_lib.analysis import results
-from bench_lib.catalogue.cases import key_values
+from bench_lib.analysis import noise, results, series
+from bench_lib.catalogue.cases import Case, key_values
 from bench_lib.errors import ArgumentError
+from bench_lib.suite.combination import benchmark_name
 
 SELECTOR_KEYS = {
     "machine": "machine",
@@ -36,13 +44,8 @@ SELECTOR_KEYS = {
     "date": "run_date",
     "run": "run_id",
 }
-COMBINATION = ["benchmark", "case", "batch", "device", "layout", "dtype", "mode"]
-# the store's columns a comparison reads (the rest of a row is never loaded)
-READ = [
-    *("run_id", "machine", "hardware_id", "started_at", "commit_hash", "env_name", "torch_version"),
-    *("suite_version", "suite", "metric", "unit", "case", "batch", "device", "layout", "dtype", "mode"),
-    *("round", "status", "value", "n_samples", "samples"),
-]
+COMBINATION = series.COMBINATION
+HISTORY_RUNS = 30  # runs of the same machine and environment a combination's noise is estimated from
 
 
 @dataclass(frozen=True)
@@ -116,213 +119,202 @@ class Selector:
         return {u: str(u) == value for u in uniques}
 
 
-def pooled(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per combination: the samples of every matching run pooled, their median as the value
-    (the median of the runs' values where no run kept samples); ``runs`` counts the runs."""
-    both = _newest_method(df)
-    if both.empty:
-        return both
-    keys = ["machine", *COMBINATION]
-    order = both.assign(_ok=both["status"] == "ok").sort_values(["_ok", "run_date"], kind="stable")
-    rep = order.drop_duplicates(keys, keep="last").set_index(keys)  # the newest ok row, else the newest
-    rep["runs"] = both.groupby(keys, dropna=False).size()
-    ok = both[both["status"] == "ok"]
-    group = pd.Series(ok.groupby(keys, dropna=False, sort=False).ngroup().to_numpy(), index=ok.index)
-    index = pd.MultiIndex.from_frame(ok[keys].drop_duplicates().reset_index(drop=True))  # in ngroup's order
-    lengths = np.array([len(x) if x is not None else 0 for x in ok["samples"]])
-    flat = np.concatenate([x for x in ok["samples"] if x is not None] or [np.empty(0)]).astype(float)
-    flat_group = np.repeat(group.to_numpy(), lengths)
-    order = np.argsort(flat_group, kind="stable")
-    counts = np.bincount(flat_group, minlength=len(index))
-    pieces = np.split(flat[order], np.cumsum(counts)[:-1])
-    samples = pd.Series([p if len(p) else None for p in pieces], index=index)
-    medians = pd.Series([float(np.median(p)) if len(p) else np.nan for p in pieces], index=index)
-    by_values = ok.groupby(keys, dropna=False, sort=False)["value"].median()
-    rep["samples"] = samples.reindex(rep.index)
-    rep["value"] = medians.reindex(rep.index).fillna(by_values.reindex(rep.index))
-    rep.loc[rep["status"] != "ok", "value"] = np.nan
-    rep["samples"] = [x if isinstance(x, list | np.ndarray) else None for x in rep["samples"]]
-    return rep.drop(columns="_ok").reset_index()
-
-
 def _version_key(version: str) -> tuple:
     """``"0.1.0-12"`` → ``(0, 1, 0, 12)``: method versions compare as numbers, not as text."""
     return tuple(int(x) if x.isdigit() else x for x in str(version).replace("-", ".").split("."))
 
 
-def _newest_method(d: pd.DataFrame) -> pd.DataFrame:
-    """Only the rows of each combination's newest method version (``SUITE_VERSION``): samples taken by
-    different methods are never pooled."""
-    if d.empty:
-        return d
-    keys = ["machine", *COMBINATION]
-    ranks = sorted(d["version"].astype(str).unique(), key=_version_key)
-    rank = d["version"].astype(str).map({v: i for i, v in enumerate(ranks)})
-    newest = rank.groupby([d[k] for k in keys], dropna=False, sort=False).transform("max")
-    return d[rank == newest]
+def side(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per combination of one side (``runs``: :func:`series.run_values`, only each combination's
+    newest method version): the median of its ok runs' log values, how many runs and rounds, its status,
+    its environment and method version, and any injected fault."""
+    if runs.empty:
+        return pd.DataFrame(columns=[*keys, "log_value", "n_runs", "rounds", "status", "suite_version"])
+    rank = runs["suite_version"].astype(str).map(_version_key)
+    newest = rank == rank.groupby([runs[k] for k in keys], dropna=False, sort=False).transform("max")
+    runs = runs[newest]
+    ok = runs[runs["status"] == "ok"]
+    g = runs.groupby(keys, dropna=False, sort=False)
+    out = g.agg(
+        status=("status", lambda s: "ok" if (s == "ok").any() else s.iloc[-1]),
+        suite_version=("suite_version", "last"),
+        env_name=("env_name", "last"),
+        unit=("unit", "last"),
+        hardware_id=("hardware_id", "last"),
+        injected=("injected", lambda s: next((x for x in s if isinstance(x, str)), None)),
+    )
+    gk = ok.groupby(keys, dropna=False, sort=False)
+    out["log_value"] = gk["log_value"].median()
+    out["n_runs"] = gk.size()
+    out["rounds"] = gk["n_rounds"].sum()
+    out["n_runs"] = out["n_runs"].fillna(0).astype(int)
+    out["rounds"] = out["rounds"].fillna(0).astype(int)
+    return out.reset_index()
 
 
-def _relative(d: pd.DataFrame) -> pd.DataFrame:
-    """Latency divided by the dense equivalent's median latency on the same side, machine and settings."""
-    keys = ["machine", "benchmark", "batch", "device", "layout", "dtype", "mode"]
-    dense = d.set_index([*keys, "case"])["value"]
-    out = d.copy()
-    idx = list(zip(*[d[k] for k in keys], d["dense_case"], strict=True))
-    base = np.array([dense.get(i, np.nan) for i in idx], dtype=float)
-    out["value"] = d["value"] / base
-    out["samples"] = [
-        None if s is None or not np.isfinite(b) else [x / b for x in s] for s, b in zip(d["samples"], base, strict=True)
-    ]
-    out["ci_low"], out["ci_high"] = d["ci_low"] / base, d["ci_high"] / base
-    return out
+def _relative_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each ok latency round divided by its dense equivalent's in the same run and round (NaN without one)."""
+    lat = rows[rows["metric"] == "latency"].copy()
+    dense_of = {c: _dense(c) for c in lat["case"].unique()}
+    keys = ["run_id", "round", "suite", "batch", "device", "layout", "dtype", "mode"]
+    dense = lat[lat["status"] == "ok"].set_index([*keys, "case"])["value"]
+    lookup = list(zip(*[lat[k] for k in keys], lat["case"].map(dense_of), strict=True))
+    base = dense.reindex(pd.MultiIndex.from_tuples(lookup, names=[*keys, "case"])).to_numpy()
+    lat["value"] = lat["value"].to_numpy() / base
+    lat.loc[~np.isfinite(lat["value"]) & (lat["status"] == "ok"), "status"] = "no dense equivalent"
+    lat["unit"] = "ratio to dense"
+    return lat
 
 
-def _samples(value: Any) -> list[float] | None:
-    """Samples usable by the rank test (at least 3), or None (absent, NaN after a merge, too few)."""
-    return list(value) if isinstance(value, list | tuple | np.ndarray) and len(value) >= 3 else None
-
-
-def rank_tests(pairs: list[tuple[list[float], list[float]]]) -> list[float]:
-    """Two-sided Mann-Whitney p-values of many (baseline, candidate) sample pairs, computed in batches of
-    pairs with the same sizes (one vectorised scipy call each instead of one call per pair)."""
-    p = [math.nan] * len(pairs)
-    by_shape: dict[tuple[int, int], list[int]] = {}
-    for i, (b, c) in enumerate(pairs):
-        by_shape.setdefault((len(b), len(c)), []).append(i)
-    for idx in by_shape.values():
-        bs = np.array([pairs[i][0] for i in idx])
-        cs = np.array([pairs[i][1] for i in idx])
-        for i, value in zip(
-            idx, np.atleast_1d(mannwhitneyu(bs, cs, alternative="two-sided", axis=1).pvalue), strict=True
-        ):
-            p[i] = float(value)
-    return p
-
-
-def _verdict(
-    b: dict[str, Any], c: dict[str, Any], factor: float, alpha: float, p_value: float = math.nan
-) -> dict[str, Any]:
-    if b["version"] != c["version"]:
-        why = f"not comparable: method version {b['version']} vs {c['version']}"
-        return {"verdict": why, "ratio": math.nan, "p_value": math.nan, "test": "-"}
-    if b["status"] != "ok" or c["status"] != "ok":
-        if b["status"] == "ok" and c["status"] == "failed":
-            return {"verdict": "new failure", "ratio": math.nan, "p_value": math.nan, "test": "-"}
-        if b["status"] == "failed" and c["status"] == "ok":
-            return {"verdict": "fixed", "ratio": math.nan, "p_value": math.nan, "test": "-"}
-        return {"verdict": f"{b['status']} / {c['status']}", "ratio": math.nan, "p_value": math.nan, "test": "-"}
-    if not (np.isfinite(b["value"]) and np.isfinite(c["value"])):  # across machines: a dense baseline is missing
-        why = "not comparable: no dense equivalent measured on both sides"
-        return {"verdict": why, "ratio": math.nan, "p_value": math.nan, "test": "-"}
-    ratio = c["value"] / b["value"]
-    bs, cs = _samples(b["samples"]), _samples(c["samples"])
-    if bs and cs:
-        p = p_value if not math.isnan(p_value) else rank_tests([(bs, cs)])[0]
-        significant, test = p < alpha, "mann-whitney"
-    elif all(np.isfinite([b["ci_low"], b["ci_high"], c["ci_low"], c["ci_high"]])):
-        p = math.nan
-        significant, test = c["ci_low"] > b["ci_high"] or c["ci_high"] < b["ci_low"], "ci-overlap"
-    else:
-        p, significant, test = math.nan, False, "none (no samples or bounds)"
-    verdict = "unchanged"
-    if significant and ratio > factor:
-        verdict = "slower"
-    elif significant and ratio < 1 / factor:
-        verdict = "faster"
-    return {"verdict": verdict, "ratio": ratio, "p_value": p, "test": test}
+def _dense(case_text: str) -> str | None:
+    try:
+        return str(Case.parse(case_text).dense_equivalent())
+    except ValueError:
+        return None
 
 
 def compare(
-    df: pd.DataFrame, baseline: str, candidate: str, factor: float = 1.05, alpha: float = 0.01
+    rows: pd.DataFrame,
+    baseline: str,
+    candidate: str,
+    factor: float = 1.05,
+    alpha: float = 0.01,
+    history: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, str]:
-    """The comparison table (sorted by ratio, worst first) and a note on how it was made."""
+    """The comparison table (worst change first) and a note on how it was made.
+
+    ``rows``: the store's per-round rows of the runs the selectors can match, ``machine`` the display name
+    and ``run_date`` the run's start; ``history``: per-round rows of the runs the noise is estimated from
+    (default: ``rows``).
+    """
     if factor < 1:
         raise ArgumentError(f"--factor {factor} must be at least 1 (e.g. 1.05 for 5%)")
-    base = pooled(Selector.parse(baseline).select(df))
-    cand = pooled(Selector.parse(candidate).select(df))
-    across = set(base["hardware_id"]) != set(cand["hardware_id"])
-    note = "same machine: medians of the measured values compared"
-    if across and set(base["machine_name"]) == set(cand["machine_name"]):
-        note = (
-            f"machine {', '.join(sorted(set(base['machine_name'])))} is other hardware on each side (hardware "
-            f"{', '.join(sorted(set(base['hardware_id'])))} vs {', '.join(sorted(set(cand['hardware_id'])))}): "
-        )
+    if not 0 < alpha < 1:
+        raise ArgumentError(f"--alpha {alpha} is out of range (accepted: between 0 and 1, e.g. 0.01)")
+    b_rows = Selector.parse(baseline).select(rows)
+    c_rows = Selector.parse(candidate).select(rows)
+    across = set(b_rows["hardware_id"]) != set(c_rows["hardware_id"])
+    note = "same machine: median of each side's run values (a run: the fastest sample of its fastest round)"
     if across:
-        note = ("" if note.startswith("same") else note) + (
-            "across machines: each latency divided by its dense equivalent's on the same machine, and those "
-            "relative latencies compared (raw latencies of different machines say nothing about regressions)"
+        shared = set(b_rows["machine_name"]) & set(c_rows["machine_name"]) if "machine_name" in rows else set()
+        note = (
+            (
+                f"machine {', '.join(sorted(shared))} is other hardware on each side (hardware "
+                f"{', '.join(sorted(set(b_rows['hardware_id'])))} vs {', '.join(sorted(set(c_rows['hardware_id'])))}): "
+            )
+            if shared
+            else ""
+        ) + (
+            "across machines: each round's latency divided by its dense equivalent's in the same run and "
+            "round, and those relative latencies compared (raw latencies of different machines say nothing "
+            "about regressions); noise from the rounds"
         )
-        base = _relative(base[base["metric"] == "latency"])
-        cand = _relative(cand[cand["metric"] == "latency"])
-        keys = COMBINATION
+        b_rows, c_rows = _relative_rows(b_rows), _relative_rows(c_rows)
+        keys, history = COMBINATION, pd.concat([b_rows, c_rows])
     else:
         keys = ["machine", *COMBINATION]
-    merged = base.merge(cand, on=keys, suffixes=("_b", "_c"))
-    rows = []
-    fields = ("status", "value", "samples", "ci_low", "ci_high", "version")
-    records = merged.to_dict("records")
-    testable = [i for i, r in enumerate(records) if _samples(r["samples_b"]) and _samples(r["samples_c"])]
-    for i in testable:
-        records[i]["samples_b"], records[i]["samples_c"] = (
-            _samples(records[i]["samples_b"]),
-            _samples(records[i]["samples_c"]),
-        )
-    p_values = dict(
-        zip(testable, rank_tests([(records[i]["samples_b"], records[i]["samples_c"]) for i in testable]), strict=True)
-    )
-    for i, r in enumerate(records):
-        b = {k: r[f"{k}_b"] for k in fields}
-        c = {k: r[f"{k}_c"] for k in fields}
-        rows.append(
-            {
-                **{k: r[k] for k in keys},
-                "unit": r["unit_b"],
-                "baseline": r["value_b"],
-                "candidate": r["value_c"],
-                "runs": f"{r['runs_b']}/{r['runs_c']}",
-                **_verdict(b, c, factor, alpha, p_values.get(i, math.nan)),
-            }
-        )
-    table = pd.DataFrame(rows)
+        history = rows if history is None else history
+    b_runs, c_runs = series.run_values(b_rows), series.run_values(c_rows)
+    noise_of = series.noise_table(series.run_values(history)).set_index(series.SERIES)
+    b, c = side(b_runs, keys), side(c_runs, keys)
+    merged = b.merge(c, on=keys, suffixes=("_b", "_c"))
+    rows_out = [_row(r, keys, noise_of, factor, alpha) for r in merged.to_dict("records")]
+    table = pd.DataFrame(rows_out)
     if not table.empty:
-        table = table.sort_values("ratio", ascending=False, na_position="first").reset_index(drop=True)
+        table = table.sort_values("change", ascending=False, na_position="first").reset_index(drop=True)
     return table, note
+
+
+def _noise(r: dict, suffix: str, noise_of: pd.DataFrame) -> tuple[float, float, str]:
+    """(sigma, df, source) of one side's series; NaN where unknown."""
+    machine = r.get("machine", r.get(f"machine{suffix}"))
+    key = (machine, r[f"env_name{suffix}"], r[f"suite_version{suffix}"], *(r[k] for k in COMBINATION))
+    try:
+        found = noise_of.loc[key]
+    except KeyError:
+        return math.nan, 0.0, "none"
+    if isinstance(found, pd.DataFrame):
+        found = found.iloc[0]
+    return float(found["sigma"]), float(found["df"]), str(found["noise_source"])
+
+
+def _row(r: dict, keys: list[str], noise_of: pd.DataFrame, factor: float, alpha: float) -> dict:
+    out = {k: r[k] for k in keys}
+    out.update(
+        benchmark=benchmark_name(r["suite"], r["metric"]) if r["suite"] != "canary" else "canary",
+        unit=r["unit_b"],
+        baseline=math.exp(r["log_value_b"]) if np.isfinite(r["log_value_b"]) else math.nan,
+        candidate=math.exp(r["log_value_c"]) if np.isfinite(r["log_value_c"]) else math.nan,
+        runs=f"{r['n_runs_b']}/{r['n_runs_c']}",
+        rounds=f"{r['rounds_b']}/{r['rounds_c']}",
+        injected=r["injected_c"] if isinstance(r["injected_c"], str) else r["injected_b"],
+        change=math.nan,
+        ratio=math.nan,
+        detectable=math.nan,
+        noise_source="-",
+    )
+    if r["suite_version_b"] != r["suite_version_c"]:
+        why = f"not comparable: method version {r['suite_version_b']} vs {r['suite_version_c']}"
+        return {**out, "verdict": why}
+    status_b, status_c = r["status_b"], r["status_c"]
+    if status_b != "ok" or status_c != "ok":
+        verdict = {("ok", "failed"): "new failure", ("failed", "ok"): "fixed"}.get((status_b, status_c))
+        if "no dense equivalent" in (status_b, status_c):
+            verdict = "not comparable: no dense equivalent measured on both sides"
+        return {**out, "verdict": verdict or f"{status_b} / {status_c}"}
+    sb, db, src_b = _noise(r, "_b", noise_of)
+    sc, dc, src_c = _noise(r, "_c", noise_of)
+    sb, sc = (sb if np.isfinite(sb) else sc), (sc if np.isfinite(sc) else sb)
+    change = r["log_value_c"] - r["log_value_b"]
+    mde = noise.detectable(noise.standard_error(sb, r["n_runs_b"], sc, r["n_runs_c"]), min(db, dc), alpha)
+    return {
+        **out,
+        "change": noise.percent(change),
+        "ratio": math.exp(change),
+        "detectable": noise.percent(mde) if np.isfinite(mde) else math.inf,
+        "noise_source": src_c if src_c != "none" else src_b,
+        "verdict": noise.judge(change, mde, factor),
+    }
 
 
 def exit_code(table: pd.DataFrame) -> int:
     return 1 if not table.empty and table["verdict"].isin(["slower", "new failure"]).any() else 0
 
 
-def render(table: pd.DataFrame, note: str, fmt: str = "text") -> str:
+def verdict_text(row: pd.Series) -> str:
+    """The verdict as users read it: ``inconclusive (noise ±12%)``, ``slower (+18%)``."""
+    v = row["verdict"]
+    if v == "inconclusive":
+        d = row["detectable"]
+        return f"inconclusive (noise ±{d:.0%})" if np.isfinite(d) else "inconclusive (noise unknown)"
+    if v in ("slower", "faster"):
+        return f"{v} ({row['change']:+.1%})"
+    return v
+
+
+def render(table: pd.DataFrame, note: str, fmt: str = "text", factor: float = 1.05, alpha: float = 0.01) -> str:
+    rule = (
+        f"a verdict needs a change beyond {factor - 1:.0%} and beyond the noise at {1 - alpha:.0%} confidence "
+        f"(about {alpha:.0%} of unchanged combinations cross the noise by chance; docs/verdicts.md has the rate "
+        "measured on identical code)"
+    )
     if fmt == "json":
-        return json.dumps({"note": note, "rows": json.loads(table.to_json(orient="records"))}, indent=2)
+        rows = json.loads(table.to_json(orient="records"))
+        return json.dumps({"note": note, "rule": rule, "factor": factor, "alpha": alpha, "rows": rows}, indent=2)
     if table.empty:
         return f"No combination is present on both sides. ({note})"
     show = table.copy()
-    show["ratio"] = show["ratio"].map(lambda x: f"{x:.3f}" if np.isfinite(x) else "-")
-    show["p_value"] = show["p_value"].map(lambda x: f"{x:.2g}" if np.isfinite(x) else "-")
+    show["verdict"] = [verdict_text(r) for _, r in show.iterrows()]
+    show["change"] = show["change"].map(lambda x: f"{x:+.1%}" if np.isfinite(x) else "-")
+    show["detectable"] = show["detectable"].map(lambda x: f"±{x:.1%}" if np.isfinite(x) else "-")
     for col in ("baseline", "candidate"):
         show[col] = show[col].map(lambda x: f"{x:.4g}" if isinstance(x, float) and np.isfinite(x) else "-")
     show = show[show["verdict"] != "skipped / skipped"]  # counted in the header, not listed
-    columns = [
-        "verdict",
-        "ratio",
-        "p_value",
-        "benchmark",
-        "case",
-        "batch",
-        "device",
-        "layout",
-        "dtype",
-        "mode",
-        "baseline",
-        "candidate",
-        "unit",
-        "runs",
-    ]
-    cols = [c for c in columns if c in show]
+    columns = ["verdict", "change", "detectable", "benchmark", "case", "batch", "device", "layout", "dtype", "mode"]
+    columns += ["baseline", "candidate", "unit", "runs", "rounds", "injected"]
+    cols = [c for c in columns if c in show and (c != "injected" or show["injected"].notna().any())]
     counts = table["verdict"].value_counts().to_dict()
-    head = f"{len(table)} combinations: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + f". {note}"
+    head = f"{len(table)} combinations: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + f". {note}. {rule}."
     if fmt == "markdown":
         lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for _, r in show.iterrows()]
@@ -331,17 +323,30 @@ def render(table: pd.DataFrame, note: str, fmt: str = "text") -> str:
 
 
 def run(results_dir: str, baseline: str, candidate: str, factor: float, alpha: float, fmt: str) -> int:
-    """Read only the runs the two selectors can match (the store's ``runs`` table is the index), compare."""
+    """Read only the runs the two selectors can match (the store's ``runs`` table is the index) and the
+    history their noise is estimated from (the same machines' newest runs), compare."""
     store = results.store_of(results_dir)
-    chosen = []
+    chosen, machine_keys = [], set()
     for text in (baseline, candidate):
         selector = Selector.parse(text)
         keys, months = selector.partitions(store)
-        chosen.append(selector.select_runs(store.runs(keys=keys, months=months)))
-    chosen = pd.concat(chosen)
-    df = results.of_runs(store, chosen.drop_duplicates("run_id"), derive=False, columns=READ)
-    if df.empty:
+        picked = selector.select_runs(store.runs(keys=keys, months=months))
+        chosen.append(picked)
+        machine_keys |= {f"{m}-{str(h)[:8]}" for m, h in zip(picked["machine"], picked["hardware_id"], strict=True)}
+    chosen = pd.concat(chosen).drop_duplicates("run_id")
+    rows = results.rounds_of_runs(store, chosen, series.READ)
+    if rows.empty:
         raise ArgumentError(f"--results {results_dir}: the selected runs hold no measurements")
-    table, note = compare(df, baseline, candidate, factor, alpha)
-    print(render(table, note, fmt))
+    history = _history(store, chosen, machine_keys)
+    table, note = compare(rows, baseline, candidate, factor, alpha, history=history)
+    print(render(table, note, fmt, factor, alpha))
     return exit_code(table)
+
+
+def _history(store, chosen: pd.DataFrame, machine_keys: set[str]) -> pd.DataFrame:
+    """Per-round rows of the newest ``HISTORY_RUNS`` runs per machine and environment up to the newest
+    chosen run, restricted to the grids of the chosen runs (where the noise of their combinations is)."""
+    runs = store.runs(keys=store.machine_keys(machine_keys))
+    runs = runs[runs["grid"].isin(set(chosen["grid"])) & (runs["started_at"] <= chosen["started_at"].max())]
+    runs = runs.sort_values("started_at").groupby(["hardware_id", "env_name"], dropna=False).tail(HISTORY_RUNS)
+    return results.rounds_of_runs(store, pd.concat([runs, chosen]).drop_duplicates("run_id"), series.READ)

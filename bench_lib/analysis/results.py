@@ -115,12 +115,26 @@ def load(
     return of_runs(store, runs if history else chosen_runs(runs), derive=derive)
 
 
+def rounds_of_runs(store: Store, runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The store's per-round rows of exactly ``runs`` (canary included), ``columns`` only, with ``machine``
+    the display name (``machine_name`` the stored one) and ``run_date`` the run's start."""
+    if runs.empty:
+        return pd.DataFrame(columns=[*columns, "machine_name", "run_date"])
+    rows = store.of_runs("measurements", runs, columns=columns).to_pandas()
+    names = _display_names(runs)
+    rows["machine_name"] = rows["machine"]
+    rows["machine"] = rows["run_id"].map({r.run_id: names[(r.machine, r.hardware_id)] for r in runs.itertuples()})
+    rows["run_date"] = rows["started_at"]
+    return rows
+
+
 def of_runs(store: Store, runs: pd.DataFrame, *, derive: bool = True, columns: list[str] | None = None) -> pd.DataFrame:
     """The DataFrame of exactly ``runs`` (rows of the store's ``runs`` table): only their files are read,
-    only ``columns`` of them where given (``derive`` needs them all)."""
+    only ``columns`` of them where given (``derive`` needs them all). The canary rows are left out."""
     if runs.empty:
         return pd.DataFrame()
     measured = store.of_runs("measurements", runs, columns=None if derive else columns).to_pandas()
+    measured = measured[measured["suite"] != "canary"]
     if measured.empty:
         return pd.DataFrame()
     # samples stay numpy arrays (one per row): a list of floats per row costs a second per 250k rows

@@ -11,8 +11,10 @@ This module knows nothing of asv; the asv suite calls it.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import torch
@@ -214,6 +216,11 @@ def _training_step(
         module(x).backward(grad_out)
 
     return step
+
+
+def slowdown_period(factor: float) -> int:
+    """Calls after which :func:`slowed` has done exactly ``factor`` times the work (1.25 → 4, 1.1 → 10)."""
+    return Fraction(factor - math.floor(factor)).limit_denominator(100).denominator
 
 
 def slowed(step: Callable[[], Any], factor: float) -> Callable[[], Any]:

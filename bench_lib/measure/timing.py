@@ -153,6 +153,7 @@ def time_callable(
     max_time_s: float = 2.0,
     max_warmup_s: float = 2.0,
     min_time_s: float = 0.0,
+    block_multiple: int = 1,
     context: dict[str, Any] | None = None,
 ) -> Measurement:
     """Time ``fn()`` on ``backend``; return seconds-per-call samples.
@@ -163,6 +164,8 @@ def time_callable(
     at least 100× the timer's own overhead. Sampling stops once it has ``samples`` samples and has lasted
     ``min_time_s`` (a short op gets more samples, not a shorter window: a window of a few milliseconds
     sees one moment of the machine), or once it has ``min_samples`` and has lasted ``max_time_s``.
+    ``block`` is rounded up to a multiple of ``block_multiple`` (a planted slowdown's period, so that every
+    sample holds its share of the extra calls).
     """
     timer = backend.block_timer()
     overhead = _timer_overhead(timer)
@@ -183,6 +186,7 @@ def time_callable(
         best = min(best, per_call)
     warmup_s = time.perf_counter() - start
     block = max(1, math.ceil(round(target / best, 6)))  # round: float noise must not add a call
+    block = math.ceil(block / block_multiple) * block_multiple
 
     faults0 = allocator.minor_faults()
     taken: list[float] = []

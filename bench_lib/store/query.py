@@ -60,6 +60,11 @@ class Store:
         }
         return {m for m in found for p in date_prefixes if m.startswith(p[:7]) or p.startswith(m)}
 
+    def months_since(self, date: str) -> set[str]:
+        """The month folders that can hold runs started on or after ``date`` (``YYYY-MM[-DD...]``)."""
+        found = {m for _, m in self.location.partitions("runs")}
+        return {m for m in found if m >= date[:7]}
+
     def dataset(self, table: str, keys: set[str] | None = None, months: set[str] | None = None) -> ds.Dataset:
         files = [f for f in self.location.files(table, keys, months) if f not in self._bad]
         return ds.dataset(files, schema=schema.TABLES[table], format="parquet", filesystem=self.location.fs)

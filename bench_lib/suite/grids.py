@@ -41,9 +41,10 @@ ROUND_TIMING = {
     "min_sample_s": 0.004,
 }
 # Latency rounds per grid: each round is a separate process, interleaved across the chunk's combinations
-# (peak memory is deterministic and energy meters its own window: they run once). Chosen from the A/A
-# runs in docs/verdicts.md: the nightly's rounds are where the detectable effect stops falling quickly.
-NIGHTLY_ROUNDS = 3
+# (peak memory is deterministic and energy meters its own window: they run once). Chosen from four A/A
+# runs on the development VM (docs/verdicts.md): the run-to-run spread of the best round minimum, median
+# over 112 op latencies, was 0.097 with 1 round, 0.039 with 2, 0.034 with 3 and 0.020 with 5.
+NIGHTLY_ROUNDS = 5
 
 # Stage shapes of ImageNet-style networks: (channels, spatial size), per workload family.
 OP_STAGES = {56: 64, 28: 128, 14: 256, 7: 512}

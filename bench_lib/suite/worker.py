@@ -209,7 +209,8 @@ def track(ready: Ready) -> Any:
 def _run_metric(ready: Ready) -> tuple[Any, dict[str, Any]]:
     prepared, metric = ready.prepared, ready.combination.metric
     if metric == "latency":
-        m = harness.time_prepared(prepared, **ready.grid.timing)
+        period = harness.slowdown_period(slowdown().factor) if ready.injected else 1
+        m = harness.time_prepared(prepared, **ready.grid.timing, block_multiple=period)
         return {"samples": list(m.samples_s), "number": m.block}, {"measurement": m.summary()}
     if metric == "peak_memory":
         mem = memory.measure_memory(prepared)
