@@ -537,6 +537,16 @@ def _add_report(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _add_verdict_options(p, alpha: float, alpha_help: str) -> None:
+    """``--factor`` and ``--alpha``, shared by compare and regressions (docs/verdicts.md)."""
+    p.add_argument(
+        "--factor", type=float_in(1, 100), default=1.05, help="smallest change worth a verdict (default 1.05)"
+    )
+    p.add_argument(
+        "--alpha", type=float_in(0, 0.5, lo_open=True), default=alpha, help=f"{alpha_help} (default {alpha:g})"
+    )
+
+
 def _add_regressions(sub) -> None:
     p = sub.add_parser(
         "regressions",
@@ -548,15 +558,7 @@ def _add_regressions(sub) -> None:
         "--machine", action="append", metavar="NAME", help="only this machine (repeatable; default: every one)"
     )
     p.add_argument("--since", metavar="DATE", help="only runs started on or after DATE (YYYY-MM-DD[THH:MM], UTC)")
-    p.add_argument(
-        "--factor", type=float_in(1, 100), default=1.05, help="smallest change worth flagging (default 1.05)"
-    )
-    p.add_argument(
-        "--alpha",
-        type=float_in(0, 0.5, lo_open=True),
-        default=0.001,
-        help="chance per series that noise alone leaves the band (default 0.001)",
-    )
+    _add_verdict_options(p, 0.001, "chance per series that noise alone leaves the band")
     p.add_argument("--json", action="store_true", help="one JSON object: rule, rows, machine_changes")
     p.set_defaults(func=cmd_regressions)
 
@@ -571,15 +573,7 @@ def _add_compare(sub) -> None:
         help="key=value[,...]; keys: machine, env, torch, commit, date, run",
     )
     p.add_argument("--candidate", required=True, metavar="SELECTOR")
-    p.add_argument(
-        "--factor", type=float_in(1, 100), default=1.05, help="ratio beyond which a change counts (default 1.05)"
-    )
-    p.add_argument(
-        "--alpha",
-        type=float_in(0, 0.5, lo_open=True),
-        default=0.01,
-        help="significance level (default 0.01)",
-    )
+    _add_verdict_options(p, 0.01, "significance level")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true")
     fmt.add_argument("--json", action="store_true")
