@@ -173,7 +173,7 @@ def render(table: pd.DataFrame, machines: pd.DataFrame, fmt: str, factor: float,
     rule = (
         f"a series is flagged when its newest run leaves its band: beyond {factor - 1:.0%} and beyond "
         f"t(1 - {alpha:g}/2) x its own run-to-run noise; two newest runs beyond it on one side make a "
-        "regression or an improvement, one a suspect"
+        "regression or an improvement, one a suspect (false alarms measured on identical code: docs/verdicts.md)"
     )
     if fmt == "json":
         return json.dumps(

@@ -329,7 +329,6 @@ def _check_options(opts: RunOptions) -> str:
         raise RunError(f"--grid {opts.grid!r} is not a grid; accepted: {', '.join(grids.GRIDS)}")
     if opts.rounds is not None and opts.rounds < 1:
         raise RunError(f"--rounds {opts.rounds} must be at least 1")
-    faults()  # a bad CONVBENCH_SLOWDOWN / CONVBENCH_FAIL is an argument error, before anything runs
     if opts.chunk_size < 1:
         raise RunError(f"--chunk-size {opts.chunk_size} must be at least 1")
     if not (opts.wait_s >= 0 and math.isfinite(opts.wait_s)):
@@ -466,6 +465,7 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
     root = project_root(opts.project)
     head = git_head(root)
     python = _check_options(opts)
+    planted = faults()  # a bad CONVBENCH_SLOWDOWN / CONVBENCH_FAIL is an argument error, before anything runs
     grid = grids.grid(opts.grid, opts.devices)
     if opts.rounds is None:
         opts.rounds = grid.rounds
@@ -485,12 +485,13 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="convbench-run-"))
     try:
         ctx = _RunContext(opts, grid, the_plan, root, head, python, fp, run_id, started, scratch, save or _no_save)
+        ctx.faults = planted
         print(
             f"convbench run {run_id}: grid {opts.grid}, {len(the_plan.selected)} combinations on "
             f"{', '.join(grid.devices)}; machine {fp['machine_id']} (hardware {fp['hardware_id']})"
             f"{'; asv entry added to ' + str(asv_machine_file()) if written else ''}; commit {head[:8]}; "
             f"python {python}; {opts.rounds} latency round(s)"
-            + (f"; INJECTED FAULTS {json.dumps(faults())}" if faults() else ""),
+            + (f"; INJECTED FAULTS {json.dumps(planted)}" if planted else ""),
             flush=True,
         )
         return ctx.execute(asv_machine, lock)
@@ -530,6 +531,7 @@ class _RunContext:
     breakdowns: list[dict[str, Any]] = field(default_factory=list)
     saved: list[str] = field(default_factory=list)
     machine_state: dict[str, Any] = field(default_factory=dict)
+    faults: dict[str, Any] = field(default_factory=dict)
 
     def execute(self, asv_machine: str, lock: guard.MachineLock) -> int:
         events_path, log_path = self.scratch / "events.jsonl", self.scratch / "asv.log"
@@ -621,7 +623,7 @@ def _run_record(ctx: _RunContext, state: str, summary: Summary) -> dict[str, Any
         "launch_method": ctx.opts.launch_method,
         "summary": summary.as_dict(),
         "fingerprint": fp,
-        "faults": faults(),
+        "faults": ctx.faults,
         "machine_state": ctx.machine_state,
         "timing": ctx.grid.timing,
     }
@@ -661,8 +663,8 @@ def _canary(specs: list[str], events_path: Path, when: str) -> None:
             params = {"case": c.case, "batch": c.batch, "device": spec, "layout": "nchw"}
             params.update(dtype="float32", mode="inference")
             event = {"suite": "canary", "metric": "latency", "params": params, "pid": f"canary-{when}"}
-            event.update(time=time.time(), status="ok", measurement=m.summary(), measure_s=m.warmup_s)
-            event["measure_s"] += sum(m.samples_s) * m.block
+            measure_s = m.warmup_s + sum(m.samples_s) * m.block
+            event.update(time=time.time(), status="ok", measurement=m.summary(), measure_s=measure_s)
             append_line(str(events_path), json.dumps(event, default=str))
         if timed:
             shown = ", ".join(f"{c.case.split('(')[0]} {m.median_s * 1e3:.2f} ms" for c, m in timed)

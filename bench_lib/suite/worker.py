@@ -84,7 +84,11 @@ class Ready:
     combination: Combination
     prepared: harness.Prepared
     grid: Grid
-    injected: str | None = None  # the fault planted in this combination, if any
+    planted: Slowdown | None = None  # the slowdown planted in this combination, if any
+
+    @property
+    def injected(self) -> str | None:
+        return self.planted.describe() if self.planted else None
 
 
 def _event(c: Combination, status: str, **fields: Any) -> None:
@@ -114,17 +118,17 @@ def setup(c: Combination) -> Ready:
     try:
         prepared = _prepare(c, g)
         planted = slowdown()
-        injected = None
         if planted and planted.touches(c):
             prepared.step = harness.slowed(prepared.step, planted.factor)
-            injected = planted.describe()
+        else:
+            planted = None
     except NotImplementedError as e:
         _event(c, "skipped", reason=str(e))
         raise
     except Exception as e:
         _event(c, "failed", **_failure(e))
         raise
-    return Ready(c, prepared, g, injected)
+    return Ready(c, prepared, g, planted)
 
 
 def _check_key(c: Combination) -> str:
@@ -209,7 +213,7 @@ def track(ready: Ready) -> Any:
 def _run_metric(ready: Ready) -> tuple[Any, dict[str, Any]]:
     prepared, metric = ready.prepared, ready.combination.metric
     if metric == "latency":
-        period = harness.slowdown_period(slowdown().factor) if ready.injected else 1
+        period = harness.slowdown_period(ready.planted.factor) if ready.planted else 1
         m = harness.time_prepared(prepared, **ready.grid.timing, block_multiple=period)
         return {"samples": list(m.samples_s), "number": m.block}, {"measurement": m.summary()}
     if metric == "peak_memory":
