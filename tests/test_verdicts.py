@@ -34,6 +34,36 @@ def test_rounds_sigma_is_the_noise_of_a_run_median():
     assert df == 3000 * 3 and sigma == pytest.approx(0.04 / 2, rel=0.05)
 
 
+def test_many_series_at_once_give_each_series_its_own_answer():
+    # series 0: logs 0, 1, 3 (diffs 1, 2: median 1.5); series 1: 5, 5 (too short); series 2: 2, 2, 2, 6
+    codes = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    values = np.array([0.0, 1.0, 3.0, 5.0, 5.0, 2.0, 2.0, 2.0, 6.0])
+    sigma, df = noise.history_sigmas(codes, values)
+    assert sigma[0] == pytest.approx(noise.MAD_TO_SIGMA * 1.5 / math.sqrt(2)) and df[0] == 1
+    assert math.isnan(sigma[1]) and df[1] == 0
+    assert sigma[2] == pytest.approx(0.0) and df[2] == 2  # diffs 0, 0, 4: the step does not count
+    # rounds: runs of series 0 have logs (0, 2) and (1, 3): squares 2 each, 2 degrees of freedom, 2 per run
+    sigma, df = noise.pooled_rounds_sigma(np.array([0, 0, 1]), np.array([2.0, 2.0, 0.0]), np.array([2, 2, 1]))
+    assert sigma[0] == pytest.approx(1.0) and df[0] == 2
+    assert math.isnan(sigma[1]) and df[1] == 0  # one round says nothing
+
+
+def test_vectorised_verdicts_equal_one_series_at_a_time():
+    rng = np.random.default_rng(5)
+    lengths = [2, 3, 4, 6, 9]
+    series_ = [rng.normal(0, 0.002, k) + np.r_[np.zeros(k - 2), [0.5, 0.5]] * (k % 2) for k in lengths]
+    codes = np.repeat(np.arange(len(lengths)), lengths)
+    firsts = np.r_[0, np.cumsum(lengths)[:-1]]
+    m = regressions.right_aligned(codes, firsts, np.concatenate(series_))
+    many = regressions.judge_many(m, np.full(len(lengths), 0.002), 0.001, 1.05)
+    assert list(many["n_runs"]) == lengths
+    for i, v in enumerate(series_):
+        one = regressions.judge_series(v, 0.002, 0.001, 1.05)
+        assert many.loc[i, "verdict"] == one.verdict
+        assert many.loc[i, "confirmations"] == one.confirmations
+    assert list(many["verdict"]) == ["inconclusive", "suspect", "unchanged", "unchanged", "regression"]
+
+
 def test_moderation_pulls_toward_the_prior_by_degrees_of_freedom():
     assert noise.moderate(0.1, 4, 0.2, 4)[0] == pytest.approx(math.sqrt((4 * 0.01 + 4 * 0.04) / 8))
     assert noise.moderate(math.nan, 0, 0.2) == (0.2, noise.PRIOR_DF)

@@ -134,15 +134,18 @@ def side(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     newest = rank == rank.groupby([runs[k] for k in keys], dropna=False, sort=False).transform("max")
     runs = runs[newest]
     ok = runs[runs["status"] == "ok"]
-    g = runs.groupby(keys, dropna=False, sort=False)
+    g = runs.assign(is_ok=runs["status"] == "ok").groupby(keys, dropna=False, sort=False)
     out = g.agg(
-        status=("status", lambda s: "ok" if (s == "ok").any() else s.iloc[-1]),
+        any_ok=("is_ok", "any"),
+        last_status=("status", "last"),
         suite_version=("suite_version", "last"),
         env_name=("env_name", "last"),
         unit=("unit", "last"),
         hardware_id=("hardware_id", "last"),
-        injected=("injected", lambda s: next((x for x in s if isinstance(x, str)), None)),
+        injected=("injected", "first"),  # the first fault named (None where no run had one)
     )
+    out.insert(0, "status", np.where(out.pop("any_ok"), "ok", out.pop("last_status")))
+    out["injected"] = out["injected"].astype(object).where(out["injected"].notna(), None)
     gk = ok.groupby(keys, dropna=False, sort=False)
     out["log_value"] = gk["log_value"].median()
     out["n_runs"] = gk.size()
@@ -215,7 +218,14 @@ def compare(
         keys = ["machine", *COMBINATION]
         history = rows if history is None else history
     b_runs, c_runs = series.run_values(b_rows), series.run_values(c_rows)
-    noise_of = series.noise_table(series.run_values(history)).set_index(series.SERIES)
+    table = series.noise_table(series.run_values(history))
+    noise_of = dict(
+        zip(
+            table[series.SERIES].itertuples(index=False, name=None),
+            zip(table["sigma"], table["df"], table["noise_source"], strict=True),
+            strict=True,
+        )
+    )
     b, c = side(b_runs, keys), side(c_runs, keys)
     merged = b.merge(c, on=keys, suffixes=("_b", "_c"))
     rows_out = [_row(r, keys, noise_of, factor, alpha) for r in merged.to_dict("records")]
@@ -225,20 +235,15 @@ def compare(
     return table, note
 
 
-def _noise(r: dict, suffix: str, noise_of: pd.DataFrame) -> tuple[float, float, str]:
+def _noise(r: dict, suffix: str, noise_of: dict[tuple, tuple[float, float, str]]) -> tuple[float, float, str]:
     """(sigma, df, source) of one side's series; NaN where unknown."""
     machine = r.get("machine", r.get(f"machine{suffix}"))
     key = (machine, r[f"env_name{suffix}"], r[f"suite_version{suffix}"], *(r[k] for k in COMBINATION))
-    try:
-        found = noise_of.loc[key]
-    except KeyError:
-        return math.nan, 0.0, "none"
-    if isinstance(found, pd.DataFrame):
-        found = found.iloc[0]
-    return float(found["sigma"]), float(found["df"]), str(found["noise_source"])
+    sigma, df, source = noise_of.get(key, (math.nan, 0.0, "none"))
+    return float(sigma), float(df), str(source)
 
 
-def _row(r: dict, keys: list[str], noise_of: pd.DataFrame, factor: float, alpha: float) -> dict:
+def _row(r: dict, keys: list[str], noise_of: dict, factor: float, alpha: float) -> dict:
     out = {k: r[k] for k in keys}
     out.update(
         benchmark=benchmark_name(r["suite"], r["metric"]) if r["suite"] != "canary" else "canary",

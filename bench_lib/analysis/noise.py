@@ -7,7 +7,8 @@ The unit of evidence is the process (a round) and the run, never a sample: sampl
 share its allocator, its kernel choice and its minute of the machine, and the spread that matters lives
 between processes and between minutes. So:
 
-1. A run's value is the median of its rounds' values (each round: the median of its samples).
+1. A run's value is one number per run (:mod:`bench_lib.analysis.series` says which and why: the fastest
+   sample of its fastest round); the rounds of a run are separate processes.
 2. A combination's noise ``sigma`` is the standard deviation of its run values on this machine, estimated
    robustly from the history (:func:`history_sigma`: the median absolute successive difference, which a
    step in the series does not inflate), or, without history, from the spread of its rounds
@@ -22,9 +23,11 @@ between processes and between minutes. So:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 # 1.4826 × MAD estimates the standard deviation of normal data; successive differences have √2 × sigma.
@@ -52,11 +55,10 @@ def history_sigma(run_values: np.ndarray) -> tuple[float, float]:
     the series spoils one difference, not the estimate. NaN with fewer than :data:`MIN_HISTORY_RUNS` runs.
     """
     v = np.asarray(run_values, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) < MIN_HISTORY_RUNS:
+    if not len(v):
         return math.nan, 0.0
-    diffs = np.abs(np.diff(v))
-    return float(MAD_TO_SIGMA * np.median(diffs) / math.sqrt(2)), float(len(diffs) - 1)
+    sigma, df = history_sigmas(np.zeros(len(v), dtype=int), v)
+    return float(sigma[0]), float(df[0])
 
 
 def rounds_sigma(round_values: list[np.ndarray]) -> tuple[float, float]:
@@ -65,17 +67,41 @@ def rounds_sigma(round_values: list[np.ndarray]) -> tuple[float, float]:
     The rounds' pooled standard deviation around their run's mean, divided by √(rounds per run): what a
     run's value would vary by if runs differed only as their rounds do. NaN where no run has 2 rounds.
     """
-    squares, df, sizes = 0.0, 0, []
-    for r in round_values:
-        r = np.asarray(r, dtype=float)
-        r = r[np.isfinite(r)]
-        if len(r) >= 2:
-            squares += float(np.sum((r - r.mean()) ** 2))
-            df += len(r) - 1
-            sizes.append(len(r))
-    if not df:
-        return math.nan, 0.0
-    return math.sqrt(squares / df) / math.sqrt(np.mean(sizes)), float(df)
+    kept = [r[np.isfinite(r)] for r in (np.asarray(r, dtype=float) for r in round_values)]
+    squares = np.array([float(np.sum((r - r.mean()) ** 2)) if len(r) else 0.0 for r in kept])
+    sigma, df = pooled_rounds_sigma(np.zeros(len(kept), dtype=int), squares, np.array([len(r) for r in kept]))
+    return (float(sigma[0]), float(df[0])) if len(kept) else (math.nan, 0.0)
+
+
+def pooled_rounds_sigma(codes: np.ndarray, squares: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rounds_sigma` of many series at once, from each run's sum of squared deviations of its round
+    logs around their mean (``squares``) and its number of ok rounds (``sizes``); ``codes`` (0 … G − 1)
+    says which series each run belongs to. Runs with fewer than 2 rounds do not count."""
+    codes, sizes = np.asarray(codes), np.asarray(sizes, dtype=float)
+    counted = sizes >= 2
+    n = int(codes.max()) + 1 if len(codes) else 0
+    ss = np.bincount(codes, np.where(counted, squares, 0.0), minlength=n)
+    df = np.bincount(codes, np.where(counted, sizes - 1, 0.0), minlength=n)
+    runs = np.bincount(codes, counted.astype(float), minlength=n)
+    mean_size = np.bincount(codes, np.where(counted, sizes, 0.0), minlength=n) / np.maximum(runs, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sigma = np.where(df > 0, np.sqrt(ss / df) / np.sqrt(mean_size), np.nan)
+    return sigma, df
+
+
+def history_sigmas(codes: np.ndarray, values: np.ndarray, n_series: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`history_sigma` of many series at once: ``values`` (log run values) grouped by ``codes``
+    (0 … G − 1, each series' runs contiguous and in time order); non-finite values are left out."""
+    codes, values = np.asarray(codes), np.asarray(values, dtype=float)
+    n = n_series if n_series is not None else int(codes.max()) + 1 if len(codes) else 0
+    keep = np.isfinite(values)
+    codes, values = codes[keep], values[keep]
+    same = codes[1:] == codes[:-1]
+    diffs = pd.Series(np.abs(np.diff(values))[same]).groupby(codes[1:][same]).median()
+    median = diffs.reindex(range(n)).to_numpy()
+    runs = np.bincount(codes, minlength=n)
+    enough = runs >= MIN_HISTORY_RUNS
+    return np.where(enough, MAD_TO_SIGMA * median / math.sqrt(2), np.nan), np.where(enough, runs - 2.0, 0.0)
 
 
 def prior(sigmas: np.ndarray) -> float:
@@ -85,18 +111,32 @@ def prior(sigmas: np.ndarray) -> float:
     return float(np.median(s)) if len(s) else math.nan
 
 
-def moderate(sigma: float, df: float, prior_sigma: float, prior_df: float = PRIOR_DF) -> tuple[float, float]:
-    """(sigma, df) moderated toward ``prior_sigma``: ``√((df·σ² + d0·σ0²) / (df + d0))``, df + d0."""
-    if not np.isfinite(prior_sigma):
-        return sigma, df
-    if not np.isfinite(sigma) or df <= 0:
-        return prior_sigma, prior_df
-    return math.sqrt((df * sigma**2 + prior_df * prior_sigma**2) / (df + prior_df)), df + prior_df
+def moderate(sigma, df, prior_sigma, prior_df: float = PRIOR_DF):
+    """(sigma, df) moderated toward ``prior_sigma``: ``√((df·σ² + d0·σ0²) / (df + d0))``, df + d0; the prior
+    alone where the own estimate is missing, the own alone where the prior is. Floats or arrays."""
+    s, d, p = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (sigma, df, prior_sigma)))
+    own = np.isfinite(s) & (d > 0)
+    with np.errstate(invalid="ignore"):
+        mixed = np.sqrt((d * s**2 + prior_df * p**2) / (d + prior_df))
+    known = np.isfinite(p)
+    out_s = np.where(known, np.where(own, mixed, p), s)
+    out_d = np.where(known, np.where(own, d + prior_df, prior_df), d)
+    return (float(out_s), float(out_d)) if out_s.ndim == 0 else (out_s, out_d)
 
 
-def t_quantile(alpha: float, df: float) -> float:
-    """The two-sided critical value of Student's t at confidence 1 − alpha (normal where df is unknown)."""
+@functools.lru_cache(maxsize=1024)
+def _t(alpha: float, df: float) -> float:
     return float(stats.t.ppf(1 - alpha / 2, df) if df > 0 else stats.norm.ppf(1 - alpha / 2))
+
+
+def t_quantile(alpha: float, df):
+    """The two-sided critical value of Student's t at confidence 1 − alpha (normal where df is unknown).
+    Float or array ``df`` (degrees of freedom here are whole numbers of runs: each is computed once)."""
+    if np.ndim(df) == 0:
+        return _t(float(alpha), float(df))
+    d = np.asarray(df, dtype=float)
+    values, inverse = np.unique(d, return_inverse=True)
+    return np.array([_t(float(alpha), float(v)) for v in values])[inverse.reshape(d.shape)]
 
 
 def standard_error(sigma_b: float, n_b: float, sigma_c: float, n_c: float) -> float:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -54,32 +55,83 @@ class Judged:
     reason: str = ""
 
 
+def bands(before: np.ndarray, prior_sigma: np.ndarray, alpha: float, factor: float) -> tuple[np.ndarray, ...]:
+    """(center, band, sigma) per row of ``before``: the runs before the ones judged (log values, one series
+    per row, NaN where a series has fewer runs); see the module docstring."""
+    rows, cols = np.nonzero(np.isfinite(before))
+    sigma, df = noise.history_sigmas(rows, before[rows, cols], n_series=len(before))
+    sigma, df = noise.moderate(sigma, df, prior_sigma)
+    count = np.isfinite(before).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a series with no run before: its row is all NaN
+        width = np.where(np.isfinite(sigma), noise.t_quantile(alpha, df) * sigma * np.sqrt(1 + 1 / count), np.inf)
+        center = np.nanmedian(before, axis=1) if before.shape[1] else np.full(len(before), np.nan)
+    return center, np.maximum(math.log(factor), width), sigma
+
+
 def band(before: np.ndarray, prior_sigma: float, alpha: float, factor: float) -> tuple[float, float, float]:
-    """(center, band, sigma) of the runs ``before`` the ones judged (log values): see the module docstring."""
-    sigma, df = noise.moderate(*noise.history_sigma(before), prior_sigma)
-    width = noise.t_quantile(alpha, df) * sigma * math.sqrt(1 + 1 / len(before)) if np.isfinite(sigma) else math.inf
-    return float(np.median(before)), max(math.log(factor), width), sigma
+    """(center, band, sigma) of one series' runs ``before`` the ones judged (log values)."""
+    center, width, sigma = bands(np.asarray(before, dtype=float)[None, :], np.array([prior_sigma]), alpha, factor)
+    return float(center[0]), float(width[0]), float(sigma[0])
+
+
+def right_aligned(codes: np.ndarray, firsts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """One row per series (``codes`` 0 … G − 1, contiguous, ``firsts`` their first positions), its values in
+    time order ending in the last column, NaN before its first run."""
+    n = np.diff(np.r_[firsts, len(codes)])
+    m = np.full((len(n), int(n.max()) if len(n) else 0), np.nan)
+    position = np.arange(len(codes)) - firsts[codes]
+    m[codes, m.shape[1] - n[codes] + position] = values
+    return m
+
+
+def judge_many(m: np.ndarray, prior_sigma: np.ndarray, alpha: float, factor: float) -> pd.DataFrame:
+    """:func:`judge_series` of many series at once (rows of :func:`right_aligned`): one row of
+    :class:`Judged`'s fields per series, ``first_run`` −1 where there is no step."""
+    n = np.isfinite(m).sum(axis=1)
+    t = noise.t_quantile(alpha, noise.PRIOR_DF)
+    center, width, sigma = bands(m[:, :-1], prior_sigma, alpha, factor)
+    d = m[:, -1] - center if m.shape[1] else np.full(len(m), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = np.where(np.isfinite(sigma), t * sigma * np.sqrt(1 + 1 / (n - 1)), np.inf)
+    suspect = np.abs(d) > width
+    out = pd.DataFrame(
+        {
+            "verdict": np.where(
+                suspect, "suspect", np.where(width <= math.log(factor) + 1e-12, "unchanged", "inconclusive")
+            ),
+            "change": np.expm1(d),
+            "change_low": np.expm1(d - spread),
+            "change_high": np.expm1(d + spread),
+            "detectable": np.expm1(width),
+            "first_run": np.where(suspect, n - 1, -1),
+            "confirmations": suspect.astype(int),
+            "n_runs": n,
+            "reason": "",
+        }
+    )
+    if m.shape[1] > MIN_RUNS:  # HUD-style persistence: the two newest beyond the band of the runs before them
+        center2, width2, sigma2 = bands(m[:, :-2], prior_sigma, alpha, factor)
+        d2 = m[:, -2:] - center2[:, None]
+        up, down = (d2 > width2[:, None]).all(axis=1), (d2 < -width2[:, None]).all(axis=1)
+        for i in np.flatnonzero((n >= MIN_RUNS + 1) & (up | down)):
+            v = m[i, -n[i] :]
+            step = _step(v, center2[i], width2[i], sigma2[i], t, "regression" if up[i] else "improvement")
+            out.loc[i, list(out.columns)] = [*asdict(step).values()]
+    short = n < MIN_RUNS
+    out.loc[short, ["verdict", "reason"]] = ["inconclusive", ""]
+    out.loc[short, ["change", "change_low", "change_high"]] = math.nan
+    out.loc[short, ["detectable", "first_run", "confirmations"]] = [math.inf, -1, 0]
+    out.loc[short, "reason"] = [f"{k} runs of history" for k in n[short]]
+    return out
 
 
 def judge_series(v: np.ndarray, prior_sigma: float, alpha: float, factor: float) -> Judged:
     """The verdict of one series of log run values (time order) at its newest run."""
-    n = len(v)
-    if n < MIN_RUNS:
-        return Judged("inconclusive", math.nan, math.nan, math.nan, math.inf, None, 0, n, f"{n} runs of history")
-    t = noise.t_quantile(alpha, noise.PRIOR_DF)
-    if n >= MIN_RUNS + 1:
-        center, width, sigma = band(v[:-2], prior_sigma, alpha, factor)
-        d = v[-2:] - center
-        if (d > width).all() or (d < -width).all():
-            return _step(v, center, width, sigma, t, "regression" if d[-1] > 0 else "improvement")
-    center, width, sigma = band(v[:-1], prior_sigma, alpha, factor)
-    d = v[-1] - center
-    spread = t * sigma * math.sqrt(1 + 1 / (n - 1)) if np.isfinite(sigma) else math.inf
-    low, high = math.expm1(d - spread), math.expm1(d + spread)
-    if abs(d) > width:
-        return Judged("suspect", math.expm1(d), low, high, math.expm1(width), n - 1, 1, n)
-    verdict = "unchanged" if width <= math.log(factor) + 1e-12 else "inconclusive"
-    return Judged(verdict, math.expm1(d), low, high, math.expm1(width), None, 0, n)
+    v = np.asarray(v, dtype=float)
+    row = judge_many(v[None, :], np.array([prior_sigma]), alpha, factor).iloc[0].to_dict()
+    first = int(row.pop("first_run"))
+    return Judged(**{**row, "first_run": first if first >= 0 else None})
 
 
 def _step(v: np.ndarray, center: float, width: float, sigma: float, t: float, verdict: str) -> Judged:
@@ -130,38 +182,30 @@ def machine_changes(runs: pd.DataFrame, alpha: float, factor: float) -> pd.DataF
 
 def scan(runs: pd.DataFrame, factor: float = 1.05, alpha: float = 0.001) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every series' verdict (``runs``: :func:`series.run_values`) and the machine changes found."""
-    ok = runs[runs["status"] == "ok"].sort_values("started_at")
-    noise_of = series.noise_table(ok)
-    priors = noise_of.groupby(["machine", "env_name", "device"], dropna=False)["history_prior"].first()
+    ok, codes, firsts = order = series.ordered(runs)
+    prior = series.noise_table(runs, order)["history_prior"].to_numpy()
+    m = right_aligned(codes, firsts, ok["log_value"].to_numpy())
+    keys = ok.loc[firsts, series.SERIES].reset_index(drop=True)
+    table = pd.concat([keys, judge_many(m, prior, alpha, factor)], axis=1)
+    lasts = np.r_[firsts[1:], len(ok)] - 1
+    ids = ok["run_id"].to_numpy()
+    first = table["first_run"].to_numpy().astype(int)
+    table["first_run"] = np.where(first >= 0, ids[firsts + np.maximum(first, 0)], None)
+    table["newest_run"] = ids[lasts]
+    for column in ("started_at", "value", "unit"):
+        table["newest_at" if column == "started_at" else column] = ok[column].iloc[lasts].to_numpy()
+    injected = ok.groupby(codes)["injected"].last()  # the newest run's fault, if any
+    table["injected"] = injected.reindex(range(len(table))).astype(object).where(lambda x: x.notna(), None)
     machines = machine_changes(runs, alpha, factor)
     where = ["machine", "env_name", "device", "run_id"]
     moved = set(machines.loc[machines["changed"], where].itertuples(index=False, name=None))
-    rows = []
-    for key, g in ok.groupby(series.SERIES, dropna=False, sort=False):
-        record = dict(zip(series.SERIES, key, strict=True))
-        prior = priors.get((record["machine"], record["env_name"], record["device"]), math.nan)
-        j = judge_series(g["log_value"].to_numpy(), prior, alpha, factor)
-        ids = list(g["run_id"])
-        verdict = j.verdict
-        tail = ids[j.first_run :] if j.first_run is not None else ids[-1:]
-        on_moved = any((record["machine"], record["env_name"], record["device"], r) in moved for r in tail)
-        if verdict in FLAGS and (on_moved or record["suite"] == "canary"):  # the canary's code never changes
-            verdict = "machine changed"
-        injected = g["injected"].dropna()
-        rows.append(
-            {
-                **record,
-                **asdict(j),
-                "verdict": verdict,
-                "first_run": ids[j.first_run] if j.first_run is not None else None,
-                "newest_run": ids[-1],
-                "newest_at": g["started_at"].iloc[-1],
-                "value": float(g["value"].iloc[-1]),
-                "unit": g["unit"].iloc[-1],
-                "injected": injected.iloc[-1] if len(injected) else None,
-            }
-        )
-    return pd.DataFrame(rows), machines
+    for i in np.flatnonzero(table["verdict"].isin(FLAGS).to_numpy()):
+        r = table.iloc[i]
+        tail = ids[firsts[i] + (first[i] if first[i] >= 0 else lasts[i] - firsts[i]) : lasts[i] + 1]
+        on_moved = any((r["machine"], r["env_name"], r["device"], run) in moved for run in tail)
+        if on_moved or r["suite"] == "canary":  # the canary's code never changes
+            table.loc[i, "verdict"] = "machine changed"
+    return table, machines
 
 
 def exit_code(table: pd.DataFrame) -> int:
