@@ -333,7 +333,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench_lib.analysis import report
 
     out, problems = report.build(
-        args.results, args.out, args.analysis, machines=args.machine or None, publish=not args.no_publish
+        args.results,
+        args.out,
+        args.analysis,
+        machines=args.machine or None,
+        publish=not args.no_publish,
+        run_notebooks=not args.no_notebooks,
     )
     for p in problems:
         print(f"notebook error: {p}", file=sys.stderr)
@@ -528,12 +533,13 @@ def _add_export(sub) -> None:
 
 
 def _add_report(sub) -> None:
-    p = sub.add_parser("report", help="execute the notebooks and write report/index.html (+ asv publish)")
+    p = sub.add_parser("report", help="write report/index.html, execute the notebooks beside it (+ asv publish)")
     p.add_argument("--results", default="results")
     p.add_argument("--out", default="report")
     p.add_argument("--analysis", default="analysis", help="the notebooks' folder (default %(default)s)")
     p.add_argument("--machine", action="append", help="only these machines (repeatable)")
     p.add_argument("--no-publish", action="store_true", help="skip asv publish into html/")
+    p.add_argument("--no-notebooks", action="store_true", help="only the page: skip executing the notebooks")
     p.set_defaults(func=cmd_report)
 
 

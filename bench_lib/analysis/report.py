@@ -1,9 +1,18 @@
-"""``convbench report``: execute every notebook on the chosen results and write one self-contained HTML page.
+"""``convbench report``: one self-contained, interactive HTML page from the results, plus the executed
+notebooks.
 
-Notebooks in ``analysis/`` take papermill-style parameters (a cell tagged ``parameters``; the values are
-injected in a cell after it, tagged ``injected-parameters``, as papermill does) and are executed with
-nbclient. The page embeds every figure (PNG, base64) and table, loads nothing from the network, and puts a
-summary table on top. ``asv publish`` then writes asv's own site into ``html/``.
+The page (``report/index.html``) answers at a glance: per machine and device, how much of the FLOP cut the
+hardware delivered, in words; then what changed since the history (``convbench regressions``' verdicts
+with their bands and each flagged series plotted with its step); the speedup-vs-FLOP-reduction scatter
+(inference and training), the cache-aware roofline with the level bounding each op family, the
+data-movement ops by bandwidth, machines side by side, and every row in sortable, filterable tables.
+Figures are Bokeh (hover on a point shows what it is), tables DataTables through itables; both are
+embedded once, so the file loads nothing from the network.
+
+The notebooks in ``analysis/`` take papermill-style parameters (a cell tagged ``parameters``; the values
+are injected in a cell after it, tagged ``injected-parameters``, as papermill does), are executed with
+nbclient (one progress line each) and written as static pages under ``report/notebooks/``. ``asv
+publish`` then writes asv's own site into ``html/``.
 """
 
 from __future__ import annotations
@@ -12,26 +21,35 @@ import base64
 import datetime as dt
 import html
 import json
+import math
 import os
 import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
+import pandas as pd
 
 from bench_lib import __version__
 from bench_lib.files import write_atomic
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
-h1 { border-bottom: 2px solid #444; } h2 { margin-top: 2.5rem; border-bottom: 1px solid #bbb; }
-table { border-collapse: collapse; font-size: 0.8rem; margin: 0.8rem 0; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; } th { background: #f0f0f0; }
+body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1400px; padding: 0 1rem; color: #222; }
+h1 { border-bottom: 2px solid #444; margin-bottom: 0.3rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #bbb; }
+.note { color: #555; font-size: 0.9rem; } nav { position: sticky; top: 0; background: #fff; padding: 0.4rem 0;
+  border-bottom: 1px solid #eee; z-index: 10; font-size: 0.9rem; } nav a { margin-right: 0.9rem; }
+ul.headline li { margin: 0.35rem 0; } .verdicts span { margin-right: 1rem; }
+table.dataTable { font-size: 0.8rem; } .figure { margin: 1rem 0; overflow-x: auto; }
 pre { background: #f7f7f7; padding: 0.6rem; overflow-x: auto; font-size: 0.8rem; }
-img { max-width: 100%; } .note { color: #555; } nav a { margin-right: 1rem; }
-.error { color: #a00; }
+img { max-width: 100%; } .error { color: #a00; } th, td { white-space: nowrap; }
+.regression, .suspect { color: #b2182b; font-weight: 600; } .improvement { color: #2166ac; font-weight: 600; }
 """
+
+HISTORY_RUNS = 10  # runs of each machine the report's "what changed" reads (regressions reads 30)
+SERIES_PLOTS = 12  # flagged series plotted at most
 
 
 def notebooks(analysis_dir: str | Path = "analysis") -> list[Path]:
@@ -60,6 +78,7 @@ def execute(path: Path, parameters: dict[str, Any], timeout_s: int = 600) -> nbf
         timeout=timeout_s,
         kernel_name="python3",
         allow_errors=True,
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no "running over TCP" warnings on the terminal
         resources={"metadata": {"path": str(path.parent.resolve())}},
     )
     client.execute()
@@ -117,60 +136,278 @@ def errors(nb: nbformat.NotebookNode) -> list[str]:
     ]
 
 
+@dataclass
+class Section:
+    """One part of the page: its anchor, title, HTML (figures as ``{{name}}`` placeholders) and figures."""
+
+    anchor: str
+    title: str
+    body: str
+    figures: dict[str, object] = field(default_factory=dict)
+
+
 def build(
     results_dir: str = "results",
     out_dir: str = "report",
     analysis_dir: str = "analysis",
     machines: list[str] | None = None,
     publish: bool = True,
+    run_notebooks: bool = True,
 ) -> tuple[Path, list[str]]:
-    """Execute every notebook and write ``out_dir/index.html``; return its path and any notebook errors."""
-    from bench_lib.analysis import figures, results, tables
+    """Write ``out_dir/index.html`` (and, with ``run_notebooks``, the executed notebooks beside it); return
+    its path and any notebook errors. Prints one progress line per step on stderr."""
+    from bench_lib.analysis import results
 
+    started = time.monotonic()
     results_abs = str(Path(results_dir).resolve())
-    parameters = {"results_dir": results_abs, "machines": machines or []}
     df = results.load(results_abs, machines=machines)  # refuses a folder without results, before any notebook
-    summary = tables.summary_table(df) if not df.empty else df
-    sections, problems = [], []
-    for path in notebooks(analysis_dir):
-        nb = execute(path, parameters)
-        problems += [f"{path.name}: {e}" for e in errors(nb)]
-        executed_dir = Path(out_dir) / "notebooks"
-        executed_dir.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, executed_dir / path.name)
-        anchor = path.stem
-        sections.append((anchor, path.stem, notebook_html(nb)))
-    page = _page(df, summary, sections, results_abs)
-    headline = figures.flops_vs_latency(df) if not df.empty else None
-    if headline is not None:  # the headline figure on its own, for README files and chat messages
-        (Path(out_dir) / "flops_vs_latency.png").write_bytes(figures.png(headline))
-    out = Path(out_dir) / "index.html"
-    write_atomic(out, page)
+    peaks = results.newest_peaks(df, results_abs) if not df.empty else {}
+    sections = [
+        _glance(df),
+        _what_changed(results_abs, machines),
+        *_figures(df, peaks),
+        _side_by_side(df),
+        _all_rows(df),
+    ]
+    _progress(f"page sections from {len(df)} results", started)
+    out = Path(out_dir)
+    problems, links = [], []
+    if run_notebooks:
+        problems, links = _run_notebooks(analysis_dir, out / "notebooks", results_abs, machines)
+    sections.append(_notebook_links(links, run_notebooks))
+    write_atomic(out / "index.html", _page(df, sections, results_abs))
+    _progress(f"wrote {out / 'index.html'} ({(out / 'index.html').stat().st_size / 2**20:.1f} MiB)", started)
     if publish:
         _asv_publish(Path(results_dir).resolve().parent, results_abs)
-    return out, problems
+    return out / "index.html", problems
 
 
-def _page(df, summary, sections, results_dir: str) -> str:
-    machines = ", ".join(sorted(df["machine"].unique())) if not df.empty else "none"
-    nav = " ".join(f"<a href='#{a}'>{html.escape(t)}</a>" for a, t, _ in sections)
-    if summary is not None and not summary.empty:
-        table = summary.to_html(index=False, float_format=lambda x: f"{x:.3g}")
+def _progress(what: str, started: float) -> None:
+    print(f"report: {what} [{time.monotonic() - started:.1f} s]", file=sys.stderr, flush=True)
+
+
+def _run_notebooks(analysis_dir: str, out: Path, results_abs: str, machines: list[str] | None):
+    """Execute each notebook (one progress line each), keep it as .ipynb and as a static page."""
+    problems, links = [], []
+    paths = notebooks(analysis_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(paths, 1):
+        started = time.monotonic()
+        nb = execute(path, {"results_dir": results_abs, "machines": machines or []})
+        found = errors(nb)
+        problems += [f"{path.name}: {e}" for e in found]
+        nbformat.write(nb, out / path.name)
+        page = f"{path.stem}.html"
+        body = f"<p><a href='../index.html'>← report</a></p>{notebook_html(nb)}"
+        write_atomic(out / page, _document(path.stem, body))
+        links.append((f"notebooks/{page}", path.stem, len(found)))
+        _progress(f"notebook {i}/{len(paths)} {path.stem}{f' ({len(found)} errors)' if found else ''}", started)
+    return problems, links
+
+
+def _glance(df: pd.DataFrame) -> Section:
+    from bench_lib.analysis import interactive, tables
+
+    summary = tables.summary_table(df) if not df.empty else pd.DataFrame()
+    if summary.empty:
+        return Section("glance", "At a glance", "<p class='note'>No dense/variant pairs measured yet.</p>")
+    first = summary.sort_values(["mode", "machine", "device", "layout"])
+    items = "".join(f"<li>{html.escape(s)}</li>" for s in tables.headline(first))
+    body = (
+        "<p class='note'>Speedup = latency of the dense equivalent / latency of the variant (same machine, "
+        "device, layout, dtype, mode and batch); efficiency = speedup / theoretical FLOP reduction (100 % = the "
+        f"FLOP cut fully paid off).</p><ul class='headline'>{items}</ul>"
+        + interactive.table(summary.drop(columns=["worst_case", "best_case"]), page_length=25)
+    )
+    return Section("glance", "At a glance: how much of the FLOP cut did the hardware deliver?", body)
+
+
+def _what_changed(results_abs: str, machines: list[str] | None, factor: float = 1.05, alpha: float = 0.001):
+    """The newest runs against their history: ``convbench regressions``' verdicts (latency series),
+    counts per machine and device, the flagged ones in a table and plotted."""
+    from bench_lib.analysis import interactive, regressions, results, series
+
+    store = results.store_of(results_abs)
+    chosen = store.runs(keys=store.machine_keys(machines))
+    chosen = chosen[chosen["state"].isin(["complete", "interrupted"]) & (chosen["grid"] != "peaks")]
+    chosen = chosen.sort_values("started_at").groupby(["hardware_id", "env_name"], dropna=False).tail(HISTORY_RUNS)
+    rows = results.rounds_of_runs(store, chosen, series.READ)
+    rows = rows[rows["metric"] == "latency"]
+    runs = series.run_values(rows)
+    table, changes = regressions.scan(runs, factor, alpha)
+    if table.empty:
+        return Section("changed", "What changed", "<p class='note'>No runs with latencies in these results.</p>")
+    table = table[table["suite"] != "canary"]
+    counts = table.groupby(["machine", "device", "verdict"]).size().unstack(fill_value=0)
+    short = table[table["n_runs"] < regressions.MIN_RUNS].groupby(["machine", "device"]).size()
+    counts = counts.assign(**{"of them, under 3 runs of history": short}).fillna(0).astype(int).reset_index()
+    flagged = table[table["verdict"].isin([*regressions.FLAGS, "machine changed"])]
+    body = [
+        f"<p>{len(table)} latency series, each judged at its newest run against the runs before it on the same "
+        f"machine (up to {HISTORY_RUNS} runs). A series is flagged when its newest run leaves its band: beyond "
+        f"{factor - 1:.0%} and beyond what its own run-to-run noise explains at 1 − {alpha:g}. Two newest runs "
+        "beyond it make a <span class='regression'>regression</span> or an <span class='improvement'>improvement"
+        "</span>, one a <span class='suspect'>suspect</span>; <em>inconclusive</em> means the noise (or too "
+        "short a history: 3 runs at least) could hide a change of that size. On identical code on the "
+        "development VM about 2 % of series were flagged (docs/verdicts.md has the measurement).</p>",
+        interactive.table(counts, page_length=10),
+    ]
+    moved = changes[changes["changed"]] if not changes.empty else changes
+    for m in moved.itertuples():
+        body.append(
+            f"<p class='suspect'>machine changed: {html.escape(str(m.machine))} {html.escape(str(m.device))} "
+            f"in run {html.escape(str(m.run_id))} (canary {math.expm1(m.canary_shift):+.1%})</p>"
+        )
+    figures = {}
+    if flagged.empty:
+        body.append("<p>Nothing flagged in the newest runs.</p>")
     else:
-        table = "<p class='note'>No dense/variant pairs measured yet: nothing to summarise.</p>"
-    body = "\n".join(f"<section id='{a}'><h2>{html.escape(t)}</h2>\n{h}</section>" for a, t, h in sections)
+        shown = flagged.assign(size=flagged["change"].abs()).sort_values("size", ascending=False)
+        cols = ["verdict", "change", "change_low", "change_high", "detectable", "confirmations", "first_run"]
+        cols += ["machine", "case", "batch", "device", "layout", "dtype", "mode", "injected"]
+        body.append(interactive.table(shown[cols], page_length=10))
+        for i, r in enumerate(shown.head(SERIES_PLOTS).to_dict("records")):
+            figures[f"series{i}"] = interactive.series_plot(_series_of(runs, r), _with_band(runs, r))
+        body.append("<div class='figure'>" + "".join(f"{{{{{k}}}}}" for k in figures) + "</div>")
+    return Section("changed", "What changed since the history", "\n".join(body), figures)
+
+
+def _series_of(runs: pd.DataFrame, row: dict) -> pd.DataFrame:
+    from bench_lib.analysis import series
+
+    mask = pd.Series(True, index=runs.index)
+    for k in series.SERIES:
+        mask &= runs[k].eq(row[k]) if pd.notna(row[k]) else runs[k].isna()
+    return runs[mask & runs["status"].eq("ok")].sort_values("started_at")
+
+
+def _with_band(runs: pd.DataFrame, row: dict) -> dict:
+    """``row`` plus the band it was judged against: the median of the runs before its step (log) and the
+    band's half-width (log of 1 + detectable)."""
+    s = _series_of(runs, row)
+    first = row["first_run"] if row["first_run"] is not None else s["run_id"].iloc[-1]
+    before = s[s["started_at"] < s.loc[s["run_id"] == first, "started_at"].min()]["log_value"]
+    center = float(before.median()) if len(before) else math.nan
+    return {**row, "band_center": center, "band_log": math.log1p(row["detectable"])}
+
+
+def _figures(df: pd.DataFrame, peaks: dict) -> list[Section]:
+    from bench_lib.analysis import interactive, tables
+
+    speedups = tables.speedup_table(df) if not df.empty else pd.DataFrame()
+    inference = interactive.speedup_scatter(speedups, "inference")
+    training = interactive.speedup_scatter(speedups, "training")
+    none = "<p class='note'>{}</p>"
+    roof = interactive.roofline(tables.roofline_points(df), peaks) if not df.empty else None
+    levels = tables.roofline_levels(df) if not df.empty else pd.DataFrame()
+    levels = levels[levels["height"].isin([56, 7])] if not levels.empty else levels
+    moving = tables.data_movement_table(df) if not df.empty else pd.DataFrame()
+    return [
+        Section(
+            "speedup",
+            "Measured speedup vs theoretical FLOP reduction",
+            "<p class='note'>On the dashed diagonal the hardware delivers the whole FLOP cut; below it, part of "
+            "the cut is lost. Hover a point for its case; click a legend entry to hide a family.</p>"
+            + ("{{inference}}" if inference else none.format(tables.no_data("inference speedup pairs", df))),
+            {"inference": inference},
+        ),
+        Section(
+            "training",
+            "Training (forward + backward)",
+            "{{training}}" if training else none.format(tables.no_data("training speedup pairs", df)),
+            {"training": training},
+        ),
+        Section(
+            "roofline",
+            "Cache-aware roofline",
+            "<p class='note'>Each case against the roof its working set implies: the bandwidth of the smallest "
+            "measured copy that holds its input, weights and output (L1- to DRAM-sized copies, per device and "
+            "thread count), and the best of a GEMM and dense convolutions for compute. Which roof bounds each "
+            "op family at the 56² and 7² stages:</p>"
+            + ("{{roofline}}" if roof else none.format(tables.no_data("the roofline", df)))
+            + interactive.table(levels, page_length=25),
+            {"roofline": roof},
+        ),
+        Section(
+            "movement",
+            "Data-movement ops: bandwidth, not FLOPs",
+            "<p class='note'>Zero-FLOP ops (channel shuffle) do no arithmetic: their question is how close "
+            "they get to the bandwidth of the cache level their data fits.</p>"
+            + ("{{movement}}" if not moving.empty else none.format(tables.no_data("zero-FLOP ops", df)))
+            + interactive.table(moving),
+            {"movement": interactive.bandwidth_bars(moving)},
+        ),
+    ]
+
+
+def _side_by_side(df: pd.DataFrame) -> Section:
+    from bench_lib.analysis import interactive, tables
+
+    matrix = tables.machine_speedups(df) if not df.empty else pd.DataFrame()
+    heat = interactive.heatmap(matrix, "median speedup vs its own dense conv", "Speedup over each target's own dense")
+    latency = tables.machines_table(df) if not df.empty else pd.DataFrame()
+    if not latency.empty:
+        latency.columns = [c if c in ("case", "layout", "mode", "batch") else f"{c} latency_s" for c in latency.columns]
+    body = (
+        "<p class='note'>Which machine and device runs which variant best, each relative to its own dense "
+        "convolution (median speedup over the cases of that family and stage size, inference), then plain "
+        "latencies side by side.</p>" + ("{{machines}}" if heat else "") + interactive.table(latency)
+    )
+    return Section("machines", "Machines and devices side by side", body, {"machines": heat})
+
+
+def _all_rows(df: pd.DataFrame) -> Section:
+    from bench_lib.analysis import interactive, tables
+
+    if df.empty:
+        return Section("rows", "Every result", "")
+    body = (
+        "<h3>Speedup pairs (lowest efficiency first)</h3>"
+        + interactive.table(tables.speedup_table(df))
+        + "<h3>Roofline (lowest fraction first)</h3>"
+        + interactive.table(tables.roofline_table(df))
+        + "<h3>Peak memory of one call</h3>"
+        + interactive.table(tables.memory_table(df))
+    )
+    return Section("rows", "Every result", body)
+
+
+def _notebook_links(links: list[tuple[str, str, int]], ran: bool) -> Section:
+    if not ran:
+        return Section("notebooks", "Notebooks", "<p class='note'>Not executed (--no-notebooks).</p>")
+    items = "".join(
+        f"<li><a href='{href}'>{html.escape(name)}</a>{f' ({n} errors)' if n else ''}</li>" for href, name, n in links
+    )
+    return Section("notebooks", "Notebooks (static figures, executed on these results)", f"<ul>{items}</ul>")
+
+
+def _page(df: pd.DataFrame, sections: list[Section], results_dir: str) -> str:
+    from bench_lib.analysis import interactive
+
+    script, divs = interactive.embed({k: v for s in sections for k, v in s.figures.items()})
+    body = []
+    for s in sections:
+        text = s.body
+        for name in s.figures:
+            text = text.replace(
+                f"{{{{{name}}}}}", f"<div class='figure' data-figure='{name}'>{divs.get(name, '')}</div>"
+            )
+        body.append(f"<section id='{s.anchor}'><h2>{html.escape(s.title)}</h2>\n{text}</section>")
+    nav = "".join(f"<a href='#{s.anchor}'>{html.escape(s.title.split(':')[0])}</a>" for s in sections)
+    machines = ", ".join(sorted(df["machine"].unique())) if not df.empty else "none"
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    head = (
+        f"<h1>convbench report</h1><p class='note'>Results: {html.escape(results_dir)} · machines: "
+        f"{html.escape(machines)} · built {stamp} with convbench {__version__}.</p><nav>{nav}</nav>"
+    )
+    return _document("convbench report", head + "\n".join(body), interactive.scripts() + script)
+
+
+def _document(title: str, body: str, scripts: str = "") -> str:
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>convbench report</title><style>{STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style>
+{scripts}</head>
 <body>
-<h1>convbench report</h1>
-<p class="note">Results: {html.escape(results_dir)} · machines: {html.escape(machines)} · built {stamp} with
-convbench {__version__}. Speedup = latency of the dense equivalent / latency of the variant, same machine,
-device, layout, dtype, mode and batch; efficiency = speedup / theoretical FLOP reduction (1 = the FLOP cut
-fully paid off).</p>
-<nav>{nav}</nav>
-<h2>Summary: how much of the FLOP cut did the hardware deliver?</h2>
-{table}
 {body}
 </body></html>
 """

@@ -271,25 +271,30 @@ def _derive(df: pd.DataFrame, peaks: dict[tuple[str, str], roofline.Peaks]) -> N
     df["items_per_s"] = df["batch"] / df["latency_s"]
     df["energy_j_per_item"] = df["value"].where(ok & (df["metric"] == "energy"))
     df["peak_bytes"] = df["value"].where(ok & (df["metric"] == "peak_memory"))
-    df["roofline_fraction"], df["memory_level_bytes"] = _roofline(df, peaks, work)
+    for column, values in _roofline(df, peaks, work).items():
+        df[column] = values
     df["speedup"] = _speedup(df)
 
 
-def _roofline(
-    df: pd.DataFrame, peaks: dict[tuple[str, str], roofline.Peaks], work: pd.Series
-) -> tuple[pd.Series, pd.Series]:
-    """Each latency's fraction of its run's roofline, and the working-set size of the copy that bounds its
-    memory roof (the cache level its minimum bytes fit)."""
-    fraction, level = np.full(len(df), np.nan), np.full(len(df), np.nan)
+def _roofline(df: pd.DataFrame, peaks: dict[tuple[str, str], roofline.Peaks], work: pd.Series) -> dict[str, list]:
+    """Each latency against its run's roofline: ``roofline_fraction``, ``memory_level_bytes`` (the working
+    set of the copy that bounds its memory roof: the cache level its minimum bytes fit),
+    ``memory_roof_bytes_per_s`` (that level's bandwidth) and ``roofline_bound`` (``compute`` where the
+    compute roof is the lower bound, else ``memory``)."""
+    n = len(df)
+    out = {k: [math.nan] * n for k in ("roofline_fraction", "memory_level_bytes", "memory_roof_bytes_per_s")}
+    out["roofline_bound"] = [None] * n
     for i, (run, dev, dtype, lat, flops, nbytes) in enumerate(
         zip(df["run_id"], df["device"], df["dtype"], df["latency_s"], work, df["theory_min_bytes"], strict=True)
     ):
         p = peaks.get((run, dev))
         if p is None or not (isinstance(lat, float) and lat > 0) or dtype not in p.gemm_flops_per_s:
             continue
-        fraction[i] = p.fraction(lat, flops, nbytes, dtype)
-        level[i] = p.memory_level(nbytes)
-    return pd.Series(fraction, index=df.index), pd.Series(level, index=df.index)
+        out["roofline_fraction"][i] = p.fraction(lat, flops, nbytes, dtype)
+        out["memory_level_bytes"][i] = p.memory_level(nbytes)
+        out["memory_roof_bytes_per_s"][i] = bandwidth = p.memory_bytes_per_s(nbytes)
+        out["roofline_bound"][i] = "compute" if flops / p.compute_flops_per_s(dtype) > nbytes / bandwidth else "memory"
+    return out
 
 
 def _speedup(df: pd.DataFrame) -> pd.Series:

@@ -35,9 +35,10 @@ def panel_label(d: pd.DataFrame) -> pd.Series:
 
 
 def speedup_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per non-dense case with both latencies measured: speedup vs FLOP reduction and the gap."""
+    """One row per non-dense case with both latencies measured: speedup vs FLOP reduction and the gap.
+    Zero-FLOP ops (an infinite reduction) are left out: :func:`data_movement_table` judges them."""
     d = latest(df)
-    d = d[d["speedup"].notna() & ~d["is_dense"]].copy()
+    d = d[d["speedup"].notna() & ~d["is_dense"] & np.isfinite(d["flop_reduction"])].copy()
     if d.empty:
         return d
     d["efficiency"] = d["speedup"] / d["flop_reduction"]  # 1 = the FLOP cut fully paid off
@@ -46,9 +47,11 @@ def speedup_table(df: pd.DataFrame) -> pd.DataFrame:
         "env_name",
         "device",
         "layout",
+        "dtype",
         "mode",
         "batch",
         "case",
+        "theory_flops",
         "flop_reduction",
         "speedup",
         "efficiency",
@@ -169,9 +172,72 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
         median_speedup=("speedup", "median"),
         median_efficiency=("efficiency", "median"),
     )
-    out["worst_case"] = g.apply(lambda x: x.loc[x["efficiency"].idxmin(), "case"], include_groups=False)
-    out["best_case"] = g.apply(lambda x: x.loc[x["efficiency"].idxmax(), "case"], include_groups=False)
+    for end, pick in (("worst", "idxmin"), ("best", "idxmax")):
+        at = g["efficiency"].agg(pick)
+        out[f"{end}_case"] = t.loc[at, "case"].to_numpy()
+        out[f"{end}_efficiency"] = t.loc[at, "efficiency"].to_numpy()
     return out.reset_index()
+
+
+def headline(summary: pd.DataFrame) -> list[str]:
+    """The summary in words, one sentence per machine, device, layout and mode (``summary``:
+    :func:`summary_table`)."""
+    from bench_lib.analysis import units
+
+    return [
+        f"{r.machine} · {r.device} · {r.layout} · {r.mode}: the variants cut FLOPs by a median "
+        f"{units.ratio(r.median_flop_reduction)} and run a median {units.ratio(r.median_speedup)} faster than "
+        f"their dense equivalents: {units.fraction(r.median_efficiency)} of the cut delivered ({r.cases} cases). "
+        f"Worst: {r.worst_case} ({units.fraction(r.worst_efficiency)}); best: {r.best_case} "
+        f"({units.fraction(r.best_efficiency)})."
+        for r in summary.itertuples(index=False)
+    ]
+
+
+def data_movement_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Zero-FLOP ops (channel shuffle): achieved bandwidth (minimum bytes per second) against the roof of
+    the cache level their working set fits, lowest fraction first."""
+    d = latest(df)
+    d = d[(d["theory_flops"] == 0) & d["latency_s"].notna() & d["memory_roof_bytes_per_s"].notna()]
+    if d.empty:
+        return d
+    d = d.assign(bandwidth_fraction=d["achieved_bytes_per_s"] / d["memory_roof_bytes_per_s"])
+    cols = ["machine", "device", "layout", "dtype", "mode", "batch", "case", "theory_min_bytes", "latency_s"]
+    cols += ["achieved_bytes_per_s", "memory_level_bytes", "memory_roof_bytes_per_s", "bandwidth_fraction"]
+    return d[cols].sort_values("bandwidth_fraction").reset_index(drop=True)
+
+
+def roofline_levels(df: pd.DataFrame) -> pd.DataFrame:
+    """Per machine, device, op family and stage size: which roof bounds it (``compute``, or the memory
+    level its working set fits), over its latest rows; ``rows`` says how many agree out of ``of``."""
+    d = latest(df)
+    d = d[d["roofline_bound"].notna()] if not d.empty else d
+    if d.empty:
+        return d
+    from bench_lib.analysis import units
+
+    level = d["memory_level_bytes"].map(lambda b: f"memory (fits a {units.size(b)} copy)")
+    d = d.assign(roof=np.where(d["roofline_bound"] == "compute", "compute", level))
+    keys = ["machine", "device", "workload", "height"]
+    counts = d.groupby([*keys, "roof"]).size().rename("rows").reset_index()
+    top = counts.sort_values("rows", ascending=False).drop_duplicates(keys)
+    top = top.join(counts.groupby(keys)["rows"].sum().rename("of"), on=keys)
+    return top.sort_values(keys).reset_index(drop=True)
+
+
+def machine_speedups(df: pd.DataFrame) -> pd.DataFrame:
+    """Which machine runs which variant best, relative to its own dense conv: the median speedup over
+    the dense equivalent (same machine, device, layout, dtype, mode and batch) per op family and stage
+    size (rows) and machine · device (columns), inference."""
+    t = speedup_table(df)
+    t = t[t["mode"] == "inference"] if not t.empty else t
+    if t.empty:
+        return pd.DataFrame()
+    t = t.assign(
+        variant=t["case"].str.split("(").str[0] + " @" + t["case"].str.split("@").str[1].fillna(""),
+        target=t["machine"] + " · " + t["device"],
+    )
+    return t.pivot_table(index="variant", columns="target", values="speedup", aggfunc="median")
 
 
 def roofline_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,365 @@
+"""Interactive figures and tables for the HTML report: Bokeh plots (hover on any point shows what it is;
+no static labels) and DataTables tables through itables (sort, filter, page). Both embed their JavaScript
+once in the page, so the report works offline.
+
+Each figure function takes a table of :mod:`bench_lib.analysis.tables` and returns a Bokeh model, or
+``None`` where there is no data. Static figures (PNG, notebooks) stay in :mod:`bench_lib.analysis.figures`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+from bokeh.embed import components
+from bokeh.layouts import gridplot
+from bokeh.models import ColumnDataSource, HoverTool, Span
+from bokeh.palettes import Category10_10, Category20_20
+from bokeh.plotting import figure
+from bokeh.resources import Resources
+
+from bench_lib.analysis import units
+from bench_lib.analysis.tables import panel_label
+
+PANEL_PX = (560, 420)  # width, height of one panel
+TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+
+
+def family(case: pd.Series) -> pd.Series:
+    """``depthwise(in=64,k=3)@56x56`` → ``depthwise``: the workload, what a colour stands for."""
+    return case.str.split("(").str[0].str.split("@").str[0]
+
+
+def colours(names) -> dict[str, str]:
+    palette = Category10_10 if len(names) <= 10 else Category20_20
+    return dict(zip(sorted(names), itertools.cycle(palette), strict=False))
+
+
+def _hover_columns(t: pd.DataFrame) -> dict[str, list[str]]:
+    """Text columns every point carries for its tooltip, in human units."""
+    text = {
+        "case_text": t["case"],
+        "where": t["machine"] + " · " + t["device"] + " · " + t["layout"],
+        "dtype_text": t.get("dtype", pd.Series("", index=t.index)).fillna(""),
+        "batch_text": t["batch"].astype(str),
+        "mode_text": t["mode"],
+        "latency_text": t["latency_s"].map(units.seconds),
+    }
+    if "theory_flops" in t:
+        text["flops_text"] = t["theory_flops"].map(lambda v: units.decimal(v, "FLOP"))
+    for column, f in (
+        ("flop_reduction", units.ratio),
+        ("speedup", units.ratio),
+        ("efficiency", units.fraction),
+        ("roofline_fraction", units.fraction),
+        ("achieved_flops_per_s", lambda v: units.decimal(v, "FLOP/s")),
+        ("achieved_bytes_per_s", lambda v: units.decimal(v, "B/s")),
+        ("memory_roof_bytes_per_s", lambda v: units.decimal(v, "B/s")),
+        ("memory_level_bytes", units.size),
+        ("theory_min_bytes", units.size),
+    ):
+        if column in t:
+            text[f"{column}_text"] = t[column].map(f)
+    return {k: list(v) for k, v in text.items()}
+
+
+TOOLTIP_BASE = [
+    ("case", "@case_text"),
+    ("where", "@where"),
+    ("dtype · batch · mode", "@dtype_text · @batch_text · @mode_text"),
+    ("latency", "@latency_text"),
+]
+
+
+def _panel(title: str, x_label: str, y_label: str, **kwargs):
+    p = figure(
+        title=title,
+        width=PANEL_PX[0],
+        height=PANEL_PX[1],
+        tools=TOOLS,
+        x_axis_label=x_label,
+        y_axis_label=y_label,
+        **kwargs,
+    )
+    p.toolbar.logo = None
+    return p
+
+
+def _grid(panels: list) -> object:
+    return gridplot(panels, ncols=2, merge_tools=False) if len(panels) > 1 else panels[0]
+
+
+def speedup_scatter(t: pd.DataFrame, mode: str = "inference"):
+    """Measured speedup vs theoretical FLOP reduction (log-log), one panel per machine · device · layout,
+    colour = workload family; the diagonal is the whole FLOP cut delivered. ``t``: a speedup table."""
+    if t.empty:
+        return None
+    t = t[(t["mode"] == mode) & np.isfinite(t["flop_reduction"]) & (t["flop_reduction"] > 0)]
+    if t.empty:
+        return None
+    t = t.assign(family=family(t["case"]), panel=panel_label(t))
+    colour = colours(t["family"].unique())
+    lo = min(t["speedup"].min(), 1.0) / 1.5
+    hi = max(t["flop_reduction"].max(), t["speedup"].max()) * 1.5
+    panels = []
+    for i, (panel, p_rows) in enumerate(t.groupby("panel", sort=True)):
+        p = _panel(
+            f"{panel} ({mode})",
+            "theoretical FLOP reduction vs dense (×)",
+            "measured speedup vs dense (×)",
+            x_axis_type="log",
+            y_axis_type="log",
+            x_range=(lo, hi),
+            y_range=(lo, hi),
+        )
+        p.line([lo, hi], [lo, hi], line_dash="dashed", color="black", legend_label="whole FLOP cut delivered")
+        p.add_layout(Span(location=1.0, dimension="width", line_color="grey", line_width=1))
+        for name, rows in p_rows.groupby("family", sort=True):
+            source = ColumnDataSource({"x": rows["flop_reduction"], "y": rows["speedup"], **_hover_columns(rows)})
+            p.scatter("x", "y", source=source, size=8, alpha=0.8, color=colour[name], legend_label=name)
+        p.add_tools(
+            HoverTool(
+                tooltips=[
+                    *TOOLTIP_BASE,
+                    ("theory", "@flops_text, @flop_reduction_text fewer FLOPs than dense"),
+                    ("speedup", "@speedup_text (efficiency @efficiency_text)"),
+                ]
+            )
+        )
+        _legend(p, first=i == 0)
+        panels.append(p)
+    return _grid(panels)
+
+
+def _legend(p, first: bool) -> None:
+    p.legend.location = "top_left"
+    p.legend.click_policy = "hide"
+    p.legend.label_text_font_size = "8pt"
+    p.legend.visible = first
+    p.legend.background_fill_alpha = 0.6
+
+
+def roofline(points: pd.DataFrame, peaks: dict) -> object | None:
+    """Achieved FLOP/s against arithmetic intensity (FLOPs per minimum byte), one panel per machine ·
+    device: the compute roof, one memory roof per measured level (a copy whose working set fits it), and
+    every case coloured by the level its working set fits. ``peaks``: (machine, device) → Peaks."""
+    if points.empty:
+        return None
+    points = points[points["memory_level_bytes"].notna()]
+    if points.empty:
+        return None
+    points = points.assign(level=points["memory_level_bytes"].map(lambda b: f"fits a {units.size(b)} copy"))
+    panels = []
+    for i, ((machine, device), rows) in enumerate(points.groupby(["machine", "device"], sort=True)):
+        peak = peaks.get((machine, device))
+        x = rows["theory_intensity_flops_per_byte"]
+        p = _panel(
+            f"{machine} · {device}: cache-aware roofline",
+            "arithmetic intensity (FLOPs per byte of input, weights and output)",
+            "achieved GFLOP/s",
+            x_axis_type="log",
+            y_axis_type="log",
+        )
+        if peak is not None:
+            _roofs(p, peak, float(x.min()) / 2, float(x.max()) * 2, set(rows["memory_level_bytes"]))
+        order = rows.sort_values("memory_level_bytes")["level"].unique()
+        colour = dict(zip(order, itertools.cycle(Category10_10), strict=False))
+        for level in order:
+            group = rows[rows["level"] == level]
+            source = ColumnDataSource(
+                {"x": group["theory_intensity_flops_per_byte"], "y": group["achieved_flops_per_s"] / 1e9}
+                | _hover_columns(group)
+            )
+            p.scatter("x", "y", source=source, size=7, alpha=0.75, color=colour[level], legend_label=level)
+        p.add_tools(
+            HoverTool(
+                tooltips=[
+                    *TOOLTIP_BASE,
+                    ("achieved", "@achieved_flops_per_s_text, @achieved_bytes_per_s_text"),
+                    ("working set", "@theory_min_bytes_text: roof @memory_roof_bytes_per_s_text"),
+                    ("of the roof", "@roofline_fraction_text"),
+                ]
+            )
+        )
+        _legend(p, first=i == 0)
+        p.legend.location = "bottom_right"
+        panels.append(p)
+    return _grid(panels)
+
+
+def _roofs(p, peak, x_lo: float, x_hi: float, used: set[float]) -> None:
+    """The compute roof (best of GEMM and dense conv, float32) and the memory roof of each level a point
+    of the panel fits (``used``: their copy sizes), plus the largest (DRAM)."""
+    compute = peak.compute_flops_per_s("float32") if "float32" in peak.gemm_flops_per_s else None
+    sizes = sorted(peak.copy_levels_bytes_per_s) or [peak.copy_bytes]
+    for size in sorted({s for s in sizes if s in used} | {sizes[-1]}):
+        bandwidth = peak.memory_bytes_per_s(size)
+        xs = np.geomspace(x_lo, x_hi, 50)
+        ys = bandwidth * xs if compute is None else np.minimum(bandwidth * xs, compute)
+        p.line(xs, ys / 1e9, color="grey", alpha=0.5, line_dash="dotted")
+        label = f"{units.size(size)} copy: {units.decimal(bandwidth, 'B/s')}"
+        source = ColumnDataSource({"x": [xs[0]], "y": [ys[0] / 1e9], "roof": [label]})
+        p.text("x", "y", text="roof", source=source, text_font_size="7pt", text_color="grey", angle=0.6)
+    if compute is not None:
+        roof = Span(location=compute / 1e9, dimension="width", line_color="black", line_dash="dashed")
+        p.add_layout(roof)
+
+
+def bandwidth_bars(t: pd.DataFrame):
+    """Data-movement ops (zero FLOPs): achieved bandwidth beside the roof of the level their working set
+    fits, one bar per case and target. ``t``: :func:`bench_lib.analysis.tables.data_movement_table`."""
+    if t.empty:
+        return None
+    t = t.assign(label=t["case"] + " · " + t["device"] + " · " + t["layout"] + " · b" + t["batch"].astype(str))
+    t = t.sort_values("bandwidth_fraction")
+    source = ColumnDataSource(
+        {
+            "label": t["label"],
+            "achieved": t["achieved_bytes_per_s"] / 1e9,
+            "roof": t["memory_roof_bytes_per_s"] / 1e9,
+            "fraction": t["bandwidth_fraction"] * 100,
+        }
+        | _hover_columns(t)
+    )
+    p = figure(
+        y_range=list(t["label"]),
+        width=1100,
+        height=max(260, 18 * len(t) + 80),
+        tools=TOOLS,
+        title="Data-movement ops: achieved bandwidth (bars) against the roof of their cache level (ticks)",
+        x_axis_label="GB/s (bytes of input + output per second)",
+    )
+    p.toolbar.logo = None
+    p.hbar(y="label", right="achieved", height=0.7, source=source, color=Category10_10[0], alpha=0.8)
+    p.scatter("roof", "label", source=source, marker="dash", size=18, color="black", line_width=2)
+    p.add_tools(
+        HoverTool(
+            tooltips=[
+                *TOOLTIP_BASE,
+                ("moved", "@theory_min_bytes_text"),
+                ("bandwidth", "@achieved_bytes_per_s_text of @memory_roof_bytes_per_s_text (@fraction{0.0} %)"),
+            ]
+        )
+    )
+    return p
+
+
+def heatmap(t: pd.DataFrame, value: str, title: str):
+    """Rows × columns of ``t`` (a pivot: index = row labels, columns = targets) as coloured cells with the
+    value in each and a tooltip; ``value`` names what the cells hold."""
+    if t.empty:
+        return None
+    long = t.stack().rename("v").reset_index()
+    long.columns = ["row", "col", "v"]
+    long = long[np.isfinite(long["v"])]
+    if long.empty:
+        return None
+    logs = np.log2(long["v"].clip(lower=1 / 64, upper=64))
+    span = max(float(np.abs(logs).max()), 1e-9)
+    palette = ["#b2182b", "#ef8a62", "#fddbc7", "#f7f7f7", "#d1e5f0", "#67a9cf", "#2166ac"]
+    index = np.clip(np.round((logs / span + 1) / 2 * (len(palette) - 1)), 0, len(palette) - 1).astype(int)
+    source = ColumnDataSource(
+        {
+            "row": long["row"],
+            "col": long["col"],
+            "text": long["v"].map(units.ratio),
+            "colour": [palette[i] for i in index],
+        }
+    )
+    rows, cols = list(dict.fromkeys(long["row"])), list(dict.fromkeys(long["col"]))
+    p = figure(
+        x_range=cols,
+        y_range=list(reversed(rows)),
+        width=max(420, 150 * len(cols) + 260),
+        height=max(260, 24 * len(rows) + 100),
+        tools="hover,save",
+        tooltips=[("variant", "@row"), ("on", "@col"), (value, "@text")],
+        title=title,
+        x_axis_location="above",
+    )
+    p.toolbar.logo = None
+    p.rect("col", "row", 1, 1, source=source, fill_color="colour", line_color="white")
+    p.text("col", "row", text="text", source=source, text_align="center", text_baseline="middle", text_font_size="8pt")
+    p.grid.visible = False
+    return p
+
+
+def series_plot(s: pd.DataFrame, row: dict):
+    """One combination's run values in time order (``s``: started_at, value), the band of the runs before
+    the judged ones shaded, the detected step marked; ``row``: its regressions verdict."""
+    if s.empty:
+        return None
+    scale, unit = units.column_scale("value_s", s["value"]) or (1.0, "s")
+    source = ColumnDataSource(
+        {
+            "x": pd.to_datetime(s["started_at"], utc=True).dt.tz_localize(None),
+            "y": s["value"] / scale,
+            "run": s["run_id"],
+            "value_text": s["value"].map(units.seconds),
+        }
+    )
+    where = f"{row['case']} · {row['device']} · {row['layout']} · b{row['batch']}"
+    title = f"{row['verdict']}: {where} ({row['change']:+.1%})"
+    p = _panel(title, "run", f"best round minimum ({unit})", x_axis_type="datetime")
+    p.width, p.height = 520, 300
+    p.title.text_font_size = "8pt"
+    p.line("x", "y", source=source, color="grey")
+    p.scatter("x", "y", source=source, size=7, color=Category10_10[0])
+    center, width = row.get("band_center"), row.get("band_log")
+    if center is not None and math.isfinite(center) and math.isfinite(width):
+        for edge in (center - width, center + width):
+            y = math.exp(edge) / scale
+            p.add_layout(Span(location=y, dimension="width", line_color="orange", line_dash="dashed"))
+    if row.get("first_run") is not None:
+        first = s.loc[s["run_id"] == row["first_run"], "started_at"]
+        if len(first):
+            p.add_layout(
+                Span(
+                    location=pd.Timestamp(first.iloc[0]).tz_convert(None),
+                    dimension="height",
+                    line_color="red",
+                    line_width=2,
+                )
+            )
+    p.add_tools(HoverTool(tooltips=[("run", "@run"), ("value", "@value_text")]))
+    return p
+
+
+def embed(models: dict[str, object]) -> tuple[str, dict[str, str]]:
+    """(one script for all figures, name → div), from :func:`bokeh.embed.components`."""
+    models = {k: v for k, v in models.items() if v is not None}
+    if not models:
+        return "", {}
+    script, divs = components(models)
+    return script, divs
+
+
+def scripts() -> str:
+    """The JavaScript of Bokeh's core and of DataTables, inline: the page loads nothing from the network."""
+    from itables import options
+    from itables.javascript import generate_init_offline_itables_html
+
+    bokeh = Resources(mode="inline", components=["bokeh"]).render_js()
+    return bokeh + generate_init_offline_itables_html(options.dt_bundle)
+
+
+def table(df: pd.DataFrame, caption: str | None = None, page_length: int = 10) -> str:
+    """``df`` in human units (:func:`units.humanize`) as a sortable, filterable, paged DataTable."""
+    from itables import to_html_datatable
+
+    if df.empty:
+        return ""
+    return to_html_datatable(
+        units.humanize(df.reset_index(drop=True)),
+        caption=caption,
+        connected=False,
+        showIndex=False,
+        pageLength=page_length,
+        lengthMenu=[10, 25, 100, -1],
+        scrollX=True,
+        classes="display compact",
+        display_logo_when_loading=False,
+        maxBytes=0,
+    )
