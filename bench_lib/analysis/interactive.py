@@ -24,6 +24,8 @@ from bench_lib.analysis import units
 from bench_lib.analysis.tables import panel_label
 
 PANEL_PX = (560, 420)  # width, height of one panel
+MAX_PANELS = 8  # panels per figure; a fleet's report names the rest (pass --machine to see them)
+MAX_TABLE_ROWS = 2000  # rows embedded per table (the first, in the table's order); export has all
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 
 
@@ -104,7 +106,7 @@ def speedup_scatter(t: pd.DataFrame, mode: str = "inference"):
     lo = min(t["speedup"].min(), 1.0) / 1.5
     hi = max(t["flop_reduction"].max(), t["speedup"].max()) * 1.5
     panels = []
-    for i, (panel, p_rows) in enumerate(t.groupby("panel", sort=True)):
+    for i, (panel, p_rows) in enumerate(itertools.islice(t.groupby("panel", sort=True), MAX_PANELS)):
         p = _panel(
             f"{panel} ({mode})",
             "theoretical FLOP reduction vs dense (×)",
@@ -152,7 +154,8 @@ def roofline(points: pd.DataFrame, peaks: dict) -> object | None:
         return None
     points = points.assign(level=points["memory_level_bytes"].map(lambda b: f"fits a {units.size(b)} copy"))
     panels = []
-    for i, ((machine, device), rows) in enumerate(points.groupby(["machine", "device"], sort=True)):
+    targets = itertools.islice(points.groupby(["machine", "device"], sort=True), MAX_PANELS)
+    for i, ((machine, device), rows) in enumerate(targets):
         peak = peaks.get((machine, device))
         x = rows["theory_intensity_flops_per_byte"]
         p = _panel(
@@ -351,6 +354,9 @@ def table(df: pd.DataFrame, caption: str | None = None, page_length: int = 10) -
 
     if df.empty:
         return ""
+    if len(df) > MAX_TABLE_ROWS:
+        left = f"the first {MAX_TABLE_ROWS} of {len(df)} rows (convbench export --out FILE has every row)"
+        caption, df = f"{caption}: {left}" if caption else left, df.head(MAX_TABLE_ROWS)
     return to_html_datatable(
         units.humanize(df.reset_index(drop=True)),
         caption=caption,

@@ -160,11 +160,12 @@ def build(
 
     started = time.monotonic()
     results_abs = str(Path(results_dir).resolve())
-    df = results.load(results_abs, machines=machines)  # refuses a folder without results, before any notebook
-    peaks = results.newest_peaks(df, results_abs) if not df.empty else {}
+    store = results.store_of(results_abs)  # refuses a folder without results, before any notebook
+    df = results.load(store, machines=machines)
+    peaks = results.newest_peaks(df, store) if not df.empty else {}
     sections = [
         _glance(df),
-        _what_changed(results_abs, machines),
+        _what_changed(store, machines),
         *_figures(df, peaks),
         _side_by_side(df),
         _all_rows(df),
@@ -222,12 +223,11 @@ def _glance(df: pd.DataFrame) -> Section:
     return Section("glance", "At a glance: how much of the FLOP cut did the hardware deliver?", body)
 
 
-def _what_changed(results_abs: str, machines: list[str] | None, factor: float = 1.05, alpha: float = 0.001):
+def _what_changed(store, machines: list[str] | None, factor: float = 1.05, alpha: float = 0.001):
     """The newest runs against their history: ``convbench regressions``' verdicts (latency series),
     counts per machine and device, the flagged ones in a table and plotted."""
     from bench_lib.analysis import interactive, regressions, results, series
 
-    store = results.store_of(results_abs)
     chosen = store.runs(keys=store.machine_keys(machines))
     chosen = chosen[chosen["state"].isin(["complete", "interrupted"]) & (chosen["grid"] != "peaks")]
     chosen = chosen.sort_values("started_at").groupby(["hardware_id", "env_name"], dropna=False).tail(HISTORY_RUNS)
@@ -302,12 +302,20 @@ def _figures(df: pd.DataFrame, peaks: dict) -> list[Section]:
     levels = tables.roofline_levels(df) if not df.empty else pd.DataFrame()
     levels = levels[levels["height"].isin([56, 7])] if not levels.empty else levels
     moving = tables.data_movement_table(df) if not df.empty else pd.DataFrame()
+    targets = df.groupby(["machine", "device"]).ngroups if not df.empty else 0
+    many = (
+        f"<p class='note'>{targets} machine · device targets: each figure shows its first "
+        f"{interactive.MAX_PANELS} panels; pass --machine to see the others.</p>"
+        if targets > interactive.MAX_PANELS // 2
+        else ""
+    )
     return [
         Section(
             "speedup",
             "Measured speedup vs theoretical FLOP reduction",
             "<p class='note'>On the dashed diagonal the hardware delivers the whole FLOP cut; below it, part of "
             "the cut is lost. Hover a point for its case; click a legend entry to hide a family.</p>"
+            + many
             + ("{{inference}}" if inference else none.format(tables.no_data("inference speedup pairs", df))),
             {"inference": inference},
         ),

@@ -36,8 +36,11 @@ from bench_lib.suite.combination import SUITE_VERSION, benchmark_name
 _GROUP_FOR_SPEEDUP = ["machine", "env_name", "commit_hash", "run_id", "device", "layout", "dtype", "mode", "batch"]
 
 
-def store_of(results_dir: str | Path) -> Store:
-    """The store of a results folder (or URL), refusing one that holds no run."""
+def store_of(results_dir: str | Path | Store) -> Store:
+    """The store of a results folder (or URL), refusing one that holds no run; a Store is kept as it is
+    (one instance reads the runs table once)."""
+    if isinstance(results_dir, Store):
+        return results_dir
     store = Store(store_path(results_dir))
     if not store.exists():
         raise ArgumentError(
@@ -98,7 +101,7 @@ def per_run(m: pd.DataFrame) -> pd.DataFrame:
 
 
 def load(
-    results_dir: str | Path = "results",
+    results_dir: str | Path | Store = "results",
     *,
     history: bool = False,
     derive: bool = True,
@@ -165,11 +168,11 @@ def of_runs(store: Store, runs: pd.DataFrame, *, derive: bool = True, columns: l
     return df.reset_index(drop=True)
 
 
-def newest_peaks(df: pd.DataFrame, results_dir: str | Path) -> dict[tuple[str, str], roofline.Peaks]:
+def newest_peaks(df: pd.DataFrame, results_dir: str | Path | Store) -> dict[tuple[str, str], roofline.Peaks]:
     """(machine, device) → the peaks of the newest run in ``df`` that measured them (for roofline plots)."""
     if df.empty:
         return {}
-    store = Store(store_path(results_dir))
+    store = store_of(results_dir)
     runs = store.runs()
     runs = runs[runs["run_id"].isin(set(df["run_id"]))]
     found = _run_peaks(store, runs)

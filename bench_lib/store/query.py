@@ -34,6 +34,7 @@ class Store:
     def __init__(self, where: str | Path):
         self.location = Location.parse(where)
         self._bad: set[str] = set()
+        self._runs: dict[tuple, pd.DataFrame] = {}  # runs() read once per selection by this instance
 
     def __repr__(self) -> str:
         return f"Store({self.location.text!r})"
@@ -106,7 +107,15 @@ class Store:
         return extra
 
     def runs(self, keys: set[str] | None = None, months: set[str] | None = None) -> pd.DataFrame:
-        """The ``runs`` table (small: one row per run), oldest first, one row per run id."""
+        """The ``runs`` table (small: one row per run), oldest first, one row per run id. Read once per
+        ``keys`` and ``months`` by this instance (a fleet-year is thousands of files): a new instance sees
+        runs written since."""
+        selection = (frozenset(keys) if keys is not None else None, frozenset(months) if months is not None else None)
+        if selection not in self._runs:
+            self._runs[selection] = self._read_runs(keys, months)
+        return self._runs[selection].copy()
+
+    def _read_runs(self, keys: set[str] | None, months: set[str] | None) -> pd.DataFrame:
         df = self.frame("runs", keys=keys, months=months)
         if df.empty:
             return df
