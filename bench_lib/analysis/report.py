@@ -267,7 +267,8 @@ def _what_changed(store, machines: list[str] | None, factor: float = 1.05, alpha
         cols += ["machine", "case", "batch", "device", "layout", "dtype", "mode", "injected"]
         body.append(interactive.table(shown[cols], page_length=10))
         for i, r in enumerate(shown.head(SERIES_PLOTS).to_dict("records")):
-            figures[f"series{i}"] = interactive.series_plot(_series_of(runs, r), _with_band(runs, r))
+            s = _series_of(runs, r)
+            figures[f"series{i}"] = interactive.series_plot(s, _with_band(s, r))
         body.append("<div class='figure'>" + "".join(f"{{{{{k}}}}}" for k in figures) + "</div>")
     return Section("changed", "What changed since the history", "\n".join(body), figures)
 
@@ -281,10 +282,9 @@ def _series_of(runs: pd.DataFrame, row: dict) -> pd.DataFrame:
     return runs[mask & runs["status"].eq("ok")].sort_values("started_at")
 
 
-def _with_band(runs: pd.DataFrame, row: dict) -> dict:
-    """``row`` plus the band it was judged against: the median of the runs before its step (log) and the
-    band's half-width (log of 1 + detectable)."""
-    s = _series_of(runs, row)
+def _with_band(s: pd.DataFrame, row: dict) -> dict:
+    """``row`` plus the band it was judged against (``s``: its series): the median of the runs before its
+    step (log) and the band's half-width (log of 1 + detectable)."""
     first = row["first_run"] if row["first_run"] is not None else s["run_id"].iloc[-1]
     before = s[s["started_at"] < s.loc[s["run_id"] == first, "started_at"].min()]["log_value"]
     center = float(before.median()) if len(before) else math.nan

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench_lib.analysis import units
+
 # env_name: two torch versions side by side are two results, never one mixed table
 LATEST_KEYS = ["machine", "env_name", "device", "layout", "dtype", "mode", "batch", "case"]
 
@@ -182,8 +184,6 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
 def headline(summary: pd.DataFrame) -> list[str]:
     """The summary in words, one sentence per machine, device, layout and mode (``summary``:
     :func:`summary_table`)."""
-    from bench_lib.analysis import units
-
     return [
         f"{r.machine} · {r.device} · {r.layout} · {r.mode}: the variants cut FLOPs by a median "
         f"{units.ratio(r.median_flop_reduction)} and run a median {units.ratio(r.median_speedup)} faster than "
@@ -214,8 +214,6 @@ def roofline_levels(df: pd.DataFrame) -> pd.DataFrame:
     d = d[d["roofline_bound"].notna()] if not d.empty else d
     if d.empty:
         return d
-    from bench_lib.analysis import units
-
     level = d["memory_level_bytes"].map(lambda b: f"memory (fits a {units.size(b)} copy)")
     d = d.assign(roof=np.where(d["roofline_bound"] == "compute", "compute", level))
     keys = ["machine", "device", "workload", "height"]
