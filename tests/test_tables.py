@@ -129,6 +129,7 @@ def test_human_units_keep_numbers_sortable_and_name_the_unit():
             "efficiency": [0.2543, 0.5, 1.0],
             "speedup": [2.3456, 1.0, 10.0],
             "batch": [1, 8, 1],
+            "change": [0.432, -0.05, 0.0],
         }
     )
     out = units.humanize(df)
@@ -140,11 +141,12 @@ def test_human_units_keep_numbers_sortable_and_name_the_unit():
         "efficiency (%)",
         "speedup (×)",
         "batch",
+        "change (%)",
     ]
     assert list(out["latency (µs)"]) == [19.0, 3100.0, 20.0]  # the unit of the median, not of the largest
     assert list(out["achieved (GFLOP/s)"]) == [23.0, 1.0, 50.0]
     assert list(out["peak (MiB)"]) == [1.5, 2.0, 3.0] and list(out["efficiency (%)"]) == [25.4, 50.0, 100.0]
-    assert list(out["batch"]) == [1, 8, 1]
+    assert list(out["batch"]) == [1, 8, 1] and list(out["change (%)"]) == [43.2, -5.0, 0.0]
     assert (units.seconds(1.902e-5), units.seconds(2.5e-3), units.seconds(1.5)) == ("19 µs", "2.5 ms", "1.5 s")
     assert units.decimal(2.298e10, "FLOP/s") == "23 GFLOP/s" and units.size(1572864) == "1.5 MiB"
     assert units.joules(0.0123) == "12.3 mJ" and units.fraction(0.254) == "25.4 %" and units.seconds(np.nan) == ""

@@ -16,6 +16,7 @@ SECONDS = ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"))
 DECIMAL = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
 BINARY = ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"), (1, "B"))
 
+RELATIVE = ("change", "change_low", "change_high", "detectable")  # relative changes (0.10 = 10 %)
 # column suffix → (formatter, header unit), longest suffix first
 UNITS = (
     ("_flops_per_s", "flops"),
@@ -110,7 +111,8 @@ def column_scale(column: str, values: pd.Series) -> tuple[float, str] | None:
 def humanize(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``df`` for reading that still sorts as numbers: each unit-named column scaled to the
     unit of its median magnitude and renamed (``latency_s`` → ``latency (µs)``), ratios
-    (``*reduction``, ``*speedup*``) headed ×, ``*efficiency``/``*fraction``/``*share`` as percentages,
+    (``*reduction``, ``*speedup*``) headed ×, ``*efficiency``/``*fraction``/``*share`` and relative
+    changes (:data:`RELATIVE`) as percentages,
     every float rounded to 3 significant digits."""
     out = pd.DataFrame(index=df.index)
     for column in df.columns:
@@ -123,7 +125,7 @@ def humanize(df: pd.DataFrame) -> pd.DataFrame:
         elif pd.api.types.is_float_dtype(values):
             if column.endswith("reduction") or "speedup" in column or "_over_" in column:
                 name = f"{column} (×)"
-            elif column.endswith(("efficiency", "fraction", "share")):
+            elif column.endswith(("efficiency", "fraction", "share")) or column in RELATIVE:
                 values, name = 100 * values, f"{column} (%)"
         if pd.api.types.is_float_dtype(values):
             values = values.map(_round3)
