@@ -119,7 +119,7 @@ def judge_many(m: np.ndarray, prior_sigma: np.ndarray, alpha: float, factor: flo
             step = _step(v, center2[i], width2[i], sigma2[i], t, "regression" if up[i] else "improvement")
             out.loc[i, list(out.columns)] = [*asdict(step).values()]
     short = n < MIN_RUNS
-    out.loc[short, ["verdict", "reason"]] = ["inconclusive", ""]
+    out.loc[short, "verdict"] = "inconclusive"
     out.loc[short, ["change", "change_low", "change_high"]] = math.nan
     out.loc[short, ["detectable", "first_run", "confirmations"]] = [math.inf, -1, 0]
     out.loc[short, "reason"] = [f"{k} runs of history" for k in n[short]]

@@ -231,9 +231,7 @@ def _what_changed(store, machines: list[str] | None, factor: float = 1.05, alpha
     chosen = store.runs(keys=store.machine_keys(machines))
     chosen = chosen[chosen["state"].isin(["complete", "interrupted"]) & (chosen["grid"] != "peaks")]
     chosen = chosen.sort_values("started_at").groupby(["hardware_id", "env_name"], dropna=False).tail(HISTORY_RUNS)
-    rows = results.rounds_of_runs(store, chosen, series.READ)
-    rows = rows[rows["metric"] == "latency"]
-    runs = series.run_values(rows)
+    runs = series.run_values(results.rounds_of_runs(store, chosen, series.READ, metric="latency"))
     table, changes = regressions.scan(runs, factor, alpha)
     if table.empty:
         return Section("changed", "What changed", "<p class='note'>No runs with latencies in these results.</p>")

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.dataset as ds
 
 from bench_lib.catalogue import theory
 from bench_lib.catalogue.cases import Case
@@ -118,12 +119,14 @@ def load(
     return of_runs(store, runs if history else chosen_runs(runs), derive=derive)
 
 
-def rounds_of_runs(store: Store, runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The store's per-round rows of exactly ``runs`` (canary included), ``columns`` only, with ``machine``
-    the display name (``machine_name`` the stored one) and ``run_date`` the run's start."""
+def rounds_of_runs(store: Store, runs: pd.DataFrame, columns: list[str], metric: str | None = None) -> pd.DataFrame:
+    """The store's per-round rows of exactly ``runs`` (canary included), ``columns`` only (and only
+    ``metric``'s, filtered while reading, where given), with ``machine`` the display name (``machine_name``
+    the stored one) and ``run_date`` the run's start."""
     if runs.empty:
         return pd.DataFrame(columns=[*columns, "machine_name", "run_date"])
-    rows = store.of_runs("measurements", runs, columns=columns).to_pandas()
+    only = ds.field("metric") == metric if metric is not None else None
+    rows = store.of_runs("measurements", runs, filter=only, columns=columns).to_pandas()
     names = _display_names(runs)
     rows["machine_name"] = rows["machine"]
     rows["machine"] = rows["run_id"].map({r.run_id: names[(r.machine, r.hardware_id)] for r in runs.itertuples()})

@@ -17,7 +17,7 @@ DECIMAL = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
 BINARY = ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"), (1, "B"))
 
 RELATIVE = ("change", "change_low", "change_high", "detectable")  # relative changes (0.10 = 10 %)
-# column suffix → (formatter, header unit), longest suffix first
+# column suffix → the kind of unit it names, longest suffix first
 UNITS = (
     ("_flops_per_s", "flops"),
     ("_bytes_per_s", "bandwidth"),
@@ -73,19 +73,6 @@ def ratio(value: float) -> str:
 def fraction(value: float) -> str:
     """0.254 → '25.4 %'."""
     return f"{_three(100 * value)} %" if _finite(value) else ""
-
-
-def formatter(column: str):
-    """The function that writes ``column``'s values in human units (None: leave it as it is)."""
-    kind = next((k for suffix, k in UNITS if column.endswith(suffix)), None)
-    return {
-        "flops": lambda v: decimal(v, "FLOP/s"),
-        "bandwidth": lambda v: decimal(v, "B/s"),
-        "bytes": size,
-        "joules": joules,
-        "seconds": seconds,
-        None: None,
-    }[kind]
 
 
 def column_scale(column: str, values: pd.Series) -> tuple[float, str] | None:
