@@ -507,7 +507,7 @@ def _add_run(sub) -> None:
         "--rounds",
         type=int_at_least(1),
         default=None,
-        help="processes per latency combination, each kept as its own round (default: the grid's; nightly 3, others 1)",
+        help="processes per latency combination, each its own round (default: the grid's; nightly and full 5, else 1)",
     )
     p.add_argument(
         "--results",
@@ -579,7 +579,7 @@ def _add_compare(sub) -> None:
         help="key=value[,...]; keys: machine, env, torch, commit, date, run",
     )
     p.add_argument("--candidate", required=True, metavar="SELECTOR")
-    _add_verdict_options(p, 0.01, "significance level")
+    _add_verdict_options(p, 0.001, "chance per combination that noise alone is called a change")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true")
     fmt.add_argument("--json", action="store_true")

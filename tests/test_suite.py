@@ -1,3 +1,4 @@
+import collections
 import re
 
 import pytest
@@ -35,10 +36,25 @@ def test_default_grid_has_every_op_and_block_at_two_stage_shapes_with_their_dens
 
 
 def test_nightly_adds_half_types_op_training_and_four_stage_shapes():
-    g = grids.grid("nightly", ["cpu-1t"])
+    g = grids.grid("nightly", ["cpu-1t", "cuda:0"])
     assert g.dtypes == ["float32", "bfloat16", "float16"]
-    assert g.modes["ops"] == ["inference", "training"]
+    assert g.modes["ops"] == ["inference", "training"] and g.modes["networks"] == ["inference"]
     assert {Case.parse(c).height for c in g.cases["ops"]} == {56, 28, 14, 7}
+    assert g.cases["blocks"] == grids.block_cases()  # blocks at their early and late stage, as in default
+    kept = [c for c in g.all_combinations() if g.excluded(c) is None]
+    assert {(c.device, c.dtype) for c in kept if c.dtype == "float16"} == {("cuda:0", "float16")}
+    assert {c.dtype for c in kept if c.device == "cpu-1t"} == {"float32", "bfloat16"}
+    per_device = collections.Counter((c.device, c.metric) for c in kept)
+    # ops 28 cases x 2 batches x 2 layouts x 2 dtypes x 2 modes, blocks 25 x 16 (dense trained at both batches),
+    # networks 7 x 2 x 2 x 2 inference: what fits an hour per CPU device with 5 rounds (docs/verdicts.md)
+    assert per_device[("cpu-1t", "latency")] == 448 + 448 + 56
+
+
+def test_full_grid_leaves_nothing_out():
+    g = grids.grid("full", ["cpu-1t"])
+    assert {Case.parse(c).height for c in g.cases["blocks"]} == {56, 28, 14, 7}
+    assert g.modes["networks"] == ["inference", "training"] and g.batches == grids.FULL_BATCHES
+    assert all(g.excluded(c) is None for c in g.all_combinations())
 
 
 def test_smoke_grid_covers_every_benchmark_method_in_a_few_combinations():

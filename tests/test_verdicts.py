@@ -21,10 +21,24 @@ def test_history_sigma_recovers_the_noise_and_ignores_a_step():
     rng = np.random.default_rng(1)
     v = rng.normal(0, 0.05, 4001)
     sigma, df = noise.history_sigma(v)
-    assert sigma == pytest.approx(0.05, rel=0.05) and df == 3999
+    assert sigma == pytest.approx(0.05, rel=0.05) and df == pytest.approx(0.42 * 4000 + 0.7)
     stepped = np.r_[v[:2000], v[2000:] + 1.0]  # a step moves one successive difference only
     assert noise.history_sigma(stepped)[0] == pytest.approx(sigma, rel=0.01)
     assert math.isnan(noise.history_sigma(v[:2])[0])
+
+
+@pytest.mark.parametrize("runs", [4, 6, 10, 20])
+def test_history_noise_calls_pure_noise_at_the_rate_alpha(runs):
+    # a new run against the one before it, judged with the sigma of the history before both: on pure normal
+    # noise the share called significant at alpha must be alpha (within sampling error), whatever the history
+    alpha, n = 0.01, 200_000
+    rng = np.random.default_rng(runs)
+    history = rng.normal(0, 1, (n, runs))
+    codes = np.repeat(np.arange(n), runs)
+    sigma, df = noise.history_sigmas(codes, history.ravel())
+    change = rng.normal(0, 1, n) - rng.normal(0, 1, n)
+    called = np.abs(change) > noise.t_quantile(alpha, df) * sigma * math.sqrt(2)
+    assert 0.0075 < called.mean() < 0.0125, called.mean()
 
 
 def test_rounds_sigma_is_the_noise_of_a_run_median():
@@ -39,9 +53,10 @@ def test_many_series_at_once_give_each_series_its_own_answer():
     codes = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
     values = np.array([0.0, 1.0, 3.0, 5.0, 5.0, 2.0, 2.0, 2.0, 6.0])
     sigma, df = noise.history_sigmas(codes, values)
-    assert sigma[0] == pytest.approx(noise.MAD_TO_SIGMA * 1.5 / math.sqrt(2)) and df[0] == 1
+    assert sigma[0] == pytest.approx(noise.MAD_TO_SIGMA * 1.5 / math.sqrt(2)) and df[0] == pytest.approx(0.42 * 2 + 0.7)
     assert math.isnan(sigma[1]) and df[1] == 0
-    assert sigma[2] == pytest.approx(0.0) and df[2] == 2  # diffs 0, 0, 4: the step does not count
+    # diffs 0, 0, 4: the step does not count
+    assert sigma[2] == pytest.approx(0.0) and df[2] == pytest.approx(0.42 * 3 + 0.7)
     # rounds: runs of series 0 have logs (0, 2) and (1, 3): squares 2 each, 2 degrees of freedom, 2 per run
     sigma, df = noise.pooled_rounds_sigma(np.array([0, 0, 1]), np.array([2.0, 2.0, 0.0]), np.array([2, 2, 1]))
     assert sigma[0] == pytest.approx(1.0) and df[0] == 2
@@ -316,3 +331,11 @@ def test_a_slowed_sample_holds_its_share_of_the_extra_calls():
     assert harness.slowdown_period(2.0) == 1
     m = timing.time_callable(lambda: None, devices.backend("cpu-1t"), samples=3, max_time_s=0.01, block_multiple=7)
     assert m.block % 7 == 0
+
+
+def test_compare_and_regressions_default_to_the_documented_alpha():
+    from bench_lib.cli import build_parser
+
+    parser = build_parser()
+    for command in (["compare", "--baseline", "a=b", "--candidate", "a=b"], ["regressions"]):
+        assert parser.parse_args(command).alpha == compare.ALPHA == 0.001

@@ -45,6 +45,10 @@ SELECTOR_KEYS = {
     "run": "run_id",
 }
 COMBINATION = series.COMBINATION
+# Chance per comparison that noise alone is called slower or faster, where the noise estimate is right. A
+# comparison has hundreds of rows: at 0.01 one unchanged combination in a hundred would be called by chance
+# (measured on identical code: 1.4 % at 0.01, docs/verdicts.md); --alpha trades that for sensitivity.
+ALPHA = 0.001
 HISTORY_RUNS = 30  # runs of the same machine and environment a combination's noise is estimated from
 
 
@@ -181,7 +185,7 @@ def compare(
     baseline: str,
     candidate: str,
     factor: float = 1.05,
-    alpha: float = 0.01,
+    alpha: float = ALPHA,
     history: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """The comparison table (worst change first) and a note on how it was made.
@@ -193,7 +197,7 @@ def compare(
     if factor < 1:
         raise ArgumentError(f"--factor {factor} must be at least 1 (e.g. 1.05 for 5%)")
     if not 0 < alpha < 1:
-        raise ArgumentError(f"--alpha {alpha} is out of range (accepted: between 0 and 1, e.g. 0.01)")
+        raise ArgumentError(f"--alpha {alpha} is out of range (accepted: between 0 and 1, e.g. 0.001)")
     b_rows = Selector.parse(baseline).select(rows)
     c_rows = Selector.parse(candidate).select(rows)
     across = set(b_rows["hardware_id"]) != set(c_rows["hardware_id"])
@@ -297,10 +301,10 @@ def verdict_text(row: pd.Series) -> str:
     return v
 
 
-def render(table: pd.DataFrame, note: str, fmt: str = "text", factor: float = 1.05, alpha: float = 0.01) -> str:
+def render(table: pd.DataFrame, note: str, fmt: str = "text", factor: float = 1.05, alpha: float = ALPHA) -> str:
     rule = (
-        f"a verdict needs a change beyond {factor - 1:.0%} and beyond the noise at {1 - alpha:.0%} confidence "
-        f"(about {alpha:.0%} of unchanged combinations cross the noise by chance; docs/verdicts.md has the rate "
+        f"a verdict needs a change beyond {factor - 1:.0%} and beyond the noise at {1 - alpha:.3g} confidence "
+        f"(about {alpha:.2g} of unchanged combinations cross the noise by chance; docs/verdicts.md has the rate "
         "measured on identical code)"
     )
     if fmt == "json":

@@ -34,6 +34,12 @@ from scipy import stats
 MAD_TO_SIGMA = 1.4826
 PRIOR_DF = 4.0  # weight of the machine-and-device noise in each combination's moderated estimate, in runs
 MIN_HISTORY_RUNS = 3  # below this a history says nothing about a combination's own noise
+# Degrees of freedom of that median-based sigma from n runs: 0.42 (n − 1) + 0.7, not n − 2. A median uses
+# the data less efficiently than a standard deviation, and successive differences share their runs. Fitted
+# by simulation (pure normal series, n = 4 to 30, 400,000 each): the df whose t quantile matches the
+# simulated 99.5 % and 99.95 % quantiles of a new difference over its estimated sigma (tests pin the rate).
+MAD_DF_PER_RUN = 0.42
+MAD_DF_OFFSET = 0.7
 
 VERDICTS_COMPARE = ("slower", "faster", "unchanged", "inconclusive")
 
@@ -101,7 +107,8 @@ def history_sigmas(codes: np.ndarray, values: np.ndarray, n_series: int | None =
     median = diffs.reindex(range(n)).to_numpy()
     runs = np.bincount(codes, minlength=n)
     enough = runs >= MIN_HISTORY_RUNS
-    return np.where(enough, MAD_TO_SIGMA * median / math.sqrt(2), np.nan), np.where(enough, runs - 2.0, 0.0)
+    df = MAD_DF_PER_RUN * (runs - 1) + MAD_DF_OFFSET
+    return np.where(enough, MAD_TO_SIGMA * median / math.sqrt(2), np.nan), np.where(enough, df, 0.0)
 
 
 def prior(sigmas: np.ndarray) -> float:
@@ -131,7 +138,7 @@ def _t(alpha: float, df: float) -> float:
 
 def t_quantile(alpha: float, df):
     """The two-sided critical value of Student's t at confidence 1 − alpha (normal where df is unknown).
-    Float or array ``df`` (degrees of freedom here are whole numbers of runs: each is computed once)."""
+    Float or array ``df`` (degrees of freedom here take few distinct values: each is computed once)."""
     if np.ndim(df) == 0:
         return _t(float(alpha), float(df))
     d = np.asarray(df, dtype=float)

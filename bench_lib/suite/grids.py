@@ -14,7 +14,6 @@ Device detection never initialises CUDA or MPS (it runs in asv's fork server): s
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
 from collections.abc import Iterator
@@ -45,6 +44,9 @@ ROUND_TIMING = {
 # runs on the development VM (docs/verdicts.md): the run-to-run spread of the best round minimum, median
 # over 112 op latencies, was 0.097 with 1 round, 0.039 with 2, 0.034 with 3 and 0.020 with 5.
 NIGHTLY_ROUNDS = 5
+# Why no float16 on CPU outside the full grid (measured on the development VM, torch 2.13, one thread, dense
+# 3x3 conv 64 ch @56², batch 1): float32 3.6 ms, bfloat16 1.2 ms, float16 70.5 ms.
+CPU_FLOAT16 = "float16 runs on GPUs only in this grid (CPU float16 convs take reference kernels: 20x float32)"
 
 # Stage shapes of ImageNet-style networks: (channels, spatial size), per workload family.
 OP_STAGES = {56: 64, 28: 128, 14: 256, 7: 512}
@@ -133,6 +135,8 @@ class Grid:
             return None
         if mode == "training" and Case.parse(case).params.get("dense") and self.name != "nightly" and batch != 1:
             return "dense equivalents are trained at batch 1 here (every batch in the nightly grid)"
+        if c.dtype == "float16" and kind == "cpu":
+            return CPU_FLOAT16
         spec = devices.parse_spec(device)
         if metric == "peak_memory" and kind == "cpu" and spec.threads != 1:
             return "CPU peak memory is measured at cpu-1t (the thread count does not change tensor memory)"
@@ -221,7 +225,30 @@ def _papers(name: str, found: Found) -> Grid:
 
 
 def _nightly(name: str, found: Found) -> Grid:
-    """Adds the half types, op training and all four stage shapes to the default grid."""
+    """The default grid with the ops at all four stage shapes and trained too, dense equivalents trained at
+    every batch, bfloat16 beside float32 (and float16 on GPUs), 5 latency rounds: at most an hour per CPU
+    device on the development VM (docs/verdicts.md, "Run time")."""
+    return Grid(
+        name=name,
+        cases={
+            "ops": [c for s in STAGE_SIZES for c in op_cases(s, OP_STAGES[s])],
+            "blocks": block_cases(),
+            "networks": network_cases(),
+        },
+        batches=sorted({1, *THROUGHPUT_BATCH.values()}),
+        devices=found.cpu + found.accelerators,
+        layouts=["nchw", "channels_last"],
+        dtypes=["float32", "bfloat16", "float16"],
+        modes={"ops": ["inference", "training"], "blocks": ["inference", "training"], "networks": ["inference"]},
+        timing=ROUND_TIMING,
+        rounds=NIGHTLY_ROUNDS,
+    )
+
+
+def _full(name: str, found: Found) -> Grid:
+    """Every op and block at all four stage shapes, every dtype and mode, every thread count and every batch
+    from 1 to 128, on every device kind: nothing left out."""
+    threads = [f"cpu-{n}t" for n in range(1, (os.cpu_count() or 1) + 1)]
     return Grid(
         name=name,
         cases={
@@ -229,25 +256,12 @@ def _nightly(name: str, found: Found) -> Grid:
             "blocks": block_cases(STAGE_SIZES),
             "networks": network_cases(),
         },
-        batches=sorted({1, *THROUGHPUT_BATCH.values()}),
-        devices=found.cpu + found.accelerators,
+        batches=FULL_BATCHES,
+        devices=threads + found.accelerators,
         layouts=["nchw", "channels_last"],
         dtypes=["float32", "bfloat16", "float16"],
         modes={suite: ["inference", "training"] for suite in ("ops", "blocks", "networks")},
-        timing=ROUND_TIMING,
         rounds=NIGHTLY_ROUNDS,
-    )
-
-
-def _full(name: str, found: Found) -> Grid:
-    """The nightly grid on every thread count and every batch from 1 to 128, on every device kind."""
-    nightly = _nightly(name, found)
-    threads = [f"cpu-{n}t" for n in range(1, (os.cpu_count() or 1) + 1)]
-    return dataclasses.replace(
-        nightly,
-        batches=FULL_BATCHES,
-        devices=threads + found.accelerators,
-        timing={},
         batches_by_kind={kind: FULL_BATCHES for kind in THROUGHPUT_BATCH},
     )
 
