@@ -205,7 +205,12 @@ def scan(runs: pd.DataFrame, factor: float = 1.05, alpha: float = 0.001) -> tupl
         on_moved = any((r["machine"], r["env_name"], r["device"], run) in moved for run in tail)
         if on_moved or r["suite"] == "canary":  # the canary's code never changes
             table.loc[i, "verdict"] = "machine changed"
-    return table, machines
+    return plain_text(table), plain_text(machines)
+
+
+def plain_text(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with categorical columns (rows read with ``categorical=True``) back to text."""
+    return df.astype({c: "str" for c in df.columns[df.dtypes == "category"]})
 
 
 def exit_code(table: pd.DataFrame) -> int:
@@ -271,7 +276,7 @@ def run(results_dir: str, machines: list[str] | None, since: str | None, factor:
         chosen = chosen[chosen["started_at"] >= start]
     chosen = chosen[chosen["state"].isin(["complete", "interrupted"]) & (chosen["grid"] != "peaks")]
     chosen = chosen.sort_values("started_at").groupby(["hardware_id", "env_name"], dropna=False).tail(WINDOW_RUNS)
-    rows = results.rounds_of_runs(store, chosen, series.READ)
+    rows = results.rounds_of_runs(store, chosen, series.READ, categorical=True)
     table, changes = scan(series.run_values(rows), factor, alpha)
     print(render(table, changes, fmt, factor, alpha))
     return exit_code(table)

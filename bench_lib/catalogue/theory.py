@@ -9,6 +9,7 @@ shapes traced layer by layer (:func:`bench_lib.layers.trace`): no memory, no ker
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -109,17 +110,7 @@ def cost(
     for key, value in (("batch", batch), ("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: {key}={value!r} must be a positive integer")
-    in_shape = (batch, registry.in_channels(name, **config), height, width)
-    with torch.device("meta"):
-        module = registry.build(name, **config)
-    try:
-        out_shape, records = layers.trace(module, in_shape)
-    except layers.ShapeError as e:
-        raise ValueError(f"{name}: {e}") from None
-    weight_count = sum(p.numel() for p in module.parameters())
-    traced = sum(r.params for r in records)
-    if traced != weight_count:  # a block whose trace misses a parameterised layer would under-count
-        raise AssertionError(f"{name}: traced {traced} params but the module holds {weight_count}")
+    in_shape, out_shape, weight_count, records = _traced(name, batch, height, width, _frozen(config))
     in_elements = math.prod(in_shape)
     out_elements = math.prod(out_shape)
     return Cost(
@@ -139,6 +130,32 @@ def cost(
         train_macs=sum(r.train_macs for r in records),
         layers=tuple(records),
     )
+
+
+def _frozen(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(config.items()))
+
+
+@functools.lru_cache(maxsize=2048)
+def _traced(
+    name: str, batch: int, height: int, width: int, config: tuple[tuple[str, Any], ...]
+) -> tuple[tuple[int, ...], tuple[int, ...], int, tuple[layers.LayerCost, ...]]:
+    """(input shape, output shape, parameter count, per-layer records): the dtype-free part of a cost,
+    built and traced once per workload, config and shape (the report asks for each case in every dtype
+    and for every dense equivalent many variants share)."""
+    kwargs = dict(config)
+    in_shape = (batch, registry.in_channels(name, **kwargs), height, width)
+    with torch.device("meta"):
+        module = registry.build(name, **kwargs)
+    try:
+        out_shape, records = layers.trace(module, in_shape)
+    except layers.ShapeError as e:
+        raise ValueError(f"{name}: {e}") from None
+    weight_count = sum(p.numel() for p in module.parameters())
+    traced = sum(r.params for r in records)
+    if traced != weight_count:  # a block whose trace misses a parameterised layer would under-count
+        raise AssertionError(f"{name}: traced {traced} params but the module holds {weight_count}")
+    return tuple(in_shape), tuple(out_shape), weight_count, tuple(records)
 
 
 def reduction(
