@@ -133,10 +133,12 @@ class Grid:
             return f"batch {batch} is not a batch of this grid on {kind} ({' and '.join(map(str, allowed))})"
         if self.name in ("smoke", "full"):  # smoke exercises every method; full leaves nothing out
             return None
-        if mode == "training" and Case.parse(case).params.get("dense") and self.name != "nightly" and batch != 1:
-            return "dense equivalents are trained at batch 1 here (every batch in the nightly grid)"
+        if mode == "training" and Case.parse(case).params.get("dense") and batch != 1:
+            return "dense equivalents are trained at batch 1 here (every batch in the full grid)"
         if c.dtype == "float16" and kind == "cpu":
             return CPU_FLOAT16
+        if c.suite == "networks" and c.dtype != "float32" and kind == "cpu":
+            return "whole networks run in float32 only on CPU here (an hour per device; every dtype in the full grid)"
         spec = devices.parse_spec(device)
         if metric == "peak_memory" and kind == "cpu" and spec.threads != 1:
             return "CPU peak memory is measured at cpu-1t (the thread count does not change tensor memory)"
@@ -225,9 +227,9 @@ def _papers(name: str, found: Found) -> Grid:
 
 
 def _nightly(name: str, found: Found) -> Grid:
-    """The default grid with the ops at all four stage shapes and trained too, dense equivalents trained at
-    every batch, bfloat16 beside float32 (and float16 on GPUs), 5 latency rounds: at most an hour per CPU
-    device on the development VM (docs/verdicts.md, "Run time")."""
+    """The default grid with the ops at all four stage shapes and trained too, bfloat16 beside float32 for
+    ops and blocks (and float16 on GPUs), 5 latency rounds: sized from a measured nightly run to fit an hour
+    per CPU device on the development VM (docs/verdicts.md, "Run time")."""
     return Grid(
         name=name,
         cases={
