@@ -164,8 +164,7 @@ class Store:
             files = self.run_files(table, runs)
             dataset = ds.dataset(files, schema=sch, format="parquet", filesystem=self.location.fs)
             found = dataset.to_table(filter=filter, columns=columns)
-            kept = found.filter(pa.compute.is_in(found["run_id"], pa.array(runs["run_id"].astype(str))))
-            return kept.combine_chunks()  # one chunk per file would make every later take and sort slow
+            return found.filter(pa.compute.is_in(found["run_id"], pa.array(runs["run_id"].astype(str))))
 
         try:
             return read()
