@@ -262,15 +262,23 @@ def test_atomic_text_files_get_the_users_umask_not_mkstemps_0600(tmp_path, mask)
 
 
 def test_recent_runs_reads_each_machines_newest_months(tmp_path):
-    days = {"box": ["2026-08-03", "2026-09-03", "2026-10-03", "2026-11-03"], "old": ["2026-02-01", "2026-03-01"]}
+    days = {
+        "box": ["2026-08-03", "2026-09-03", "2026-10-03", "2026-11-03", "2026-11-04"],
+        "old": ["2026-02-01", "2026-03-01"],
+    }
     for machine, dates in days.items():
         hw = HW if machine == "box" else "0123456789ab"
         for i, day in enumerate(dates):
             rid = f"{day.replace('-', '')}T010000Z-aaaaaaaa-00000{i}"
             save(tmp_path, run(run_id=rid, machine=machine, hw=hw, day=day), [event()])
     store = Store(tmp_path / "store")
-    recent = store.recent_runs(months=2)
-    months = sorted({(m, str(d)[:7]) for m, d in zip(recent["machine"], recent["started_at"], strict=True)})
-    # box: its two newest (Oct, Nov); old: its own two (Feb, Mar), though it stopped long ago
-    assert months == [("box", "2026-10"), ("box", "2026-11"), ("old", "2026-02"), ("old", "2026-03")]
-    assert len(store.recent_runs(months=1)) == 2 and len(store.runs()) == 6
+
+    def months(at_least: int) -> list[tuple[str, str]]:
+        recent = Store(tmp_path / "store").recent_runs(at_least=at_least)
+        return sorted({(m, str(d)[:7]) for m, d in zip(recent["machine"], recent["started_at"], strict=True)})
+
+    # box: as many newest months as hold 3 runs (Nov has 2, Oct 1); old: its own, though it stopped long ago
+    assert months(3) == [("box", "2026-10"), ("box", "2026-11"), ("old", "2026-02"), ("old", "2026-03")]
+    assert months(2) == [("box", "2026-11"), ("old", "2026-02"), ("old", "2026-03")]
+    assert months(1) == [("box", "2026-11"), ("old", "2026-03")]
+    assert len(store.recent_runs(at_least=99)) == 7 == len(store.runs())

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from bokeh.embed import components
 from bokeh.layouts import gridplot
-from bokeh.models import ColumnDataSource, HoverTool, Span
+from bokeh.models import ColumnDataSource, HoverTool, Legend, LegendItem, Span
 from bokeh.palettes import Category10_10, Category20_20
 from bokeh.plotting import figure
 from bokeh.resources import Resources
@@ -116,30 +116,51 @@ def speedup_scatter(t: pd.DataFrame, mode: str = "inference"):
             x_range=(lo, hi),
             y_range=(lo, hi),
         )
-        p.line([lo, hi], [lo, hi], line_dash="dashed", color="black", legend_label="whole FLOP cut delivered")
+        # only the first panel carries the legend (the colours are the same in all): legend items are models
+        # a fleet's page would otherwise build and serialise once per panel
+        named = {"legend_label": "whole FLOP cut delivered"} if i == 0 else {}
+        p.line([lo, hi], [lo, hi], line_dash="dashed", color="black", **named)
         p.add_layout(Span(location=1.0, dimension="width", line_color="grey", line_width=1))
-        for name, rows in p_rows.groupby("family", sort=True):
-            source = ColumnDataSource({"x": rows["flop_reduction"], "y": rows["speedup"], **_hover_columns(rows)})
-            p.scatter("x", "y", source=source, size=8, alpha=0.8, color=colour[name], legend_label=name)
+        # one renderer per panel, coloured per point (a renderer per family made a fleet's page 4x the
+        # models to build and serialise); the legend still names each family's colour
+        p_rows = p_rows.sort_values("family", kind="stable")
+        source = ColumnDataSource(
+            {
+                "x": p_rows["flop_reduction"],
+                "y": p_rows["speedup"],
+                "family": p_rows["family"],
+                "colour": p_rows["family"].map(colour),
+                **_hover_columns(p_rows),
+            }
+        )
+        points_renderer = p.scatter("x", "y", source=source, size=8, alpha=0.8, color="colour")
         p.add_tools(
             HoverTool(
+                renderers=[points_renderer],
                 tooltips=[
                     *TOOLTIP_BASE,
                     ("theory", "@flops_text, @flop_reduction_text fewer FLOPs than dense"),
                     ("speedup", "@speedup_text (efficiency @efficiency_text)"),
-                ]
+                ],
             )
         )
-        _legend(p, first=i == 0)
+        if i == 0:
+            _legend(p, points_renderer, p_rows["family"])
         panels.append(p)
     return _grid(panels)
 
 
-def _legend(p, first: bool) -> None:
-    p.legend.location = "top_left"
-    p.legend.click_policy = "hide"
+def _legend(p, renderer, names: pd.Series, location: str = "top_left") -> None:
+    """One legend entry per distinct name of ``names`` (the renderer's rows), in their order in the data.
+    Not clickable: a panel's points share one renderer (a renderer per family or level made a fleet's page
+    several times the models to build and serialise), so there is nothing to hide apart."""
+    first = pd.Series(range(len(names))).groupby(names.to_numpy(), sort=False).first()
+    items = [LegendItem(label=str(name), renderers=[renderer], index=int(i)) for name, i in first.items()]
+    if not p.legend:
+        p.add_layout(Legend(), "center")
+    p.legend[0].items = list(p.legend[0].items) + items
+    p.legend.location = location
     p.legend.label_text_font_size = "8pt"
-    p.legend.visible = first
     p.legend.background_fill_alpha = 0.6
 
 
@@ -153,9 +174,12 @@ def roofline(points: pd.DataFrame, peaks: dict) -> object | None:
     if points.empty:
         return None
     points = points.assign(level=points["memory_level_bytes"].map(lambda b: f"fits a {units.size(b)} copy"))
+    # one colour per level in every panel; each panel's legend lists the levels it has
+    order = points.sort_values("memory_level_bytes")["level"].unique()
+    colour = dict(zip(order, itertools.cycle(Category10_10), strict=False))
     panels = []
     targets = itertools.islice(points.groupby(["machine", "device"], sort=True), MAX_PANELS)
-    for i, ((machine, device), rows) in enumerate(targets):
+    for (machine, device), rows in targets:
         peak = peaks.get((machine, device))
         x = rows["theory_intensity_flops_per_byte"]
         p = _panel(
@@ -167,27 +191,29 @@ def roofline(points: pd.DataFrame, peaks: dict) -> object | None:
         )
         if peak is not None:
             _roofs(p, peak, float(x.min()) / 2, float(x.max()) * 2, set(rows["memory_level_bytes"]))
-        order = rows.sort_values("memory_level_bytes")["level"].unique()
-        colour = dict(zip(order, itertools.cycle(Category10_10), strict=False))
-        for level in order:
-            group = rows[rows["level"] == level]
-            source = ColumnDataSource(
-                {"x": group["theory_intensity_flops_per_byte"], "y": group["achieved_flops_per_s"] / 1e9}
-                | _hover_columns(group)
-            )
-            p.scatter("x", "y", source=source, size=7, alpha=0.75, color=colour[level], legend_label=level)
+        rows = rows.sort_values("memory_level_bytes", kind="stable")  # the legend lists levels smallest first
+        source = ColumnDataSource(
+            {
+                "x": rows["theory_intensity_flops_per_byte"],
+                "y": rows["achieved_flops_per_s"] / 1e9,
+                "level": rows["level"],
+                "colour": rows["level"].map(colour),
+            }
+            | _hover_columns(rows)
+        )
+        points_renderer = p.scatter("x", "y", source=source, size=7, alpha=0.75, color="colour")
         p.add_tools(
             HoverTool(
+                renderers=[points_renderer],
                 tooltips=[
                     *TOOLTIP_BASE,
                     ("achieved", "@achieved_flops_per_s_text, @achieved_bytes_per_s_text"),
                     ("working set", "@theory_min_bytes_text: roof @memory_roof_bytes_per_s_text"),
                     ("of the roof", "@roofline_fraction_text"),
-                ]
+                ],
             )
         )
-        _legend(p, first=i == 0)
-        p.legend.location = "bottom_right"
+        _legend(p, points_renderer, rows["level"], location="bottom_right")
         panels.append(p)
     return _grid(panels)
 
@@ -197,14 +223,18 @@ def _roofs(p, peak, x_lo: float, x_hi: float, used: set[float]) -> None:
     of the panel fits (``used``: their copy sizes), plus the largest (DRAM)."""
     compute = peak.compute_flops_per_s("float32") if "float32" in peak.gemm_flops_per_s else None
     sizes = sorted(peak.copy_levels_bytes_per_s) or [peak.copy_bytes]
-    for size in sorted({s for s in sizes if s in used} | {sizes[-1]}):
+    shown = sorted({s for s in sizes if s in used} | {sizes[-1]})
+    xs = np.geomspace(x_lo, x_hi, 50)
+    lines, labels = [], []
+    for size in shown:
         bandwidth = peak.memory_bytes_per_s(size)
-        xs = np.geomspace(x_lo, x_hi, 50)
         ys = bandwidth * xs if compute is None else np.minimum(bandwidth * xs, compute)
-        p.line(xs, ys / 1e9, color="grey", alpha=0.5, line_dash="dotted")
-        label = f"{units.size(size)} copy: {units.decimal(bandwidth, 'B/s')}"
-        source = ColumnDataSource({"x": [xs[0]], "y": [ys[0] / 1e9], "roof": [label]})
-        p.text("x", "y", text="roof", source=source, text_font_size="7pt", text_color="grey", angle=0.6)
+        lines.append(ys / 1e9)
+        labels.append(f"{units.size(size)} copy: {units.decimal(bandwidth, 'B/s')}")
+    # one renderer for every roof and one for their labels (a renderer per level made a fleet's page slow)
+    p.multi_line([list(xs)] * len(lines), [list(y) for y in lines], color="grey", alpha=0.5, line_dash="dotted")
+    source = ColumnDataSource({"x": [xs[0]] * len(lines), "y": [y[0] for y in lines], "roof": labels})
+    p.text("x", "y", text="roof", source=source, text_font_size="7pt", text_color="grey", angle=0.6)
     if compute is not None:
         roof = Span(location=compute / 1e9, dimension="width", line_color="black", line_dash="dashed")
         p.add_layout(roof)
@@ -215,8 +245,12 @@ def bandwidth_bars(t: pd.DataFrame):
     fits, one bar per case and target. ``t``: :func:`bench_lib.analysis.tables.data_movement_table`."""
     if t.empty:
         return None
-    t = t.assign(label=t["case"] + " · " + t["device"] + " · " + t["layout"] + " · b" + t["batch"].astype(str))
-    t = t.sort_values("bandwidth_fraction")
+    targets = t[["machine", "device"]].drop_duplicates().sort_values(["machine", "device"]).head(MAX_PANELS)
+    t = t.merge(targets, on=["machine", "device"])  # as many targets as a figure has panels
+    where = t["device"] if t["machine"].nunique() == 1 else t["machine"] + " · " + t["device"]
+    label = t["case"] + " · " + where + " · " + t["layout"] + " · " + t["dtype"].fillna("") + " · b"
+    t = t.assign(label=label + t["batch"].astype(str) + np.where(t["mode"] == "training", " · training", ""))
+    t = t.drop_duplicates("label").sort_values("bandwidth_fraction")
     source = ColumnDataSource(
         {
             "label": t["label"],

@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 # 1.4826 × MAD estimates the standard deviation of normal data; successive differences have √2 × sigma.
 MAD_TO_SIGMA = 1.4826
@@ -133,7 +133,7 @@ def moderate(sigma, df, prior_sigma, prior_df: float = PRIOR_DF):
 
 @functools.lru_cache(maxsize=1024)
 def _t(alpha: float, df: float) -> float:
-    return float(stats.t.ppf(1 - alpha / 2, df) if df > 0 else stats.norm.ppf(1 - alpha / 2))
+    return float(special.stdtrit(df, 1 - alpha / 2) if df > 0 else special.ndtri(1 - alpha / 2))
 
 
 def t_quantile(alpha: float, df):

@@ -157,27 +157,40 @@ def machine_changes(runs: pd.DataFrame, alpha: float, factor: float) -> pd.DataF
     of series moving with the canary, and ``changed`` where the machine moved (see the module docstring).
     ``runs``: :func:`series.run_values` of every series, canary included."""
     out = []
-    ok = runs[runs["status"] == "ok"].sort_values("started_at")
+    ok = runs[runs["status"] == "ok"].sort_values("started_at", kind="stable")
     for (machine, env, device), g in ok.groupby(["machine", "env_name", "device"], dropna=False, sort=False):
-        wide = g.pivot_table(index="run_id", columns=[*series.COMBINATION], values="log_value", aggfunc="first")
-        order = g.drop_duplicates("run_id").set_index("run_id")["started_at"].sort_values().index
-        wide = wide.reindex(order)
-        is_canary = np.array([c[0] == "canary" for c in wide.columns])
+        run_ids, wide, is_canary = _wide(g)
         for i in range(2, len(wide)):
-            before, now = wide.iloc[:i], wide.iloc[i]
-            dev = now - before.median()
-            canary = dev[is_canary].dropna()
-            suite = dev[~is_canary].dropna()
-            if canary.empty or suite.empty:
+            before = wide[:i]
+            with warnings.catch_warnings():  # a combination no earlier run measured: an all-NaN column
+                warnings.simplefilter("ignore", RuntimeWarning)
+                dev = wide[i] - np.nanmedian(before, axis=0)
+                canary_before = np.nanmedian(before[:, is_canary], axis=1)
+            canary, suite = dev[is_canary], dev[~is_canary]
+            canary, suite = canary[~np.isnan(canary)], suite[~np.isnan(suite)]
+            if not len(canary) or not len(suite):
                 continue
-            c_shift = float(canary.median())
-            canary_before = before.loc[:, is_canary].median(axis=1).dropna().to_numpy()
-            c_width = band(canary_before, math.nan, alpha, factor)[1]
+            c_shift = float(np.median(canary))
+            c_width = band(canary_before[~np.isnan(canary_before)], math.nan, alpha, factor)[1]
             share = float((np.sign(suite) == np.sign(c_shift)).mean())
             changed = abs(c_shift) > c_width and share >= MACHINE_SHARE
-            out.append((machine, env, device, wide.index[i], c_shift, float(suite.median()), share, changed))
+            out.append((machine, env, device, run_ids[i], c_shift, float(np.median(suite)), share, changed))
     cols = ["machine", "env_name", "device", "run_id", "canary_shift", "suite_shift", "share_with_canary", "changed"]
     return pd.DataFrame(out, columns=cols)
+
+
+def _wide(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(run ids in time order, runs × combinations of ``log_value`` (NaN where a run lacks one; a run's
+    first value where it has several), which combinations are the canary's). ``g``: rows sorted by time."""
+    run_codes, run_ids = pd.factorize(g["run_id"])
+    combos = g.groupby([*series.COMBINATION], dropna=False, observed=True, sort=False)
+    combo_codes = combos.ngroup().to_numpy()
+    wide = np.full((len(run_ids), combos.ngroups), np.nan)
+    first = ~pd.DataFrame({"r": run_codes, "c": combo_codes}).duplicated().to_numpy()
+    wide[run_codes[first], combo_codes[first]] = g["log_value"].to_numpy(dtype=float)[first]
+    suites = np.empty(combos.ngroups, dtype=object)
+    suites[combo_codes] = g["suite"].astype(str).to_numpy()
+    return np.asarray(run_ids), wide, suites == "canary"
 
 
 def scan(runs: pd.DataFrame, factor: float = 1.05, alpha: float = 0.001) -> tuple[pd.DataFrame, pd.DataFrame]:

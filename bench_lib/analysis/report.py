@@ -48,9 +48,9 @@ img { max-width: 100%; } .error { color: #a00; } th, td { white-space: nowrap; }
 .regression, .suspect { color: #b2182b; font-weight: 600; } .improvement { color: #2166ac; font-weight: 600; }
 """
 
-# The report reads each machine's newest month folders only: the newest results and their recent history
-# (a fleet-year holds thousands of run files); export, compare and regressions read everything they select.
-REPORT_MONTHS = 2
+# The report reads each machine's newest month folders only, as many as hold HISTORY_RUNS of its runs: the
+# newest results and their recent history (a fleet-year holds thousands of run files); export, compare and
+# regressions read everything they select.
 HISTORY_RUNS = 10  # runs of each machine the report's "what changed" reads (regressions reads 30)
 SERIES_PLOTS = 12  # flagged series plotted at most
 
@@ -164,7 +164,7 @@ def build(
     started = time.monotonic()
     results_abs = str(Path(results_dir).resolve())
     store = results.store_of(results_abs)  # refuses a folder without results, before any notebook
-    df = results.load(store, machines=machines, months=REPORT_MONTHS)
+    df = results.load(store, machines=machines, recent=HISTORY_RUNS)
     peaks = results.newest_peaks(df, store) if not df.empty else {}
     sections = [
         _glance(df),
@@ -231,7 +231,7 @@ def _what_changed(store, machines: list[str] | None, factor: float = 1.05, alpha
     counts per machine and device, the flagged ones in a table and plotted."""
     from bench_lib.analysis import interactive, regressions, results, series
 
-    chosen = store.recent_runs(store.machine_keys(machines), REPORT_MONTHS)
+    chosen = store.recent_runs(store.machine_keys(machines), HISTORY_RUNS)
     chosen = chosen[chosen["state"].isin(["complete", "interrupted"]) & (chosen["grid"] != "peaks")]
     chosen = chosen.sort_values("started_at").groupby(["hardware_id", "env_name"], dropna=False).tail(HISTORY_RUNS)
     runs = series.run_values(results.rounds_of_runs(store, chosen, series.READ, metric="latency", categorical=True))
@@ -315,7 +315,7 @@ def _figures(df: pd.DataFrame, peaks: dict) -> list[Section]:
             "speedup",
             "Measured speedup vs theoretical FLOP reduction",
             "<p class='note'>On the dashed diagonal the hardware delivers the whole FLOP cut; below it, part of "
-            "the cut is lost. Hover a point for its case; click a legend entry to hide a family.</p>"
+            "the cut is lost. Hover a point for its case; the legend names each family's colour.</p>"
             + many
             + ("{{inference}}" if inference else none.format(tables.no_data("inference speedup pairs", df))),
             {"inference": inference},

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.dataset as ds
 
 from bench_lib.catalogue import theory
@@ -108,18 +107,19 @@ def load(
     history: bool = False,
     derive: bool = True,
     machines: list[str] | None = None,
-    months: int | None = None,
+    recent: int | None = None,
 ) -> pd.DataFrame:
     """Load results from the store under ``results_dir`` into one DataFrame (see the module docstring).
 
     By default only the runs that can hold each combination's newest value are read
     (:func:`chosen_runs`); ``history=True`` reads every run, so nights can be compared by ``run_date``.
-    ``machines`` (names) reads only their partitions, ``months`` only each machine's newest month
-    folders (:meth:`Store.recent_runs`). ``derive=False`` skips theory and derived columns.
+    ``machines`` (names) reads only their partitions; ``recent`` only each machine's newest month folders
+    that hold at least that many of its runs (:meth:`Store.recent_runs`). ``derive=False`` skips theory and
+    derived columns.
     """
     store = store_of(results_dir)
     keys = store.machine_keys(machines)
-    runs = store.runs(keys=keys) if months is None else store.recent_runs(keys, months)
+    runs = store.runs(keys=keys) if recent is None else store.recent_runs(keys, recent)
     return of_runs(store, runs if history else chosen_runs(runs), derive=derive)
 
 
@@ -134,15 +134,7 @@ def rounds_of_runs(
     if runs.empty:
         return pd.DataFrame(columns=[*columns, "machine_name", "run_date"])
     only = ds.field("metric") == metric if metric is not None else None
-    table = store.of_runs("measurements", runs, filter=only, columns=columns)
-    if categorical:
-        table = pa.table(
-            {
-                n: c.dictionary_encode() if pa.types.is_string(c.type) else c
-                for n, c in zip(table.column_names, table.columns, strict=True)
-            }
-        )
-    rows = table.to_pandas()
+    rows = store.of_runs("measurements", runs, filter=only, columns=columns, dictionary=categorical).to_pandas()
     names = _display_names(runs)
     rows["machine_name"] = rows["machine"]
     rows["machine"] = rows["run_id"].map({r.run_id: names[(r.machine, r.hardware_id)] for r in runs.itertuples()})
@@ -192,8 +184,9 @@ def newest_peaks(df: pd.DataFrame, results_dir: str | Path | Store) -> dict[tupl
     if df.empty:
         return {}
     store = store_of(results_dir)
-    runs = store.runs(months={records.month_of(d) for d in df["run_date"].unique()})  # only df's months
-    runs = runs[runs["run_id"].isin(set(df["run_id"]))]
+    # df names its runs' files (machine, hardware id, start): no need to read the runs table again
+    runs = df[["run_id", "machine_name", "hardware_id", "run_date"]].drop_duplicates("run_id")
+    runs = runs.rename(columns={"machine_name": "machine", "run_date": "started_at"})
     found = _run_peaks(store, runs)
     names = dict(zip(df["run_id"], df["machine"], strict=True))
     out: dict[tuple[str, str], roofline.Peaks] = {}
@@ -263,24 +256,33 @@ def _theory(case_text: str, batch: int, dtype: str) -> dict[str, float]:
     }
 
 
+THEORY_COLUMNS = [
+    "theory_params",
+    "theory_macs",
+    "theory_flops",
+    "theory_train_flops",
+    "theory_min_bytes",
+    "theory_intensity_flops_per_byte",
+    "flop_reduction",
+    "param_reduction",
+]
+
+
 def _join_theory(df: pd.DataFrame) -> None:
+    """The theory columns of each row, computed once per (case, batch, dtype) and joined by index."""
     if "case" not in df:
         return
-    keys = df[["case", "batch", "dtype"]].drop_duplicates().dropna()
-    table = {(c, b, d): _theory(c, int(b), d) for c, b, d in keys.itertuples(index=False)}
-    columns = [
-        "theory_params",
-        "theory_macs",
-        "theory_flops",
-        "theory_train_flops",
-        "theory_min_bytes",
-        "theory_intensity_flops_per_byte",
-        "flop_reduction",
-        "param_reduction",
-    ]
-    looked_up = [table.get((c, b, d), {}) for c, b, d in zip(df["case"], df["batch"], df["dtype"], strict=True)]
-    for col in columns:
-        df[col] = [t.get(col, math.nan) for t in looked_up]
+    keys = ["case", "batch", "dtype"]
+    unique = df[keys].drop_duplicates().dropna()
+    found = pd.DataFrame(
+        [_theory(c, int(b), d) for c, b, d in unique.itertuples(index=False)],
+        index=pd.MultiIndex.from_frame(unique),
+        columns=THEORY_COLUMNS,
+        dtype=float,
+    )
+    joined = found.reindex(pd.MultiIndex.from_frame(df[keys]))
+    for col in THEORY_COLUMNS:
+        df[col] = joined[col].to_numpy()
 
 
 def _derive(df: pd.DataFrame, peaks: dict[tuple[str, str], roofline.Peaks]) -> None:
@@ -298,50 +300,56 @@ def _derive(df: pd.DataFrame, peaks: dict[tuple[str, str], roofline.Peaks]) -> N
     df["speedup"] = _speedup(df)
 
 
-def _roofline(df: pd.DataFrame, peaks: dict[tuple[str, str], roofline.Peaks], work: pd.Series) -> dict[str, list]:
+_ROOF_KEYS = ["run_id", "device", "dtype", "theory_min_bytes"]
+
+
+def _roofs(df: pd.DataFrame, peaks: dict[tuple[str, str], roofline.Peaks]) -> pd.DataFrame:
+    """Per row: its run's compute roof for its dtype, and the level and bandwidth of the memory roof its
+    working set implies (NaN where the run measured no peaks for that device and dtype). Each distinct
+    (run, device, dtype, working set) is looked up once."""
+    unique = df[_ROOF_KEYS].drop_duplicates().dropna()
+    rows = []
+    for run, dev, dtype, nbytes in unique.itertuples(index=False):
+        p = peaks.get((run, dev))
+        if p is None or dtype not in p.gemm_flops_per_s:
+            rows.append((math.nan, math.nan, math.nan))
+        else:
+            rows.append((p.compute_flops_per_s(dtype), p.memory_level(nbytes), p.memory_bytes_per_s(nbytes)))
+    found = pd.DataFrame(
+        rows, index=pd.MultiIndex.from_frame(unique), columns=["compute", "level", "bandwidth"], dtype=float
+    )
+    return found.reindex(pd.MultiIndex.from_frame(df[_ROOF_KEYS]))
+
+
+def _roofline(df: pd.DataFrame, peaks: dict[tuple[str, str], roofline.Peaks], work: pd.Series) -> dict[str, Any]:
     """Each latency against its run's roofline: ``roofline_fraction``, ``memory_level_bytes`` (the working
     set of the copy that bounds its memory roof: the cache level its minimum bytes fit),
     ``memory_roof_bytes_per_s`` (that level's bandwidth) and ``roofline_bound`` (``compute`` where the
     compute roof is the lower bound, else ``memory``)."""
-    n = len(df)
-    out = {k: [math.nan] * n for k in ("roofline_fraction", "memory_level_bytes", "memory_roof_bytes_per_s")}
-    out["roofline_bound"] = [None] * n
-    for i, (run, dev, dtype, lat, flops, nbytes) in enumerate(
-        zip(df["run_id"], df["device"], df["dtype"], df["latency_s"], work, df["theory_min_bytes"], strict=True)
-    ):
-        p = peaks.get((run, dev))
-        if p is None or not (isinstance(lat, float) and lat > 0) or dtype not in p.gemm_flops_per_s:
-            continue
-        out["roofline_fraction"][i] = p.fraction(lat, flops, nbytes, dtype)
-        out["memory_level_bytes"][i] = p.memory_level(nbytes)
-        out["memory_roof_bytes_per_s"][i] = bandwidth = p.memory_bytes_per_s(nbytes)
-        out["roofline_bound"][i] = "compute" if flops / p.compute_flops_per_s(dtype) > nbytes / bandwidth else "memory"
-    return out
+    roof = _roofs(df, peaks)
+    latency = df["latency_s"].to_numpy(dtype=float)
+    measured = (latency > 0) & np.isfinite(roof["compute"].to_numpy())
+    compute_s = work.to_numpy(dtype=float) / roof["compute"].to_numpy()
+    memory_s = df["theory_min_bytes"].to_numpy(dtype=float) / roof["bandwidth"].to_numpy()
+    bound = np.where(compute_s > memory_s, "compute", "memory").astype(object)
+    return {
+        "roofline_fraction": np.where(measured, np.fmax(compute_s, memory_s) / latency, np.nan),
+        "memory_level_bytes": np.where(measured, roof["level"].to_numpy(), np.nan),
+        "memory_roof_bytes_per_s": np.where(measured, roof["bandwidth"].to_numpy(), np.nan),
+        "roofline_bound": np.where(measured, bound, None),
+    }
 
 
 def _speedup(df: pd.DataFrame) -> pd.Series:
     """latency of the dense equivalent / latency of this case, within the same machine, environment,
     commit, run, device, layout, dtype, mode and batch."""
-    lat = df[df["latency_s"].notna()]
+    lat = df.loc[df["latency_s"].notna(), [*_GROUP_FOR_SPEEDUP, "case", "latency_s"]]
     if lat.empty:
         return pd.Series(np.nan, index=df.index)
-    lookup = {
-        (*k, c): v
-        for k, c, v in zip(
-            lat[_GROUP_FOR_SPEEDUP].itertuples(index=False, name=None), lat["case"], lat["latency_s"], strict=True
-        )
-    }
-    dense = [
-        lookup.get((*k, d))
-        for k, d in zip(df[_GROUP_FOR_SPEEDUP].itertuples(index=False, name=None), df["dense_case"], strict=True)
-    ]
-    return pd.Series(
-        [
-            d / v if d is not None and v and not math.isnan(v) else math.nan
-            for d, v in zip(dense, df["latency_s"], strict=True)
-        ],
-        index=df.index,
-    )
+    keys = [*_GROUP_FOR_SPEEDUP, "case"]
+    dense = lat.drop_duplicates(keys, keep="last").set_index(keys)["latency_s"]
+    wanted = pd.MultiIndex.from_frame(df[[*_GROUP_FOR_SPEEDUP, "dense_case"]].set_axis(keys, axis=1))
+    return pd.Series(dense.reindex(wanted).to_numpy() / df["latency_s"].to_numpy(), index=df.index)
 
 
 def export(results_dir: str | Path, out: str | Path, history: bool = False) -> tuple[Path, int]:

@@ -12,6 +12,7 @@ Bad parameters raise ``ValueError`` naming the workload, the parameter and the r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -188,13 +189,28 @@ def input_shape(name: str, batch: int, height: int, width: int, **params: Any) -
 
 def output_shape(name: str, in_shape: tuple[int, ...], **params: Any) -> tuple[int, ...]:
     """Output shape for an input of ``in_shape``, traced without running (ValueError if impossible)."""
+    return trace(name, in_shape, **params)[0]
+
+
+def trace(
+    name: str, in_shape: tuple[int, ...], **params: Any
+) -> tuple[tuple[int, ...], int, tuple[layers.LayerCost, ...]]:
+    """(output shape, parameter count, per-layer costs) of the workload on an input of ``in_shape``: built
+    on the meta device and traced once per workload, resolved parameters and shape (validating a case and
+    its theory share the trace). ValueError where a layer cannot take the shape."""
+    config = tuple(sorted(resolve(name, **params).items()))
+    return _traced(name, tuple(int(d) for d in in_shape), config)
+
+
+@functools.lru_cache(maxsize=4096)
+def _traced(name: str, in_shape: tuple[int, ...], config: tuple[tuple[str, Any], ...]):
     with torch.device("meta"):
-        module = build(name, **params)
+        module = build(name, **dict(config))
     try:
-        out, _ = layers.trace(module, tuple(in_shape))
+        out, records = layers.trace(module, in_shape)
     except layers.ShapeError as e:
         raise ValueError(f"{name}: {e}") from None
-    return out
+    return tuple(out), sum(p.numel() for p in module.parameters()), tuple(records)
 
 
 def example_input(

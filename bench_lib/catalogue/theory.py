@@ -9,12 +9,9 @@ shapes traced layer by layer (:func:`bench_lib.layers.trace`): no memory, no ker
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
-
-import torch
 
 from bench_lib.catalogue import dtypes, layers, registry
 
@@ -136,26 +133,19 @@ def _frozen(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(config.items()))
 
 
-@functools.lru_cache(maxsize=2048)
 def _traced(
     name: str, batch: int, height: int, width: int, config: tuple[tuple[str, Any], ...]
 ) -> tuple[tuple[int, ...], tuple[int, ...], int, tuple[layers.LayerCost, ...]]:
     """(input shape, output shape, parameter count, per-layer records): the dtype-free part of a cost,
-    built and traced once per workload, config and shape (the report asks for each case in every dtype
-    and for every dense equivalent many variants share)."""
+    traced once per workload, config and shape by :func:`registry.trace` (the report asks for each case in
+    every dtype and for every dense equivalent many variants share)."""
     kwargs = dict(config)
     in_shape = (batch, registry.in_channels(name, **kwargs), height, width)
-    with torch.device("meta"):
-        module = registry.build(name, **kwargs)
-    try:
-        out_shape, records = layers.trace(module, in_shape)
-    except layers.ShapeError as e:
-        raise ValueError(f"{name}: {e}") from None
-    weight_count = sum(p.numel() for p in module.parameters())
+    out_shape, weight_count, records = registry.trace(name, in_shape, **kwargs)
     traced = sum(r.params for r in records)
     if traced != weight_count:  # a block whose trace misses a parameterised layer would under-count
         raise AssertionError(f"{name}: traced {traced} params but the module holds {weight_count}")
-    return tuple(in_shape), tuple(out_shape), weight_count, tuple(records)
+    return in_shape, out_shape, weight_count, records
 
 
 def reduction(

@@ -115,15 +115,23 @@ class Store:
             self._runs[selection] = self._read_runs(keys, months)
         return self._runs[selection].copy()
 
-    def recent_runs(self, keys: set[str] | None = None, months: int = 2) -> pd.DataFrame:
-        """:meth:`runs` of each machine's ``months`` newest month folders (and, where machines stopped at
-        different times, the same months of the others): what a view of the newest results needs from a
-        long history, whose run files are thousands (a fleet-year: 3,650 nights of 10 machines)."""
-        newest: dict[str, set[str]] = {}
+    def recent_runs(self, keys: set[str] | None = None, at_least: int = 10) -> pd.DataFrame:
+        """:meth:`runs` of each machine's newest month folders, as few as hold ``at_least`` of its runs (all
+        of them where it has fewer), and the same months of the others: what a view of the newest results
+        and their recent history needs from a long one, whose run files are thousands (a fleet-year: 3,650
+        nights of 10 machines). Only folder listings decide; no file is opened to choose."""
+        newest: dict[str, list[str]] = {}
         for key, month in self.location.partitions("runs"):
             if keys is None or key in keys:
-                newest.setdefault(key, set()).add(month)
-        chosen = {m for found in newest.values() for m in sorted(found)[-months:]}
+                newest.setdefault(key, []).append(month)
+        chosen: set[str] = set()
+        for key, months in newest.items():
+            found = 0
+            for month in sorted(months, reverse=True):
+                chosen.add(month)
+                found += len(self.location.files("runs", {key}, {month}))
+                if found >= at_least:
+                    break
         return self.runs(keys=keys, months=chosen)
 
     def _read_runs(self, keys: set[str] | None, months: set[str] | None) -> pd.DataFrame:
@@ -155,14 +163,26 @@ class Store:
         return [f for f in self.location.files(table, keys, months) if f in wanted and f not in self._bad]
 
     def of_runs(
-        self, table: str, runs: pd.DataFrame, filter: ds.Expression | None = None, columns: list[str] | None = None
+        self,
+        table: str,
+        runs: pd.DataFrame,
+        filter: ds.Expression | None = None,
+        columns: list[str] | None = None,
+        dictionary: bool = False,
     ) -> pa.Table:
-        """The rows of ``table`` belonging to ``runs``: only their files are opened."""
+        """The rows of ``table`` belonging to ``runs``: only their files are opened. ``dictionary``: text
+        columns read as Parquet stores them, dictionary-encoded (pandas categoricals: a fleet's week of
+        rounds repeats a few hundred strings; decoding them to Python strings costs most of the read)."""
         sch = schema.TABLES[table]
+        fmt: str | ds.ParquetFileFormat = "parquet"
+        if dictionary:
+            text = [f.name for f in sch if pa.types.is_string(f.type)]
+            sch = pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in text else f for f in sch])
+            fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=text))
 
         def read() -> pa.Table:
             files = self.run_files(table, runs)
-            dataset = ds.dataset(files, schema=sch, format="parquet", filesystem=self.location.fs)
+            dataset = ds.dataset(files, schema=sch, format=fmt, filesystem=self.location.fs)
             found = dataset.to_table(filter=filter, columns=columns)
             return found.filter(pa.compute.is_in(found["run_id"], pa.array(runs["run_id"].astype(str))))
 
