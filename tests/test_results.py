@@ -2,6 +2,7 @@ import json
 import math
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 from fake_results import latency_row, machine, result_file
@@ -196,3 +197,40 @@ def test_a_case_without_theory_is_warned_about_not_silently_blanked():
     r._theory_per_item.cache_clear()
     with pytest.warns(UserWarning, match=r"no theory for standard\(in=64,out=64\)@56x56 \(float64\): dtype='float64'"):
         assert r._theory("standard(in=64,out=64)@56x56", 1, "float64") == {}
+
+
+def test_per_run_pools_ok_rounds_and_keeps_failed_ones_apart():
+    def row(case, rnd, status, value, samples):
+        keys = dict(suite="bench_ops", metric="latency", batch=1, device="cpu-1t", layout="nchw", dtype="float32")
+        return dict(
+            run_id="r1",
+            case=case,
+            mode="inference",
+            round=rnd,
+            status=status,
+            value=value,
+            samples=None if samples is None else np.array(samples, float),
+            n_samples=None,
+            q25=math.nan,
+            q75=math.nan,
+            **keys,
+        )
+
+    m = pd.DataFrame(
+        [
+            row("a", 0, "ok", 3.0, [3, 1, 2]),
+            row("a", 1, "ok", 5.0, [7, 4, 6, 5]),
+            row("a", 2, "ok", 10.0, [8]),
+            row("a", 3, "failed", math.nan, [100.0]),  # the newest round failed: its samples are not pooled
+            row("b", 0, "ok", 9.0, [9]),
+            row("c", 0, "failed", math.nan, None),
+            row("c", 1, "skipped", math.nan, None),
+        ]
+    )
+    out = results.per_run(m).set_index("case")
+    a, c = out.loc["a"], out.loc["c"]
+    assert (a["rounds"], a["value"], a["status"], a["n_samples"]) == (4, 5.0, "ok", 8)  # the ok rounds' median
+    assert list(a["samples"]) == [3, 1, 2, 7, 4, 6, 5, 8]  # in round order
+    assert (a["q25"], a["q75"]) == (2.75, 6.25)  # numpy's linear quartiles of 1..8
+    assert out.loc["b", "rounds"] == 1 and out.loc["b", "value"] == 9.0
+    assert (c["rounds"], c["status"]) == (2, "skipped") and math.isnan(c["value"])  # no ok round: the newest

@@ -77,28 +77,54 @@ _COMBINATION = ["suite", "metric", "case", "batch", "device", "layout", "dtype",
 
 def per_run(m: pd.DataFrame) -> pd.DataFrame:
     """One row per run and combination from the store's per-round rows: the median of the rounds' values,
-    the samples of every ok round together, ok if any round was."""
+    the samples of every ok round together (and their quartiles), ok if any round was. Array operations
+    over all combinations at once: a fleet's nights of five rounds are hundreds of thousands of groups."""
     keys = ["run_id", *_COMBINATION]
-    m = m.sort_values([*keys, "round"])
-    n = m.groupby(keys, sort=False)["round"].transform("size")
+    m = m.sort_values([*keys, "round"], kind="stable").reset_index(drop=True)
+    gid = m.groupby(keys, sort=False, dropna=False, observed=True).ngroup().to_numpy()
+    size = np.bincount(gid)
+    n = size[gid]
     single = m[n == 1].assign(rounds=1)
-    multi = m[n > 1]
+    multi = m[n > 1].reset_index(drop=True)
     if multi.empty:
         return single
-    rows = []
-    for _, g in multi.groupby(keys, sort=False):
-        ok = g[g["status"] == "ok"]
-        row = (ok if not ok.empty else g).iloc[-1].copy()
-        row["rounds"] = len(g)
-        if not ok.empty:
-            row["value"] = float(ok["value"].median())
-            pooled = [float(x) for s in ok["samples"] if s is not None for x in s]
-            row["samples"] = pooled or None
-            row["n_samples"] = len(pooled) or None
-            if pooled:
-                row["q25"], row["q75"] = np.quantile(pooled, [0.25, 0.75])
-        rows.append(row)
-    return pd.concat([single, pd.DataFrame(rows)], ignore_index=True)
+    group = pd.factorize(gid[n > 1])[0]  # 0, 1, ... in order of first row
+    ok = (multi["status"] == "ok").to_numpy()
+    position = pd.Series(np.arange(len(multi)))
+    shown = position.groupby(group).last()  # the newest round, or the newest ok round where one is
+    newest_ok = position[ok].groupby(group[ok]).last()
+    shown[newest_ok.index] = newest_ok
+    out = multi.iloc[shown.to_numpy()].reset_index(drop=True)
+    out["rounds"] = np.bincount(group)
+    has_ok = newest_ok.index.to_numpy()
+    out.loc[has_ok, "value"] = multi.loc[ok, "value"].groupby(group[ok]).median().to_numpy(dtype=float)
+    _pool_samples(out, multi, group, ok)
+    return pd.concat([single, out], ignore_index=True)
+
+
+def _pool_samples(out: pd.DataFrame, multi: pd.DataFrame, group: np.ndarray, ok: np.ndarray) -> None:
+    """``out``'s samples (one row per group of ``multi``): every ok round's samples in round order, with
+    their count and quartiles (numpy's linear interpolation), where a group's ok rounds have any."""
+    arrays = [s if ok_ and s is not None else np.empty(0) for s, ok_ in zip(multi["samples"], ok, strict=True)]
+    counts = np.bincount(group, weights=[len(a) for a in arrays], minlength=len(out)).astype(int)
+    if not counts.any():
+        return
+    flat = np.concatenate(arrays).astype(float)
+    pooled = np.split(flat, np.cumsum(counts)[:-1])
+    owner = np.repeat(np.arange(len(out)), counts)
+    ordered = flat[np.lexsort((flat, owner))]
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    have = np.flatnonzero(counts)
+    for column, q in (("q25", 0.25), ("q75", 0.75)):
+        at = q * (counts[have] - 1)
+        lo, frac = np.floor(at).astype(int), at - np.floor(at)
+        below, above = ordered[starts[have] + lo], ordered[starts[have] + np.minimum(lo + 1, counts[have] - 1)]
+        out.loc[have, column] = below + frac * (above - below)
+    out["samples"] = out["samples"].astype(object)
+    out.loc[have, "samples"] = pd.Series([pooled[i] for i in have], index=have, dtype=object)
+    n_samples = pd.to_numeric(out["n_samples"], errors="coerce").to_numpy(dtype=float, copy=True)
+    n_samples[have] = counts[have]
+    out["n_samples"] = n_samples
 
 
 def load(
