@@ -210,6 +210,37 @@ def test_wrong_answers_are_failures_not_timings(monkeypatch):
         harness.prepare("standard", device="cpu-1t", height=8, width=8)
 
 
+def test_a_runs_reference_is_computed_once_and_shared_by_devices_and_layouts(tmp_path, monkeypatch):
+    forwards = []
+    original = harness._relative_error
+
+    def counting_build(name, **config):
+        module = registry_build(name, **config)
+        module.register_forward_hook(lambda m, i, o: forwards.append(o.dtype))
+        return module
+
+    from bench_lib.catalogue import registry
+
+    registry_build = registry.build
+    monkeypatch.setattr(registry, "build", counting_build)
+    kw = dict(height=8, width=8, batch=2, reference_dir=tmp_path)
+    first = harness.prepare("grouped", device="cpu-1t", **kw)
+    assert forwards.count(torch.float64) == 1 and len(list(tmp_path.glob("*.pt"))) == 1
+    second = harness.prepare("grouped", device="cpu-2t", layout="channels_last", **kw)
+    assert forwards.count(torch.float64) == 1  # read, not recomputed
+    assert second.relative_error == pytest.approx(first.relative_error, rel=1e-3, abs=1e-9)
+    # the same case at another batch (or in training) is another reference
+    harness.prepare("grouped", device="cpu-1t", **{**kw, "batch": 3})
+    assert forwards.count(torch.float64) == 2 and len(list(tmp_path.glob("*.pt"))) == 2
+    # a file that cannot be read is recomputed, and the check still runs against it
+    for f in tmp_path.glob("*.pt"):
+        f.write_bytes(b"not a tensor")
+    monkeypatch.setattr(harness, "_relative_error", lambda y, ref: original(y, ref) + 1.0)
+    with pytest.raises(harness.WrongResult):
+        harness.prepare("grouped", device="cpu-1t", **kw)
+    assert forwards.count(torch.float64) == 3
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [

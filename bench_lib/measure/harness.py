@@ -11,10 +11,14 @@ This module knows nothing of asv; the asv suite calls it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+import os
+import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -100,12 +104,15 @@ def prepare(
     allocator_policy: str = "steady",
     seed: int = 0,
     checked_error: float | None = None,
+    reference_dir: str | Path | None = None,
     **params: Any,
 ) -> Prepared:
     """Build ``name`` on the device, check its answer against float64 on the CPU, return the step.
 
     ``checked_error``: the relative error an earlier process of the same run measured for this very
     combination (same weights and input: the seed fixes them); the float64 reference is then skipped.
+    ``reference_dir``: a run's folder of references (:func:`_reference`), shared by its processes: the
+    other devices, layouts and dtypes of a case then reuse its float64 output instead of recomputing it.
 
     Raises ValueError for bad arguments, :class:`Unsupported` for a combination the device cannot run,
     :class:`WrongResult` when the output is off by more than the dtype's tolerance
@@ -123,7 +130,8 @@ def prepare(
     backend.activate()
 
     torch.manual_seed(seed)
-    module, x_cpu, ref = _reference(name, config, batch, height, width, seed, mode, checked_error is None)
+    compute = checked_error is None
+    module, x_cpu, ref = _reference(name, config, batch, height, width, seed, mode, compute, reference_dir)
     torch_dtype = DTYPES[dtype].torch
     module = _to_layout(module.to(device=backend.device, dtype=torch_dtype), layout)
     x = _to_layout(x_cpu.to(device=backend.device, dtype=torch_dtype), layout)
@@ -165,19 +173,55 @@ def prepare(
 
 
 def _reference(
-    name: str, config: dict[str, Any], batch: int, height: int, width: int, seed: int, mode: str, compute: bool = True
+    name: str,
+    config: dict[str, Any],
+    batch: int,
+    height: int,
+    width: int,
+    seed: int,
+    mode: str,
+    compute: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor | None]:
     """The float32 CPU module, its input, and its output computed in float64 (the reference; None when
-    ``compute`` is false)."""
+    ``compute`` is false).
+
+    With ``cache_dir``, the reference is kept there, rounded to float32 (half the bytes; it moves any
+    relative error by at most 2**-24, 6e-8, against tolerances of 5e-3 and more), under a name made of
+    everything that determines it; a later process reads it instead of running the float64 forward, which
+    costs 3-4x the float32 one and was most of a default run's setup. A file that cannot be read is
+    recomputed."""
     module = registry.build(name, **config)
     module.train(mode == "training")
     x_cpu = registry.example_input(name, batch, height, width, seed=seed, **config)
     if not compute:
         return module, x_cpu, None
+    path = None
+    if cache_dir is not None:
+        identity = repr((name, sorted(config.items()), batch, height, width, seed, mode, torch.__version__))
+        path = Path(cache_dir) / f"{hashlib.sha256(identity.encode()).hexdigest()[:32]}.pt"
+        try:
+            return module, x_cpu, torch.load(path, weights_only=True).double()
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+            pass  # not there yet (or half-read by a concurrent writer's rename): compute it
     with torch.no_grad():
         ref = module.double()(x_cpu.double())
         module.float()
+    if path is not None:
+        ref = ref.float().double()  # what every later process reads
+        _keep(ref.float(), path)
     return module, x_cpu, ref
+
+
+def _keep(ref: torch.Tensor, path: Path) -> None:
+    """Write ``ref`` to ``path`` atomically; a full disk only loses the saving, never the check."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(ref, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def _check(module: torch.nn.Module, x: torch.Tensor, ref: torch.Tensor, what: str, dtype: str) -> float:

@@ -368,13 +368,15 @@ def faults() -> dict[str, Any]:
 
 
 def _asv_environment(opts: RunOptions, events_path: Path) -> dict[str, str]:
-    """The environment asv's discovery and workers see: the grid, the devices, the events file and the
-    run's file of passed reference checks."""
+    """The environment asv's discovery and workers see: the grid, the devices, the events file, the
+    run's file of passed reference checks and its folder of float64 references (both in the run's
+    temporary folder, removed with it)."""
     env = {
         **os.environ,
         "CONVBENCH_GRID": opts.grid,
         "CONVBENCH_EVENTS": str(events_path),
         "CONVBENCH_CHECKS": str(events_path.with_name("checks.jsonl")),
+        "CONVBENCH_REFERENCES": str(events_path.with_name("references")),
     }
     env.pop("CONVBENCH_DEVICES", None)
     if opts.devices:

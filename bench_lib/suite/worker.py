@@ -185,6 +185,7 @@ def _prepare(c: Combination, g: Grid) -> harness.Prepared:
         height=case.height,
         width=case.width,
         checked_error=known,
+        reference_dir=os.environ.get("CONVBENCH_REFERENCES"),
         **case.params,
     )
     if known is None:
