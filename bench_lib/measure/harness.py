@@ -208,8 +208,9 @@ def _reference(
         ref = module.double()(x_cpu.double())
         module.float()
     if path is not None:
-        ref = ref.float().double()  # what every later process reads
-        _keep(ref.float(), path)
+        rounded = ref.float()  # what every later process reads
+        _keep(rounded, path)
+        ref = rounded.double()
     return module, x_cpu, ref
 
 
