@@ -91,3 +91,35 @@ def test_report_page_is_self_contained(tmp_path):
     notebook_pages = sorted((tmp_path / "report" / "notebooks").glob("*.html"))
     assert len(notebook_pages) == len(report.notebooks(ROOT / "analysis"))
     assert "data:image/png;base64," in notebook_pages[0].read_text()
+
+
+def test_notebooks_run_side_by_side_but_report_in_their_own_order(tmp_path, monkeypatch):
+    """The first notebook ends only after the last one has started, so they end out of order; links and
+    errors still come back in the notebooks' order, each error under its own notebook."""
+    import threading
+
+    import nbformat
+
+    analysis = tmp_path / "analysis"
+    analysis.mkdir()
+    names = ["01_first", "02_second", "03_third"]
+    for name in names:
+        nbformat.write(nbformat.v4.new_notebook(), analysis / f"{name}.ipynb")
+    last_started = threading.Event()
+
+    def execute(path, parameters, timeout_s=600):
+        if path.stem == names[-1]:
+            last_started.set()
+        elif path.stem == names[0]:
+            assert last_started.wait(timeout=60), "the notebooks did not run side by side"
+        out = nbformat.v4.new_output("error", ename="E", evalue=path.stem, traceback=[])
+        return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[out])])
+
+    monkeypatch.setattr(report, "execute", execute)
+    monkeypatch.setattr(report, "NOTEBOOK_WORKERS", len(names))
+    problems, links = report._run_notebooks(str(analysis), tmp_path / "out", str(tmp_path), None)
+    assert problems == [f"{n}.ipynb: E: {n}" for n in names]
+    assert links == [(f"notebooks/{n}.html", n, 1) for n in names]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"{n}.ipynb" for n in names] + [f"{n}.html" for n in names]
+    )

@@ -170,6 +170,7 @@ def run_row(run: dict[str, Any]) -> dict[str, Any]:
         "machine_state": json.dumps(run["machine_state"], sort_keys=True) if run.get("machine_state") else None,
         "timing": json.dumps(run["timing"], sort_keys=True) if run.get("timing") else None,
         "overhead_fraction": _finite(summary.get("overhead_fraction")),
+        "run_level_s": _finite(summary.get("run_level_s")),
     }
 
 

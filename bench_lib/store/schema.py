@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2  # 2: measurements.injected; runs.faults, machine_state, timing; the canary suite
+# 2: measurements.injected; runs.faults, machine_state, timing; the canary suite. 3: runs.run_level_s
+SCHEMA_VERSION = 3
 TIME = pa.timestamp("us", tz="UTC")
 
 # Who and where: the first columns of every table.
@@ -98,6 +99,7 @@ RUNS = pa.schema(
         ("machine_state", pa.string()),  # load, frequency governor, threads at the start and end, JSON
         ("timing", pa.string()),  # the grid's per-round timing settings, JSON
         ("overhead_fraction", pa.float64()),  # 1 - measure_s / wall_s
+        ("run_level_s", pa.float64()),  # of measure_s: the roofline peaks, canaries and network breakdowns
     ]
 )
 

@@ -200,12 +200,14 @@ class Summary:
     excluded: dict[str, int]
     missing: int
     wall_s: float
-    measure_s: float
+    measure_s: float  # inside measurement windows: the combinations' plus the run-level ones below
     interrupted: str | None  # the signal that stopped the run
     abandoned: int = 0  # combinations the stop left unmeasured
+    run_level_s: float = 0.0  # of measure_s: the roofline peaks, the canaries and the networks' breakdowns
 
     @property
     def overhead_fraction(self) -> float:
+        """The share of the wall time outside every measurement window: 1 - measure_s / wall_s."""
         return 1 - self.measure_s / self.wall_s if self.wall_s > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -218,6 +220,7 @@ class Summary:
             "missing": self.missing,
             "wall_s": self.wall_s,
             "measure_s": self.measure_s,
+            "run_level_s": self.run_level_s,
             "overhead_fraction": self.overhead_fraction,
             "interrupted": self.interrupted,
             "abandoned": self.abandoned,
@@ -232,9 +235,14 @@ def summarise(
     interrupted: str | None,
     attempted: set[Combination] | None = None,
     asv_errors: list[str] | None = None,
+    run_level_s: float = 0.0,
 ) -> Summary:
     """Each selected combination's final word. One with no event at all was abandoned by a stop, or
-    failed without a word: asv's error where asv itself failed, else a timeout or a dead worker."""
+    failed without a word: asv's error where asv itself failed, else a timeout or a dead worker.
+
+    Time inside measurements is every event's ``measure_s`` (the combinations' timing windows and the
+    canaries', which are events too) plus ``run_level_s``, the run's other measuring windows (roofline
+    peaks, network breakdowns)."""
     last: dict[tuple, dict[str, Any]] = {}
     for e in events:
         last[event_key(e)] = e  # a combination's final word (setup and track both report)
@@ -265,9 +273,10 @@ def summarise(
         dict(excluded),
         missing,
         wall_s,
-        sum(e.get("measure_s", 0.0) for e in events),
+        sum(e.get("measure_s", 0.0) for e in events) + run_level_s,
         interrupted,
         abandoned,
+        run_level_s + sum(e.get("measure_s", 0.0) for e in events if e.get("suite") == "canary"),
     )
 
 
@@ -287,7 +296,8 @@ def print_summary(s: Summary, out=sys.stdout) -> None:
     if len(s.failed) > 50:
         print(f"  ... and {len(s.failed) - 50} more failures", file=out)
     print(
-        f"  wall time {s.wall_s:.1f} s; inside measurements {s.measure_s:.1f} s; overhead "
+        f"  wall time {s.wall_s:.1f} s; inside measurements {s.measure_s:.1f} s (combinations "
+        f"{s.measure_s - s.run_level_s:.1f} s, peaks, canaries and breakdowns {s.run_level_s:.1f} s); overhead "
         f"{s.overhead_fraction:.1%} (asv discovery, process launch, setup, reference checks)",
         file=out,
     )
@@ -534,13 +544,14 @@ class _RunContext:
     saved: list[str] = field(default_factory=list)
     machine_state: dict[str, Any] = field(default_factory=dict)
     faults: dict[str, Any] = field(default_factory=dict)
+    run_level_s: float = 0.0  # the peaks' and breakdowns' measuring windows, summed
 
     def execute(self, asv_machine: str, lock: guard.MachineLock) -> int:
         events_path, log_path = self.scratch / "events.jsonl", self.scratch / "asv.log"
         config = asv_config(self.root, self.scratch)
         self.machine_state["start"] = machine.state()
         if self.opts.peaks and self.opts.grid != "smoke":
-            self.peaks = _measure_peaks(self.grid.devices)
+            self.peaks, self.run_level_s = _measure_peaks(self.grid.devices)
             _canary(self.grid.devices, events_path, "start")
         runner = _Chunks(
             lambda rounds, chunk: asv_command(config, self.python, self.head, asv_machine, self.opts, chunk, rounds),
@@ -560,7 +571,8 @@ class _RunContext:
             return 1
         networks_ran = any(p.suite == "networks" for p in self.plan.selected)
         if self.opts.breakdowns and networks_ran and self.grid.name != "smoke" and not stopped:
-            self.breakdowns = _measure_breakdowns(self.grid)
+            self.breakdowns, spent_s = _measure_breakdowns(self.grid)
+            self.run_level_s += spent_s
         if self.opts.peaks and self.opts.grid != "smoke" and not stopped:
             _canary(self.grid.devices, events_path, "end")
         self.machine_state["end"] = machine.state()
@@ -572,6 +584,7 @@ class _RunContext:
             stopped,
             runner.attempted,
             runner.asv_errors,
+            self.run_level_s,
         )
         try:
             self.store(events_path, "interrupted" if stopped else "complete", summary)
@@ -588,7 +601,10 @@ class _RunContext:
     def store(self, events_path: Path, state: str, summary: Summary | None) -> None:
         events = read_events(events_path)
         if summary is None:
-            summary = summarise(self.plan.selected, events, self.plan.excluded, time.time() - self.started, None, set())
+            elapsed_s = time.time() - self.started
+            summary = summarise(
+                self.plan.selected, events, self.plan.excluded, elapsed_s, None, set(), run_level_s=self.run_level_s
+            )
         record = _run_record(self, state, summary)
         self.saved = self.save(record, events, self.peaks, self.breakdowns)
 
@@ -631,22 +647,25 @@ def _run_record(ctx: _RunContext, state: str, summary: Summary) -> dict[str, Any
     }
 
 
-def _measure_peaks(specs: list[str]) -> list[Any]:
-    """Roofline peaks of every available device, measured with the run (a few seconds per device)."""
+def _measure_peaks(specs: list[str]) -> tuple[list[Any], float]:
+    """Roofline peaks of every available device, measured with the run (a few seconds per device), and the
+    seconds spent measuring them."""
     from bench_lib.measure import roofline
 
-    found = []
+    found, spent_s = [], 0.0
     for spec in specs:
         if not devices.backend(spec).available()[0]:
             continue
+        started = time.perf_counter()
         peaks = roofline.measure_peaks(spec)
+        spent_s += time.perf_counter() - started
         found.append(peaks)
         print(
             f"  roofline peaks of {spec}: {peaks.compute_flops_per_s('float32') / 1e9:.1f} GFLOP/s, "
             f"{peaks.copy_bytes_per_s / 1e9:.1f} GB/s (DRAM copy)",
             flush=True,
         )
-    return found
+    return found, spent_s
 
 
 def _canary(specs: list[str], events_path: Path, when: str) -> None:
@@ -673,15 +692,16 @@ def _canary(specs: list[str], events_path: Path, when: str) -> None:
             print(f"  canary at the {when} on {spec}: {shown}", flush=True)
 
 
-def _measure_breakdowns(grid: grids.Grid) -> list[dict[str, Any]]:
-    """Each network's per-part times (batch 1, inference, the grid's first layout) on each available device;
-    a failure here is reported, not fatal."""
+def _measure_breakdowns(grid: grids.Grid) -> tuple[list[dict[str, Any]], float]:
+    """Each network's per-part times (batch 1, inference, the grid's first layout) on each available device,
+    and the seconds spent timing them (building the networks is not counted); a failure here is reported,
+    not fatal."""
     import torch
 
     from bench_lib.catalogue.cases import Case
     from bench_lib.measure import harness
 
-    found = []
+    found, spent_s = [], 0.0
     for spec in grid.devices:
         if not devices.backend(spec).available()[0]:
             continue
@@ -692,7 +712,9 @@ def _measure_breakdowns(grid: grids.Grid) -> list[dict[str, Any]]:
                 prepared = harness.prepare(
                     case.workload, device=spec, layout=layout, height=case.height, width=case.width, **case.params
                 )
+                started = time.perf_counter()
                 rows = harness.breakdown(prepared)
+                spent_s += time.perf_counter() - started
             except Exception as e:  # the run's results stand without it
                 print(f"  breakdown of {case_text} on {spec} failed: {type(e).__name__}: {e}", file=sys.stderr)
                 continue
@@ -709,7 +731,7 @@ def _measure_breakdowns(grid: grids.Grid) -> list[dict[str, Any]]:
                 }
             )
         print(f"  per-block breakdowns of {len(grid.cases['networks'])} networks on {spec}", flush=True)
-    return found
+    return found, spent_s
 
 
 class _Progress:
