@@ -106,7 +106,7 @@ def test_steady_allocator_policy_gives_no_page_faults_for_the_depthwise_case():
         max_time_s=0.2,
     )
     assert m.page_faults_per_call == 0
-    assert m.context["allocator"].endswith("(steady)") or "preloaded" in m.context["allocator"]
+    assert "(steady)" in m.context["allocator"] or "preloaded" in m.context["allocator"]
 
 
 @pytest.mark.skipif(allocator.preloaded_allocator() is not None, reason="a preloaded allocator replaces glibc's")
@@ -301,3 +301,29 @@ def test_cuda_measurement_with_and_without_graphs():
     p = harness.prepare("pointwise", device="cuda", batch=8)
     mem = memory.measure_memory(p)
     assert mem.peak_bytes >= mem.resident_bytes
+
+
+def test_huge_pages_are_named_only_when_pytorch_asks_and_the_kernel_can_give(tmp_path, monkeypatch):
+    mode = tmp_path / "enabled"
+    mode.write_text("always [madvise] never\n")
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")
+    assert allocator.huge_pages(str(mode)) == " + THP"
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "true")  # PyTorch 2.13 ignores it: no huge pages
+    assert allocator.huge_pages(str(mode)) == ""
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")
+    mode.write_text("always madvise [never]\n")
+    assert allocator.huge_pages(str(mode)) == ""
+    assert allocator.huge_pages(str(tmp_path / "absent")) == ""
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE")
+    mode.write_text("[always] madvise never\n")
+    assert allocator.huge_pages(str(mode)) == ""
+
+
+def test_the_run_asks_workers_for_huge_pages_unless_the_caller_chose(tmp_path, monkeypatch):
+    from bench_lib.suite import runner
+
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    events = tmp_path / "events.jsonl"
+    assert runner._asv_environment(runner.RunOptions(), events)["THP_MEM_ALLOC_ENABLE"] == "1"
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
+    assert runner._asv_environment(runner.RunOptions(), events)["THP_MEM_ALLOC_ENABLE"] == "0"

@@ -61,7 +61,8 @@ def _libc() -> ctypes.CDLL | None:
 
 
 def apply(policy: str = "steady") -> str:
-    """Put this process's allocator under ``policy``; return the description recorded in the context.
+    """Put this process's allocator under ``policy``; return the description recorded in the context,
+    with ``+ THP`` where PyTorch puts its large CPU tensors on huge pages (:func:`huge_pages`).
 
     Idempotent. ValueError for an unknown policy or ``cold`` under a preloaded allocator; RuntimeError for
     ``cold`` after ``steady`` in one process (``steady`` after ``cold`` is fine).
@@ -70,7 +71,7 @@ def apply(policy: str = "steady") -> str:
         raise ValueError(f"allocator={policy!r} is not valid; accepted: {', '.join(POLICIES)}")
     preloaded = preloaded_allocator()
     if preloaded is not None:
-        description = f"{preloaded} (preloaded)"
+        description = f"{preloaded} (preloaded){huge_pages()}"
         if policy == "cold":
             raise ValueError(f"allocator='cold' reproduces glibc's defaults, but {preloaded} is preloaded")
         _applied["policy"] = policy
@@ -78,7 +79,7 @@ def apply(policy: str = "steady") -> str:
     libc = _libc()
     if libc is None:
         _applied["policy"] = policy
-        return "system allocator (no mallopt; policy not enforced)"
+        return f"system allocator (no mallopt; policy not enforced){huge_pages()}"
     if policy == "cold" and _applied["policy"] == "steady":
         # glibc serves large requests from free heap chunks before it maps new ones: what steady kept stays.
         raise RuntimeError("allocator='cold' needs a fresh process: the memory kept under 'steady' would be reused")
@@ -87,7 +88,24 @@ def apply(policy: str = "steady") -> str:
         if not all(libc.mallopt(param, value) == 1 for param, value in settings):
             raise RuntimeError(f"mallopt refused the {policy} settings")
         _applied["policy"] = policy
-    return _DESCRIPTIONS[policy]
+    return _DESCRIPTIONS[policy] + huge_pages()
+
+
+THP_MODE_FILE = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def huge_pages(mode_file: str = THP_MODE_FILE) -> str:
+    """`` + THP`` when PyTorch will ask for transparent huge pages for its CPU tensors of 2 MiB and more
+    (``THP_MEM_ALLOC_ENABLE`` is 1 and the kernel's mode is not ``never``), else nothing. The kernel honours
+    the request in its ``madvise`` and ``always`` modes."""
+    if os.environ.get("THP_MEM_ALLOC_ENABLE") != "1":  # PyTorch 2.13 reads "1" only ("true" is ignored)
+        return ""
+    try:
+        with open(mode_file) as f:
+            mode = f.read()
+    except OSError:
+        return ""
+    return "" if "[never]" in mode else " + THP"
 
 
 def minor_faults() -> int:

@@ -120,6 +120,23 @@ def asv_machine_info(fp: dict[str, Any] | None = None) -> dict[str, str]:
     }
 
 
+def host_settings() -> dict[str, Any]:
+    """The host settings that were tried against between-process spread (docs/verdicts.md, "Noise at the
+    source"): none narrowed it on the VM and some move the level, so each run records them. The kernel's
+    transparent huge page mode (the bracketed word of ``/sys/kernel/mm/transparent_hugepage/enabled``),
+    PyTorch's ``THP_MEM_ALLOC_ENABLE`` (huge pages for its CPU tensors), ``LD_PRELOAD`` (another allocator)
+    and the CPUs this process may run on."""
+    thp = _read("/sys/kernel/mm/transparent_hugepage/enabled") or ""
+    chosen = thp[thp.find("[") + 1 : thp.find("]")] if "[" in thp else None
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "transparent_hugepage": chosen,
+        "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE"),
+        "ld_preload": os.environ.get("LD_PRELOAD"),
+        "cpu_affinity": affinity,
+    }
+
+
 def state() -> dict[str, Any]:
     """What can move a benchmark between runs, now: load averages, CPU frequency and governor, steal time
     so far, and per GPU (NVML, never CUDA) its SM clock, temperature and why clocks are held down."""
@@ -132,6 +149,7 @@ def state() -> dict[str, Any]:
         "cpu_mhz": round(freq.current, 1) if freq else None,
         "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "cpu_steal_s": getattr(times, "steal", None),
+        **host_settings(),
         "gpus": [],
     }
     nv = nvml.module()

@@ -380,7 +380,8 @@ def faults() -> dict[str, Any]:
 def _asv_environment(opts: RunOptions, events_path: Path) -> dict[str, str]:
     """The environment asv's discovery and workers see: the grid, the devices, the events file, the
     run's file of passed reference checks and its folder of float64 references (both in the run's
-    temporary folder, removed with it)."""
+    temporary folder, removed with it), and PyTorch's huge pages for CPU tensors unless the caller set
+    ``THP_MEM_ALLOC_ENABLE`` (to 0 to compare)."""
     env = {
         **os.environ,
         "CONVBENCH_GRID": opts.grid,
@@ -388,6 +389,7 @@ def _asv_environment(opts: RunOptions, events_path: Path) -> dict[str, str]:
         "CONVBENCH_CHECKS": str(events_path.with_name("checks.jsonl")),
         "CONVBENCH_REFERENCES": str(events_path.with_name("references")),
     }
+    env.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages for large CPU tensors: docs/verdicts.md, "At the source"
     env.pop("CONVBENCH_DEVICES", None)
     if opts.devices:
         env["CONVBENCH_DEVICES"] = ",".join(opts.devices)
