@@ -65,7 +65,7 @@ def test_many_series_at_once_give_each_series_its_own_answer():
 
 def test_vectorised_verdicts_equal_one_series_at_a_time():
     rng = np.random.default_rng(5)
-    lengths = [2, 3, 4, 6, 9]
+    lengths = [2, 3, 4, 5, 6, 9]
     series_ = [rng.normal(0, 0.002, k) + np.r_[np.zeros(k - 2), [0.5, 0.5]] * (k % 2) for k in lengths]
     codes = np.repeat(np.arange(len(lengths)), lengths)
     firsts = np.r_[0, np.cumsum(lengths)[:-1]]
@@ -76,7 +76,15 @@ def test_vectorised_verdicts_equal_one_series_at_a_time():
         one = regressions.judge_series(v, 0.002, 0.001, 1.05)
         assert many.loc[i, "verdict"] == one.verdict
         assert many.loc[i, "confirmations"] == one.confirmations
-    assert list(many["verdict"]) == ["inconclusive", "suspect", "unchanged", "unchanged", "regression"]
+    # odd lengths step up at their two newest runs: 3 runs are too few, 5 give a band from 3 runs before
+    assert list(many["verdict"]) == [
+        "inconclusive",
+        "inconclusive",
+        "unchanged",
+        "regression",
+        "unchanged",
+        "regression",
+    ]
 
 
 def test_moderation_pulls_toward_the_prior_by_degrees_of_freedom():
@@ -137,6 +145,12 @@ def test_a_small_step_under_large_noise_is_inconclusive_with_its_band():
 def test_too_short_a_history_is_inconclusive():
     j = regressions.judge_series(np.log([1.0, 2.0]), 0.02, 0.001, 1.05)
     assert j.verdict == "inconclusive" and "2 runs" in j.reason
+    # three runs: the newest doubled, but a band from two runs cannot say which level is usual
+    j = regressions.judge_series(np.log([1.0, 1.01, 2.0]), 0.02, 0.001, 1.05)
+    assert j.verdict == "inconclusive" and "3 runs" in j.reason
+    # four: a suspect against a band from the three before it, but not yet a regression
+    assert regressions.judge_series(np.log([1.0, 1.01, 0.99, 2.0]), 0.02, 0.001, 1.05).verdict == "suspect"
+    assert regressions.judge_series(np.log([1.0, 1.01, 2.0, 2.0]), 0.02, 0.001, 1.05).verdict != "regression"
 
 
 def test_pure_noise_flags_about_alpha_of_series():

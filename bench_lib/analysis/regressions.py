@@ -10,7 +10,7 @@ Per series (time order, the newest ``WINDOW_RUNS`` runs; a run's value is its be
 2. The verdict, HUD-style persistence: the newest two runs beyond the band on the same side:
    ``regression`` (slower) or ``improvement``; only the newest: ``suspect``; neither: ``unchanged`` where the
    band is ``ln factor`` (a change of ``factor`` would have been seen), else ``inconclusive``. Fewer than
-   ``MIN_RUNS`` runs: ``inconclusive``.
+   ``MIN_RUNS`` runs (4: a band from at least 3 runs before the judged ones): ``inconclusive``.
 3. Where it stepped: ``asv.step_detect.detect_steps`` (asv's piecewise-constant L1 fit) on the series; the
    step's first run is ``first_run`` when every run since is beyond the band, else the first of the two
    newest. ``change`` is the median after over the median before, with its interval at 1 − alpha.
@@ -34,7 +34,11 @@ from bench_lib.analysis import noise, results, series
 from bench_lib.errors import ArgumentError
 
 WINDOW_RUNS = 30  # runs of a series read by default (a month of nights)
-MIN_RUNS = 3  # a verdict needs at least this many runs of a series
+# A verdict needs at least this many runs of a series: the band is drawn from at least MIN_RUNS - 1 runs
+# before the judged ones (3 before the newest for a suspect, 3 before the two newest for a regression). From
+# two runs a band's centre cannot tell which of a bimodal series' modes is its usual one: on six A/A runs
+# with MIN_RUNS 3, 3 of the 6 flags came after the 4th run, each on such a series (docs/verdicts.md).
+MIN_RUNS = 4
 MACHINE_SHARE = 0.7  # share of a device's series moving with its canary that makes a run "machine changed"
 VERDICTS = ("regression", "suspect", "improvement", "unchanged", "inconclusive", "machine changed")
 FLAGS = ("regression", "suspect", "improvement")

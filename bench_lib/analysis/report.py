@@ -255,7 +255,12 @@ def _what_changed(store, machines: list[str] | None, factor: float = 1.05, alpha
     table = table[table["suite"] != "canary"]
     counts = table.groupby(["machine", "device", "verdict"]).size().unstack(fill_value=0)
     short = table[table["n_runs"] < regressions.MIN_RUNS].groupby(["machine", "device"]).size()
-    counts = counts.assign(**{"of them, under 3 runs of history": short}).fillna(0).astype(int).reset_index()
+    counts = (
+        counts.assign(**{f"of them, under {regressions.MIN_RUNS} runs of history": short})
+        .fillna(0)
+        .astype(int)
+        .reset_index()
+    )
     flagged = table[table["verdict"].isin([*regressions.FLAGS, "machine changed"])]
     body = [
         f"<p>{len(table)} latency series, each judged at its newest run against the runs before it on the same "
