@@ -77,13 +77,13 @@ def summary(found: dict[str, list[dict]], rng: np.random.Generator) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--reps", type=int, default=30, help="fresh processes per setting (at least 5)")
+    ap.add_argument("--reps", type=int, default=30, help="fresh processes per setting (at least 10)")
     choices = ["base", "pin", "thp", *LIBS]
     ap.add_argument("--settings", nargs="+", choices=choices, default=["base", "thp", "jemalloc"])
     ap.add_argument("--seed", type=int, default=0, help="of the best-of-5 resampling")
     args = ap.parse_args(argv)
-    if args.reps < 5:
-        ap.error(f"--reps {args.reps}: the best of 5 processes needs at least 5 (accepted: 5 and more)")
+    if args.reps < 10:
+        ap.error(f"--reps {args.reps}: the best of 5 processes resampled needs at least 10 (accepted: 10 and more)")
     found: dict[str, list[dict]] = {s: [] for s in args.settings}
     for rep in range(args.reps):
         for setting in args.settings:
