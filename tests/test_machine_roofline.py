@@ -119,14 +119,16 @@ def test_no_committed_latency_is_above_its_roofline():
     assert fractions.max() <= 1.0, worst
 
 
-def test_host_settings_read_the_chosen_thp_mode_and_the_environment(monkeypatch):
-    m = machine
+def test_host_settings_read_the_chosen_thp_mode_and_the_environment(tmp_path, monkeypatch):
+    from bench_lib.measure import allocator
 
-    monkeypatch.setattr(m, "_read", lambda path: "always [madvise] never" if "transparent_hugepage" in path else None)
+    mode = tmp_path / "enabled"
+    mode.write_text("always [madvise] never\n")
+    monkeypatch.setattr(allocator, "THP_MODE_FILE", str(mode))
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")
     monkeypatch.delenv("LD_PRELOAD", raising=False)
-    got = m.host_settings()
+    got = machine.host_settings()
     assert (got["transparent_hugepage"], got["thp_mem_alloc_enable"], got["ld_preload"]) == ("madvise", "1", None)
-    monkeypatch.setattr(m, "_read", lambda path: None)  # no such file: not Linux
-    assert m.host_settings()["transparent_hugepage"] is None
-    assert set(m.state()) >= {"transparent_hugepage", "thp_mem_alloc_enable", "ld_preload", "cpu_affinity"}
+    monkeypatch.setattr(allocator, "THP_MODE_FILE", str(tmp_path / "absent"))  # not Linux
+    assert machine.host_settings()["transparent_hugepage"] is None
+    assert set(machine.state()) >= {"transparent_hugepage", "thp_mem_alloc_enable", "ld_preload", "cpu_affinity"}

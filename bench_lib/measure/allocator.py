@@ -94,18 +94,24 @@ def apply(policy: str = "steady") -> str:
 THP_MODE_FILE = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
-def huge_pages(mode_file: str = THP_MODE_FILE) -> str:
+def thp_mode(mode_file: str | None = None) -> str | None:
+    """The kernel's transparent huge page mode (``always``, ``madvise`` or ``never``: the bracketed word of
+    ``THP_MODE_FILE``), or None where the file cannot be read (not Linux)."""
+    try:
+        with open(mode_file or THP_MODE_FILE) as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.find("[") + 1 : text.find("]")] if "[" in text else None
+
+
+def huge_pages(mode_file: str | None = None) -> str:
     """`` + THP`` when PyTorch will ask for transparent huge pages for its CPU tensors of 2 MiB and more
-    (``THP_MEM_ALLOC_ENABLE`` is 1 and the kernel's mode is not ``never``), else nothing. The kernel honours
-    the request in its ``madvise`` and ``always`` modes."""
+    (``THP_MEM_ALLOC_ENABLE`` is 1) and the kernel grants them (its mode is ``madvise`` or ``always``),
+    else nothing."""
     if os.environ.get("THP_MEM_ALLOC_ENABLE") != "1":  # PyTorch 2.13 reads "1" only ("true" is ignored)
         return ""
-    try:
-        with open(mode_file) as f:
-            mode = f.read()
-    except OSError:
-        return ""
-    return "" if "[never]" in mode else " + THP"
+    return " + THP" if thp_mode(mode_file) in ("madvise", "always") else ""
 
 
 def minor_faults() -> int:

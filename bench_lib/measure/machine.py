@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 import torch
 
-from bench_lib.measure import devices, nvml
+from bench_lib.measure import allocator, devices, nvml
 
 
 def _read(path: str) -> str | None:
@@ -121,16 +121,13 @@ def asv_machine_info(fp: dict[str, Any] | None = None) -> dict[str, str]:
 
 
 def host_settings() -> dict[str, Any]:
-    """The host settings that were tried against between-process spread (docs/verdicts.md, "Noise at the
-    source"): none narrowed it on the VM and some move the level, so each run records them. The kernel's
-    transparent huge page mode (the bracketed word of ``/sys/kernel/mm/transparent_hugepage/enabled``),
-    PyTorch's ``THP_MEM_ALLOC_ENABLE`` (huge pages for its CPU tensors), ``LD_PRELOAD`` (another allocator)
-    and the CPUs this process may run on."""
-    thp = _read("/sys/kernel/mm/transparent_hugepage/enabled") or ""
-    chosen = thp[thp.find("[") + 1 : thp.find("]")] if "[" in thp else None
+    """The host settings tried against between-process spread (docs/verdicts.md, "Less noise at the
+    source"): some move the level and huge pages narrowed it, so each run records them. The kernel's
+    transparent huge page mode, PyTorch's ``THP_MEM_ALLOC_ENABLE`` (huge pages for its CPU tensors),
+    ``LD_PRELOAD`` (another allocator) and the CPUs this process may run on."""
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
-        "transparent_hugepage": chosen,
+        "transparent_hugepage": allocator.thp_mode(),
         "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE"),
         "ld_preload": os.environ.get("LD_PRELOAD"),
         "cpu_affinity": affinity,

@@ -389,7 +389,7 @@ def _asv_environment(opts: RunOptions, events_path: Path) -> dict[str, str]:
         "CONVBENCH_CHECKS": str(events_path.with_name("checks.jsonl")),
         "CONVBENCH_REFERENCES": str(events_path.with_name("references")),
     }
-    env.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages for large CPU tensors: docs/verdicts.md, "At the source"
+    env.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages for large CPU tensors: docs/verdicts.md §4
     env.pop("CONVBENCH_DEVICES", None)
     if opts.devices:
         env["CONVBENCH_DEVICES"] = ",".join(opts.devices)
