@@ -151,7 +151,7 @@ def test_summary_counts_skips_failures_and_missing():
     # the canaries' windows and the run-level ones (peaks, breakdowns) are inside measurements too
     params = dict(case="gemm(n=512)", batch=1, device="cpu-1t", layout="nchw", dtype="float32", mode="inference")
     canary = {"suite": "canary", "metric": "latency", "params": params, "status": "ok", "measure_s": 0.25}
-    s = runner.summarise(planned, [*events, canary], {}, 4.0, False, run_level_s=0.75)
+    s = runner.summarise(planned, [*events, canary], {}, 4.0, False, peaks_breakdowns_s=0.75)
     assert (s.measure_s, s.run_level_s, s.overhead_fraction) == (3.0, 1.0, 0.25)
     assert (s.ok, len(s.failed)) == (1, 2)  # the canary is no combination
     # combinations never attempted (interrupted before their chunk) are not failures

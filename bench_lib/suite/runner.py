@@ -235,14 +235,15 @@ def summarise(
     interrupted: str | None,
     attempted: set[Combination] | None = None,
     asv_errors: list[str] | None = None,
-    run_level_s: float = 0.0,
+    peaks_breakdowns_s: float = 0.0,
 ) -> Summary:
     """Each selected combination's final word. One with no event at all was abandoned by a stop, or
     failed without a word: asv's error where asv itself failed, else a timeout or a dead worker.
 
     Time inside measurements is every event's ``measure_s`` (the combinations' timing windows and the
-    canaries', which are events too) plus ``run_level_s``, the run's other measuring windows (roofline
-    peaks, network breakdowns)."""
+    canaries', which are events too) plus ``peaks_breakdowns_s``, the run's other measuring windows
+    (roofline peaks, network breakdowns); ``run_level_s`` is that plus the canaries'."""
+    canaries_s = sum(e.get("measure_s", 0.0) for e in events if e.get("suite") == "canary")
     last: dict[tuple, dict[str, Any]] = {}
     for e in events:
         last[event_key(e)] = e  # a combination's final word (setup and track both report)
@@ -273,10 +274,10 @@ def summarise(
         dict(excluded),
         missing,
         wall_s,
-        sum(e.get("measure_s", 0.0) for e in events) + run_level_s,
+        sum(e.get("measure_s", 0.0) for e in events) + peaks_breakdowns_s,
         interrupted,
         abandoned,
-        run_level_s + sum(e.get("measure_s", 0.0) for e in events if e.get("suite") == "canary"),
+        peaks_breakdowns_s + canaries_s,
     )
 
 
@@ -546,14 +547,14 @@ class _RunContext:
     saved: list[str] = field(default_factory=list)
     machine_state: dict[str, Any] = field(default_factory=dict)
     faults: dict[str, Any] = field(default_factory=dict)
-    run_level_s: float = 0.0  # the peaks' and breakdowns' measuring windows, summed
+    peaks_breakdowns_s: float = 0.0  # the peaks' and breakdowns' measuring windows, summed
 
     def execute(self, asv_machine: str, lock: guard.MachineLock) -> int:
         events_path, log_path = self.scratch / "events.jsonl", self.scratch / "asv.log"
         config = asv_config(self.root, self.scratch)
         self.machine_state["start"] = machine.state()
         if self.opts.peaks and self.opts.grid != "smoke":
-            self.peaks, self.run_level_s = _measure_peaks(self.grid.devices)
+            self.peaks, self.peaks_breakdowns_s = _measure_peaks(self.grid.devices)
             _canary(self.grid.devices, events_path, "start")
         runner = _Chunks(
             lambda rounds, chunk: asv_command(config, self.python, self.head, asv_machine, self.opts, chunk, rounds),
@@ -574,7 +575,7 @@ class _RunContext:
         networks_ran = any(p.suite == "networks" for p in self.plan.selected)
         if self.opts.breakdowns and networks_ran and self.grid.name != "smoke" and not stopped:
             self.breakdowns, spent_s = _measure_breakdowns(self.grid)
-            self.run_level_s += spent_s
+            self.peaks_breakdowns_s += spent_s
         if self.opts.peaks and self.opts.grid != "smoke" and not stopped:
             _canary(self.grid.devices, events_path, "end")
         self.machine_state["end"] = machine.state()
@@ -586,7 +587,7 @@ class _RunContext:
             stopped,
             runner.attempted,
             runner.asv_errors,
-            self.run_level_s,
+            self.peaks_breakdowns_s,
         )
         try:
             self.store(events_path, "interrupted" if stopped else "complete", summary)
@@ -604,9 +605,8 @@ class _RunContext:
         events = read_events(events_path)
         if summary is None:
             elapsed_s = time.time() - self.started
-            summary = summarise(
-                self.plan.selected, events, self.plan.excluded, elapsed_s, None, set(), run_level_s=self.run_level_s
-            )
+            done = self.plan.selected, events, self.plan.excluded, elapsed_s, None, set()
+            summary = summarise(*done, peaks_breakdowns_s=self.peaks_breakdowns_s)
         record = _run_record(self, state, summary)
         self.saved = self.save(record, events, self.peaks, self.breakdowns)
 
