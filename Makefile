@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch
 GRID ?= default
+RUN_ARGS ?=
 BIN := $(VENV)/bin
 # One stamp per torch spec: changing TORCH_SPEC or pyproject.toml reinstalls, otherwise nothing runs.
 STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC)' | tr -c 'A-Za-z0-9._-' '_')
@@ -28,7 +29,7 @@ lint: install
 # `convbench run` exits 1 when some combinations failed: the rest is saved, and the report is still built
 # (then `make bench` exits 1 too). Any other failure stops here.
 bench: install
-	@status=0; $(BIN)/convbench run --grid $(GRID) || status=$$?; \
+	@status=0; $(BIN)/convbench run --grid $(GRID) $(RUN_ARGS) || status=$$?; \
 	  if [ $$status -ne 0 ] && [ $$status -ne 1 ]; then exit $$status; fi; \
 	  $(BIN)/convbench report || exit $$?; \
 	  exit $$status

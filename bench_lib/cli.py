@@ -306,6 +306,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         project=args.project,
         rounds=args.rounds,
         wait_s=args.wait,
+        lock_gpu_clocks=args.lock_gpu_clocks,
     )
     from bench_lib.store import store_path
     from bench_lib.store.writer import RunWriter
@@ -520,6 +521,13 @@ def _add_run(sub) -> None:
         default=3600.0,
         metavar="SECONDS",
         help="how long to wait for another run holding this machine (default 3600)",
+    )
+    p.add_argument(
+        "--lock-gpu-clocks",
+        default="none",
+        metavar="none|base|max|MHZ",
+        help="lock the SM clock of the run's GPUs for the run (needs root; refused: the run goes on and "
+        "records why; default none)",
     )
     p.set_defaults(func=cmd_run)
 

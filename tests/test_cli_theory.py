@@ -92,6 +92,10 @@ def test_workloads_lists_every_name(capsys):
         (["theory", "standard", "--dtype", "float64"], "argument --dtype: invalid choice: 'float64'"),
         (["run", "--device", "cpu-1t", "--device", "cpu-1t"], "--device cpu-1t is given twice"),
         (["run", "--device", "gpu"], "--device 'gpu'"),
+        (
+            ["run", "--lock-gpu-clocks", "fast"],
+            "--lock-gpu-clocks 'fast': accepted: none, base, max or a clock in MHz from 1 to 10000",
+        ),
         (["theory", "standard", "in_channels=0"], "standard: in_channels=0 must be at least 1"),
     ],
 )

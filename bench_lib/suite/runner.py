@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from typing import Any
 from bench_lib import __version__
 from bench_lib.errors import ArgumentError
 from bench_lib.files import write_atomic
-from bench_lib.measure import devices, machine
+from bench_lib.measure import devices, gpu_clocks, machine
 from bench_lib.suite import grids, guard
 from bench_lib.suite.combination import SUITE_VERSION, Combination
 
@@ -318,6 +318,7 @@ class RunOptions:
     peaks: bool = True  # measure the roofline peaks of every device with the run (not for smoke)
     breakdowns: bool = True  # per-block times of each network at batch 1 (the store's breakdowns table)
     wait_s: float = 3600.0  # how long to wait for another run holding the machine lock
+    lock_gpu_clocks: str = "none"  # none, base, max or MHz: the SM clock of the run's GPUs (gpu_clocks)
 
 
 def _check_devices(specs: list[str]) -> None:
@@ -346,6 +347,10 @@ def _check_options(opts: RunOptions) -> str:
         raise RunError(f"--wait {opts.wait_s} must be a number of seconds, at least 0")
     if opts.launch_method not in ("forkserver", "spawn"):
         raise RunError(f"--launch-method {opts.launch_method!r}; accepted: forkserver, spawn")
+    try:
+        gpu_clocks.parse_target(opts.lock_gpu_clocks)
+    except ValueError as e:
+        raise RunError(f"--lock-gpu-clocks {opts.lock_gpu_clocks!r}: {e}") from None
     if opts.devices:
         _check_devices(opts.devices)
     if opts.bench:
@@ -509,10 +514,33 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
             + (f"; INJECTED FAULTS {json.dumps(planted)}" if planted else ""),
             flush=True,
         )
-        return ctx.execute(asv_machine, lock)
+        with _gpu_clocks_locked(opts, grid.devices, ctx):
+            return ctx.execute(asv_machine, lock)
     finally:
         lock.release()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _gpu_clocks_locked(opts: RunOptions, specs: list[str], ctx: _RunContext) -> Iterator[None]:
+    """Lock the SM clock of the run's GPUs for the run (``--lock-gpu-clocks``), recorded in its machine
+    state as ``gpu_clocks``; reset when the run ends, however it ends. CPU-only runs lock nothing."""
+    target = gpu_clocks.parse_target(opts.lock_gpu_clocks)
+    cuda = [devices.parse_spec(s).index or 0 for s in specs if s.startswith("cuda")]
+    if target == "none" or not cuda:
+        ctx.machine_state["gpu_clocks"] = {"target": "none", "gpus": [], "problems": []}
+        yield
+        return
+    indices, problems = gpu_clocks.nvml_indices(cuda, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    with gpu_clocks.locked(target, indices) as locks:
+        ctx.machine_state["gpu_clocks"] = {
+            "target": str(target),
+            "gpus": [one.as_dict() for one in locks],
+            "problems": problems,
+        }
+        for line in [one.describe() for one in locks] + problems:
+            _say(f"convbench run: {line}")
+        yield
 
 
 def _say(text: str) -> None:
