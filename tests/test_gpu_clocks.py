@@ -143,7 +143,7 @@ def test_cuda_devices_map_to_nvml_gpus_through_cuda_visible_devices(fake, cuda, 
     assert gpu_clocks.nvml_indices(cuda, visible) == (indices, problems)
 
 
-def test_the_run_records_the_lock_in_its_machine_state_and_resets_after(fake, monkeypatch):
+def test_the_run_records_the_lock_in_its_machine_state_and_resets_after(fake, monkeypatch, capsys):
     nv = fake()
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     ctx = types.SimpleNamespace(machine_state={})
@@ -151,6 +151,7 @@ def test_the_run_records_the_lock_in_its_machine_state_and_resets_after(fake, mo
     with runner._gpu_clocks_locked(opts, ["cpu-1t", "cuda:1"], ctx):
         assert nv.calls == [("lock", 1, 1500, 1500)]
     assert nv.calls[-1] == ("reset", 1)
+    assert capsys.readouterr().err == "convbench run: --lock-gpu-clocks 1500: GPU 1: SM clock locked (1500, 1500 MHz)\n"
     state = ctx.machine_state["gpu_clocks"]
     assert state["target"] == "1500" and state["problems"] == []
     assert state["gpus"] == [{"nvml_index": 1, "target": "1500", "locked": True, "locked_mhz": 1500, "reason": None}]

@@ -539,7 +539,7 @@ def _gpu_clocks_locked(opts: RunOptions, specs: list[str], ctx: _RunContext) -> 
             "problems": problems,
         }
         for line in [one.describe() for one in locks] + problems:
-            _say(f"convbench run: {line}")
+            _say(f"convbench run: --lock-gpu-clocks {target}: {line}")
         yield
 
 
