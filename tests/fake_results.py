@@ -79,3 +79,19 @@ def stored(root: Path) -> Path:
         warnings.simplefilter("ignore")
         migrate(root, root / "store")
     return root
+
+
+def peaks(**kw):
+    """A device's roofline peaks: 100 GFLOP/s GEMM and 10 GB/s copies unless ``kw`` says otherwise."""
+    from bench_lib.measure.roofline import Peaks
+
+    base = dict(
+        device="cpu-1t",
+        gemm_flops_per_s={"float32": 100e9},
+        copy_bytes_per_s=10e9,
+        gemm_size=1024,
+        copy_bytes=2**28,
+        torch_version="2.13.0",
+        measured_at="2026-11-24T00:00:00+00:00",
+    )
+    return Peaks(**{**base, **kw})

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from fake_results import peaks
 
 from bench_lib.measure import machine, roofline
 
@@ -32,19 +33,6 @@ def test_fingerprint_has_the_fields_results_need():
 def test_machine_id_is_a_slug_and_can_be_overridden(monkeypatch):
     monkeypatch.setenv("CONVBENCH_MACHINE", "Lab Box #3.local")
     assert machine.machine_id() == "lab-box-3-local"
-
-
-def peaks(**kw):
-    base = dict(
-        device="cpu-1t",
-        gemm_flops_per_s={"float32": 100e9},
-        copy_bytes_per_s=10e9,
-        gemm_size=1024,
-        copy_bytes=2**28,
-        torch_version="2.13.0",
-        measured_at="2026-11-24T00:00:00+00:00",
-    )
-    return roofline.Peaks(**{**base, **kw})
 
 
 def test_roofline_floor_and_fraction():

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from fake_results import latency_row, machine, result_file, stored
+from fake_results import latency_row, machine, peaks, result_file, stored
 
 from bench_lib.analysis import results, tables, units
 
@@ -150,3 +150,39 @@ def test_human_units_keep_numbers_sortable_and_name_the_unit():
     assert (units.seconds(1.902e-5), units.seconds(2.5e-3), units.seconds(1.5)) == ("19 µs", "2.5 ms", "1.5 s")
     assert units.decimal(2.298e10, "FLOP/s") == "23 GFLOP/s" and units.size(1572864) == "1.5 MiB"
     assert units.joules(0.0123) == "12.3 mJ" and units.fraction(0.254) == "25.4 %" and units.seconds(np.nan) == ""
+
+
+def test_roofline_names_each_roof_in_the_legend_in_its_levels_colour_with_no_text_on_the_plot():
+    from bokeh.models import GlyphRenderer, MultiLine, Text
+
+    from bench_lib.analysis import interactive
+
+    peak = peaks(copy_levels_bytes_per_s={2**18: 80e9, 2**21: 40e9, 2**28: 10e9})
+    points = pd.DataFrame(
+        {
+            "machine": "box",
+            "device": "cpu-1t",
+            "case": ["depthwise(in=64)@56x56", "pointwise(in=64,out=64)@56x56"],
+            "layout": "nchw",
+            "dtype": "float32",
+            "batch": 1,
+            "mode": "inference",
+            "latency_s": [1e-4, 2e-4],
+            "memory_level_bytes": [2**18, 2**21],
+            "theory_intensity_flops_per_byte": [2.0, 30.0],
+            "achieved_flops_per_s": [5e9, 50e9],
+        }
+    )
+    fig = interactive.roofline(points, {("box", "cpu-1t"): peak})
+    labels = [item.label["value"] for item in fig.legend[0].items]
+    assert labels == [
+        "fits a 256 KiB copy · roof 80 GB/s",
+        "fits a 2 MiB copy · roof 40 GB/s",
+        "256 MiB copy (no case fits only it) · roof 10 GB/s",
+        "compute roof · 100 GFLOP/s",
+    ]
+    glyphs = [r.glyph for r in fig.renderers if isinstance(r, GlyphRenderer)]
+    assert not any(isinstance(g, Text) for g in glyphs)
+    roofs = next(r for r in fig.renderers if isinstance(r.glyph, MultiLine)).data_source.data
+    dots = next(r for r in fig.renderers if r.glyph.__class__.__name__ == "Scatter").data_source.data
+    assert list(roofs["colour"][:2]) == list(dots["colour"]) and roofs["colour"][2] == "grey"

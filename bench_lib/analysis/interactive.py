@@ -166,8 +166,9 @@ def _legend(p, renderer, names: pd.Series, location: str = "top_left") -> None:
 
 def roofline(points: pd.DataFrame, peaks: dict) -> object | None:
     """Achieved FLOP/s against arithmetic intensity (FLOPs per minimum byte), one panel per machine ·
-    device: the compute roof, one memory roof per measured level (a copy whose working set fits it), and
-    every case coloured by the level its working set fits. ``peaks``: (machine, device) → Peaks."""
+    device: the compute roof, one memory roof per measured level (a copy whose working set fits it) in
+    that level's colour, and every case coloured by the level its working set fits. The legend gives each
+    level its roof's bandwidth; hovering a roof names it. ``peaks``: (machine, device) → Peaks."""
     if points.empty:
         return None
     points = points[points["memory_level_bytes"].notna()]
@@ -175,7 +176,7 @@ def roofline(points: pd.DataFrame, peaks: dict) -> object | None:
         return None
     points = points.assign(level=points["memory_level_bytes"].map(lambda b: f"fits a {units.size(b)} copy"))
     # one colour per level in every panel; each panel's legend lists the levels it has
-    order = points.sort_values("memory_level_bytes")["level"].unique()
+    order = points.sort_values("memory_level_bytes")["memory_level_bytes"].unique()
     colour = dict(zip(order, itertools.cycle(Category10_10), strict=False))
     panels = []
     targets = itertools.islice(points.groupby(["machine", "device"], sort=True), MAX_PANELS)
@@ -189,15 +190,16 @@ def roofline(points: pd.DataFrame, peaks: dict) -> object | None:
             x_axis_type="log",
             y_axis_type="log",
         )
+        roofs, roof_items = {}, []
         if peak is not None:
-            _roofs(p, peak, float(x.min()) / 2, float(x.max()) * 2, set(rows["memory_level_bytes"]))
+            bounds = (float(x.min()) / 2, float(x.max()) * 2)
+            roofs, roof_items = _roofs(p, peak, bounds, set(rows["memory_level_bytes"]), colour)
         rows = rows.sort_values("memory_level_bytes", kind="stable")  # the legend lists levels smallest first
         source = ColumnDataSource(
             {
                 "x": rows["theory_intensity_flops_per_byte"],
                 "y": rows["achieved_flops_per_s"] / 1e9,
-                "level": rows["level"],
-                "colour": rows["level"].map(colour),
+                "colour": rows["memory_level_bytes"].map(colour),
             }
             | _hover_columns(rows)
         )
@@ -213,31 +215,46 @@ def roofline(points: pd.DataFrame, peaks: dict) -> object | None:
                 ],
             )
         )
-        _legend(p, points_renderer, rows["level"], location="bottom_right")
+        roof_words = {size: f" · roof {words}" for size, words in roofs.items()}
+        legend = rows["level"] + rows["memory_level_bytes"].map(roof_words).fillna("")
+        _legend(p, points_renderer, legend, location="bottom_right")
+        p.legend[0].items = list(p.legend[0].items) + roof_items
         panels.append(p)
     return _grid(panels)
 
 
-def _roofs(p, peak, x_lo: float, x_hi: float, used: set[float]) -> None:
-    """The compute roof (best of GEMM and dense conv, float32) and the memory roof of each level a point
-    of the panel fits (``used``: their copy sizes), plus the largest (DRAM)."""
+def _roofs(p, peak, bounds: tuple[float, float], used: set[float], colour: dict) -> tuple[dict, list]:
+    """Draw the compute roof (best of GEMM and dense conv, float32) and the memory roof of each level a
+    point of the panel fits (``used``: their copy sizes), plus the largest (DRAM), each in its level's
+    colour (``colour``: copy size → colour; grey for a level no point fits). Return each drawn level's
+    bandwidth in words, and legend entries for the compute roof and the levels no point fits."""
     compute = peak.compute_flops_per_s("float32") if "float32" in peak.gemm_flops_per_s else None
     sizes = sorted(peak.copy_levels_bytes_per_s) or [peak.copy_bytes]
     shown = sorted({s for s in sizes if s in used} | {sizes[-1]})
-    xs = np.geomspace(x_lo, x_hi, 50)
-    lines, labels = [], []
-    for size in shown:
-        bandwidth = peak.memory_bytes_per_s(size)
-        ys = bandwidth * xs if compute is None else np.minimum(bandwidth * xs, compute)
-        lines.append(ys / 1e9)
-        labels.append(f"{units.size(size)} copy: {units.decimal(bandwidth, 'B/s')}")
-    # one renderer for every roof and one for their labels (a renderer per level made a fleet's page slow)
-    p.multi_line([list(xs)] * len(lines), [list(y) for y in lines], color="grey", alpha=0.5, line_dash="dotted")
-    source = ColumnDataSource({"x": [xs[0]] * len(lines), "y": [y[0] for y in lines], "roof": labels})
-    p.text("x", "y", text="roof", source=source, text_font_size="7pt", text_color="grey", angle=0.6)
+    xs = np.geomspace(*bounds, 50)
+    bandwidth = {size: peak.memory_bytes_per_s(size) for size in shown}
+    ys = [bandwidth[s] * xs if compute is None else np.minimum(bandwidth[s] * xs, compute) for s in shown]
+    words = {size: units.decimal(bandwidth[size], "B/s") for size in shown}
+    # one renderer for every memory roof (a renderer per level made a fleet's page slow)
+    source = ColumnDataSource(
+        {
+            "xs": [list(xs)] * len(shown),
+            "ys": [list(y / 1e9) for y in ys],
+            "colour": [colour.get(s, "grey") for s in shown],
+            "roof": [f"{units.size(s)} copy: {words[s]}" for s in shown],
+        }
+    )
+    lines = p.multi_line("xs", "ys", source=source, color="colour", line_dash="dotted", line_width=2, alpha=0.8)
+    p.add_tools(HoverTool(renderers=[lines], tooltips=[("memory roof", "@roof")], line_policy="nearest"))
+    items = [
+        LegendItem(label=f"{units.size(s)} copy (no case fits only it) · roof {words[s]}", renderers=[lines], index=i)
+        for i, s in enumerate(shown)
+        if s not in used
+    ]
     if compute is not None:
-        roof = Span(location=compute / 1e9, dimension="width", line_color="black", line_dash="dashed")
-        p.add_layout(roof)
+        roof = p.line(list(bounds), [compute / 1e9] * 2, line_color="black", line_dash="dashed")
+        items.append(LegendItem(label=f"compute roof · {units.decimal(compute, 'FLOP/s')}", renderers=[roof]))
+    return words, items
 
 
 def bandwidth_bars(t: pd.DataFrame):
