@@ -135,7 +135,8 @@ def test_without_nvml_the_lock_is_refused_with_nvmls_reason():
         ([1], "2,0", [0], []),
         ([0], "GPU-3aaa", [3], []),
         ([0], "GPU-", [], ["cuda:0: CUDA_VISIBLE_DEVICES entry 'GPU-' names 4 GPUs"]),
-        ([0], "MIG-1234", [], ["cuda:0: CUDA_VISIBLE_DEVICES entry 'MIG-1234' is not a whole GPU"]),
+        ([0], "MIG-1234", [], ["cuda:0: CUDA_VISIBLE_DEVICES entry 'MIG-1234' is a MIG slice, not a whole GPU"]),
+        ([1], "0,7,2", [], ["cuda:1: CUDA_VISIBLE_DEVICES='0,7,2' shows no such device"]),  # 7: past the 4 GPUs
     ],
 )
 def test_cuda_devices_map_to_nvml_gpus_through_cuda_visible_devices(fake, cuda, visible, indices, problems):

@@ -259,21 +259,28 @@ def backend(spec: str | DeviceSpec) -> Backend:
     return {"cpu": CpuBackend, "cuda": CudaBackend, "mps": MpsBackend}[parsed.kind](parsed)
 
 
-def cuda_visible_count(physical: int, visible: str | None) -> int:
-    """How many CUDA devices this process sees: ``physical`` (NVML's count) as ``CUDA_VISIBLE_DEVICES``
-    narrows it. Unset: all; empty: none; else the entries up to the first invalid one (CUDA's rule),
-    at most ``physical``."""
+def cuda_visible_entries(physical: int, visible: str | None) -> list[str] | None:
+    """The entries of ``CUDA_VISIBLE_DEVICES`` (``visible``) CUDA honours on a machine with ``physical``
+    GPUs: those up to the first invalid one (CUDA's rule: a number past the last GPU, a negative or
+    malformed entry), each a number, a ``GPU-`` UUID (prefix) or a ``MIG-`` slice. None when unset: all."""
     if visible is None:
-        return physical
-    count = 0
+        return None
+    entries = []
     for entry in visible.split(","):
         entry = entry.strip()
         if not entry or entry.startswith("-") or not (entry.isdigit() or entry.startswith(("GPU-", "MIG-"))):
             break
         if entry.isdigit() and int(entry) >= physical:
             break
-        count += 1
-    return min(count, physical)
+        entries.append(entry)
+    return entries[:physical]
+
+
+def cuda_visible_count(physical: int, visible: str | None) -> int:
+    """How many CUDA devices this process sees: ``physical`` (NVML's count) as ``CUDA_VISIBLE_DEVICES``
+    narrows it. Unset: all; empty: none; else the entries up to the first invalid one."""
+    entries = cuda_visible_entries(physical, visible)
+    return physical if entries is None else len(entries)
 
 
 def candidate_specs() -> list[str]:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench_lib.measure import nvml
+from bench_lib.measure import devices, nvml
 
 TARGETS = ("none", "base", "max")  # or a clock in MHz
 MAX_CLOCK_MHZ = 10_000  # the largest clock accepted as a target: no GPU comes near it
@@ -71,14 +71,16 @@ def nvml_indices(cuda_indices: list[int], visible: str | None) -> tuple[list[int
     nv = nvml.module()
     if nv is None:
         return [], [nvml.unavailable_reason() or "NVML unavailable"]
-    if visible is None:
+    entries = devices.cuda_visible_entries(nv.nvmlDeviceGetCount(), visible)
+    if entries is None:
         return sorted(set(cuda_indices)), []
-    entries = [e.strip() for e in visible.split(",")]
     found: list[int] = []
     problems: list[str] = []
     for index in sorted(set(cuda_indices)):
-        entry = entries[index] if index < len(entries) else ""
-        if entry.isdigit():
+        entry = entries[index] if index < len(entries) else None
+        if entry is None:
+            problems.append(f"cuda:{index}: CUDA_VISIBLE_DEVICES={visible!r} shows no such device")
+        elif entry.isdigit():
             found.append(int(entry))
         elif entry.startswith("GPU-"):
             match = [i for i in range(nv.nvmlDeviceGetCount()) if _uuid(nv, i).startswith(entry)]
@@ -87,7 +89,7 @@ def nvml_indices(cuda_indices: list[int], visible: str | None) -> tuple[list[int
             else:
                 problems.append(f"cuda:{index}: CUDA_VISIBLE_DEVICES entry {entry!r} names {len(match)} GPUs")
         else:
-            problems.append(f"cuda:{index}: CUDA_VISIBLE_DEVICES entry {entry!r} is not a whole GPU")
+            problems.append(f"cuda:{index}: CUDA_VISIBLE_DEVICES entry {entry!r} is a MIG slice, not a whole GPU")
     return sorted(set(found)), problems
 
 
