@@ -527,11 +527,10 @@ def _gpu_clocks_locked(opts: RunOptions, specs: list[str], ctx: _RunContext) -> 
     state as ``gpu_clocks``; reset when the run ends, however it ends. CPU-only runs lock nothing."""
     target = gpu_clocks.parse_target(opts.lock_gpu_clocks)
     cuda = [devices.parse_spec(s).index or 0 for s in specs if s.startswith("cuda")]
-    if target == "none" or not cuda:
-        ctx.machine_state["gpu_clocks"] = {"target": "none", "gpus": [], "problems": []}
-        yield
-        return
-    indices, problems = gpu_clocks.nvml_indices(cuda, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if not cuda:
+        target = "none"  # a CPU-only run locks nothing, whatever was asked
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    indices, problems = ([], []) if target == "none" else gpu_clocks.nvml_indices(cuda, visible)
     with gpu_clocks.locked(target, indices) as locks:
         ctx.machine_state["gpu_clocks"] = {
             "target": str(target),
