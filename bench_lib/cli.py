@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from bench_lib import __version__
+from bench_lib.analysis import verdicts
 from bench_lib.errors import ArgumentError
+from bench_lib.measure import kinds
+from bench_lib.suite.guard import LAUNCH_METHODS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(ArgumentError):
-    """Bad input from the user: printed as one line, exit code 2."""
 
 
 def parse_key_values(items: Sequence[str]) -> dict[str, Any]:
@@ -31,7 +30,7 @@ def parse_key_values(items: Sequence[str]) -> dict[str, Any]:
     try:
         return {key: parse_value(value) for key, value in key_values(items, "parameter")}
     except ValueError as e:
-        raise UsageError(f"{e}: write key=value") from None
+        raise ArgumentError(f"{e}: write key=value") from None
 
 
 def _json_default(obj: Any) -> Any:
@@ -61,7 +60,7 @@ def cmd_workloads(args: argparse.Namespace) -> int:
 
 
 def _user_workload(args: argparse.Namespace) -> dict[str, Any]:
-    """The workload's parameters from ``key=value`` words, checked with the geometry (UsageError if bad);
+    """The workload's parameters from ``key=value`` words, checked with the geometry (ArgumentError if bad);
     ``--height``/``--width`` default to the workload's own size."""
     from bench_lib.catalogue import registry
 
@@ -71,7 +70,7 @@ def _user_workload(args: argparse.Namespace) -> dict[str, Any]:
         args.height, args.width = args.height or size, args.width or size
         registry.input_shape(args.name, args.batch, args.height, args.width, **params)
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise ArgumentError(str(e)) from None
     return params
 
 
@@ -125,9 +124,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     specs = devices.visible_specs()
     meters = {}
     for spec, ok, _ in specs:
-        kind = devices.parse_spec(spec)
-        meter = energy.meter_for(kind.kind, kind.index or 0)
-        meters[spec] = meter.available() if ok else (False, "device not available")
+        meters[spec] = energy.meter_of(devices.parse_spec(spec)).available() if ok else (False, "device not available")
     peaks = {}
     if not args.no_peaks:
         for spec, ok, _ in specs:
@@ -170,22 +167,22 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _resolve_device(spec: str):
-    """The backend for ``spec``, or a UsageError naming the spec and the devices available here."""
+    """The backend for ``spec``, or a ArgumentError naming the spec and the devices available here."""
     from bench_lib.measure import devices
 
     try:
         backend = devices.backend(spec)
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise ArgumentError(str(e)) from None
     ok, reason = backend.available()
     if not ok:
         here = ", ".join(s for s, available, _ in devices.visible_specs() if available)
-        raise UsageError(f"device={spec!r} is not available here ({reason}); available: {here}")
+        raise ArgumentError(f"device={spec!r} is not available here ({reason}); available: {here}")
     return backend
 
 
 def _prepare_for_cli(args: argparse.Namespace, params: dict[str, Any], backend):
-    """The prepared combination, or a UsageError where it cannot run as asked; None on a wrong result."""
+    """The prepared combination, or a ArgumentError where it cannot run as asked; None on a wrong result."""
     from bench_lib.measure import harness
 
     try:
@@ -203,44 +200,53 @@ def _prepare_for_cli(args: argparse.Namespace, params: dict[str, Any], backend):
             **params,
         )
     except harness.Unsupported as e:
-        raise UsageError(f"{args.name} cannot run on {args.device} as asked: {e}") from None
+        raise ArgumentError(f"{args.name} cannot run on {args.device} as asked: {e}") from None
     except harness.WrongResult as e:
         print(f"convbench measure: wrong result: {e}", file=sys.stderr)
         return None
 
 
-def _energy_fields(args: argparse.Namespace, prepared, seconds_per_call: float) -> dict[str, Any]:
-    from bench_lib.measure import energy
+def _memory_fields(args: argparse.Namespace, prepared) -> dict[str, Any]:
+    from bench_lib.measure import metrics
 
-    backend = prepared.backend
-    meter = energy.meter_for(backend.spec.kind, backend.spec.index or 0)
-    ok, reason = (False, "not asked for (--no-energy)") if args.no_energy else meter.available()
+    if args.no_memory:
+        return {"peak_bytes": None}
+    try:
+        mem = metrics.measure(prepared, "peak_memory").result
+    except RuntimeError as e:
+        return {"peak_bytes": None, "memory_reason": str(e)}
+    return {"peak_bytes": mem.peak_bytes, "memory": mem.summary()}
+
+
+def _energy_fields(args: argparse.Namespace, prepared, seconds_per_call: float) -> dict[str, Any]:
+    from bench_lib.measure import metrics
+
+    ok, reason = (
+        (False, "not asked for (--no-energy)") if args.no_energy else metrics.get("energy").available(prepared.backend)
+    )
     if not ok:
         return {"energy_j_per_call": None, "energy_reason": reason}
-    with prepared.grad_mode():
-        e = energy.energy_per_call(prepared.step, backend.synchronize, meter, seconds_per_call=seconds_per_call)
+    e = metrics.measure(prepared, "energy", metrics.Settings(seconds_per_call=seconds_per_call)).result
     return {"energy_j_per_call": e.energy_j_per_call, "energy": e.summary()}
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
     from bench_lib.catalogue import theory
-    from bench_lib.measure import harness, memory, roofline
+    from bench_lib.measure import harness, metrics, roofline
 
     params = _user_workload(args)
     prepared = _prepare_for_cli(args, params, _resolve_device(args.device))
     if prepared is None:
         return EXIT_FAILED
-    m = harness.time_prepared(prepared, samples=args.samples, max_time_s=args.max_time)
+    timing = {"samples": args.samples, "max_time_s": args.max_time}
+    m = metrics.measure(prepared, "latency", metrics.Settings(timing=timing)).result
     record: dict[str, Any] = {k: v for k, v in m.summary().items() if k != "context"}
-    record["peak_bytes"] = None
-    if not args.no_memory:
-        mem = memory.measure_memory(prepared)
-        record.update(peak_bytes=mem.peak_bytes, memory=mem.summary())
+    record.update(_memory_fields(args, prepared))
     record.update(_energy_fields(args, prepared, m.median_s))
     c = theory.cost(args.name, dtype=args.dtype, batch=args.batch, height=args.height, width=args.width, **params)
     if args.breakdown:
         record["breakdown"] = harness.breakdown(prepared)
-    flops = c.train_flops if args.mode == "training" else c.flops
+    flops = c.work_flops(args.mode)
     peaks = roofline.peaks_for(args.device, args.results, dtypes=(args.dtype,))
     record["roofline_fraction"] = peaks.fraction(m.median_s, flops, c.min_bytes, args.dtype)
     record["achieved_flops_per_s"] = flops / m.median_s
@@ -273,6 +279,8 @@ def _print_measurement(m, record: dict[str, Any]) -> None:
     )
     if record["peak_bytes"] is not None:
         print(f"  peak memory {record['peak_bytes'] / 2**20:,.1f} MiB ({record['memory']['source']})")
+    elif "memory_reason" in record:
+        print(f"  peak memory: not measured ({record['memory_reason']})")
     if "breakdown" in record:
         _print_breakdown(record["breakdown"])
     if record["energy_j_per_call"] is not None:
@@ -316,10 +324,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     def save(run, events, peaks, breakdowns):
         return RunWriter(where, run).save(run, events, peaks, breakdowns)
 
-    try:
-        return runner.run(opts, save=save)
-    except runner.RunError as e:
-        raise UsageError(str(e)) from None
+    return runner.run(opts, save=save)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -367,10 +372,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     grid = "papers" if args.paper == "all" else args.paper
     opts = runner.RunOptions(grid=grid, devices=args.device or None, project=args.project)
-    try:
-        status = runner.run(opts)
-    except runner.RunError as e:
-        raise UsageError(str(e)) from None
+    status = runner.run(opts)
     if status not in (EXIT_OK, EXIT_FAILED):
         return status
     out, problems = report.build(args.results, args.out, args.analysis, publish=False)
@@ -389,10 +391,33 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # argument types: each names the accepted range in its error (argparse adds the flag and exits 2)
 
-GRIDS = ("smoke", "default", "nightly", "full", "papers", "shufflenetv2", "fasternet")  # suite.grids checks it
-DTYPE_CHOICES = ("float32", "bfloat16", "float16")  # catalogue.dtypes checks it
-LAYOUT_CHOICES = ("nchw", "channels_last")
-MODE_CHOICES = ("inference", "training")
+class _Choices(Sequence):
+    """argparse ``choices`` read from the module that owns them when first needed (a value to check, an
+    error or a help page to print), so that building the parser imports no torch."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def _values(self) -> Sequence[str]:
+        import importlib
+
+        return tuple(getattr(importlib.import_module(self.module), self.name))
+
+    def __getitem__(self, i):
+        return self._values()[i]
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values()
+
+
+CHOICE_HELP = "%(choices)s (default %(default)s)"  # a metavar keeps argparse from reading lazy choices early
+GRIDS = _Choices("bench_lib.suite.grids", "GRIDS")
+DTYPE_CHOICES = _Choices("bench_lib.catalogue.dtypes", "DTYPES")
+LAYOUT_CHOICES = _Choices("bench_lib.measure.devices", "LAYOUTS")
+MODE_CHOICES = _Choices("bench_lib.measure.devices", "MODES")
 
 
 def int_at_least(lo: int):
@@ -435,7 +460,7 @@ def _add_geometry(p: argparse.ArgumentParser, batch: int = 1) -> None:
     p.add_argument("--batch", type=int_at_least(1), default=batch, help="batch size (default %(default)s)")
     p.add_argument("--height", type=int_at_least(1), help="input height (default 224 for networks, else 56)")
     p.add_argument("--width", type=int_at_least(1), help="input width (default 224 for networks, else 56)")
-    p.add_argument("--dtype", default="float32", choices=DTYPE_CHOICES, help="default %(default)s")
+    p.add_argument("--dtype", default="float32", choices=DTYPE_CHOICES, metavar="DTYPE", help=CHOICE_HELP)
 
 
 def _add_workload(sub, name: str, help: str):
@@ -464,9 +489,9 @@ def _add_info(sub) -> None:
 
 def _add_measure(sub) -> None:
     p = _add_workload(sub, "measure", "measure one combination: time, memory, energy, roofline fraction")
-    p.add_argument("--device", default="cpu-1t", help="cpu, cpu-Nt, cuda, cuda:K, mps (default %(default)s)")
-    p.add_argument("--layout", default="nchw", choices=LAYOUT_CHOICES, help="default %(default)s")
-    p.add_argument("--mode", default="inference", choices=MODE_CHOICES, help="default %(default)s")
+    p.add_argument("--device", default="cpu-1t", help=f"{kinds.SPEC_HELP} (default %(default)s)")
+    p.add_argument("--layout", default="nchw", choices=LAYOUT_CHOICES, metavar="LAYOUT", help=CHOICE_HELP)
+    p.add_argument("--mode", default="inference", choices=MODE_CHOICES, metavar="MODE", help=CHOICE_HELP)
     _add_geometry(p)
     p.add_argument("--graph", action="store_true", help="CUDA only: replay the call from a CUDA graph")
     p.add_argument("--allocator", default="steady", choices=("steady", "cold"), help="default %(default)s")
@@ -487,7 +512,7 @@ def _add_measure(sub) -> None:
 
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run a grid of benchmarks through asv into results/ (the main job)")
-    p.add_argument("--grid", default="default", choices=GRIDS, help="default %(default)s")
+    p.add_argument("--grid", default="default", choices=GRIDS, metavar="GRID", help=CHOICE_HELP)
     p.add_argument(
         "--device",
         action="append",
@@ -501,7 +526,7 @@ def _add_run(sub) -> None:
         help="interpreter of the environment to benchmark (default: this one); one venv per torch version "
         "keeps results apart",
     )
-    p.add_argument("--launch-method", default="forkserver", choices=("forkserver", "spawn"), help="default %(default)s")
+    p.add_argument("--launch-method", default="forkserver", choices=LAUNCH_METHODS, help="default %(default)s")
     p.add_argument("--chunk-size", type=int_at_least(1), default=200, help="combinations per asv run (default 200)")
     p.add_argument("--project", metavar="DIR", help="project directory holding asv.conf.json (default: here)")
     p.add_argument(
@@ -551,13 +576,19 @@ def _add_report(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
-def _add_verdict_options(p, alpha: float, alpha_help: str) -> None:
-    """``--factor`` and ``--alpha``, shared by compare and regressions (docs/verdicts.md)."""
+def _add_verdict_options(p, alpha_help: str) -> None:
+    """``--factor`` and ``--alpha``, shared by compare and regressions, defaults from :mod:`verdicts`."""
     p.add_argument(
-        "--factor", type=float_in(1, 100), default=1.05, help="smallest change worth a verdict (default 1.05)"
+        "--factor",
+        type=float_in(1, 100),
+        default=verdicts.FACTOR,
+        help=f"smallest change worth a verdict (default {verdicts.FACTOR:g})",
     )
     p.add_argument(
-        "--alpha", type=float_in(0, 0.5, lo_open=True), default=alpha, help=f"{alpha_help} (default {alpha:g})"
+        "--alpha",
+        type=float_in(0, 0.5, lo_open=True),
+        default=verdicts.ALPHA,
+        help=f"{alpha_help} (default {verdicts.ALPHA:g})",
     )
 
 
@@ -572,7 +603,7 @@ def _add_regressions(sub) -> None:
         "--machine", action="append", metavar="NAME", help="only this machine (repeatable; default: every one)"
     )
     p.add_argument("--since", metavar="DATE", help="only runs started on or after DATE (YYYY-MM-DD[THH:MM], UTC)")
-    _add_verdict_options(p, 0.001, "chance per series that noise alone leaves the band")
+    _add_verdict_options(p, "chance per series that noise alone leaves the band")
     p.add_argument("--json", action="store_true", help="one JSON object: rule, rows, machine_changes")
     p.set_defaults(func=cmd_regressions)
 
@@ -587,7 +618,7 @@ def _add_compare(sub) -> None:
         help="key=value[,...]; keys: machine, env, torch, commit, date, run",
     )
     p.add_argument("--candidate", required=True, metavar="SELECTOR")
-    _add_verdict_options(p, 0.001, "chance per combination that noise alone is called a change")
+    _add_verdict_options(p, "chance per combination that noise alone is called a change")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true")
     fmt.add_argument("--json", action="store_true")
@@ -650,7 +681,7 @@ def cmd_store_migrate(args: argparse.Namespace) -> int:
 
     root = Path(args.results)
     if not root.is_dir():
-        raise UsageError(f"--results {root}: no such folder")
+        raise ArgumentError(f"--results {root}: no such folder")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         done = migrate(root, store_path(root))

@@ -5,8 +5,14 @@ import sys
 import pytest
 import torch
 
-from bench_lib.measure import allocator, devices, harness, memory, timing
+from bench_lib.measure import allocator, devices, harness, memory, metrics, timing
 from bench_lib.measure.timing import Measurement
+
+
+def timed(name: str, samples: int, max_time_s: float, **prepare) -> Measurement:
+    """Prepare ``name`` and measure its latency through the measuring service."""
+    settings = metrics.Settings(timing={"samples": samples, "max_time_s": max_time_s})
+    return metrics.measure(harness.prepare(name, **prepare), "latency", settings).result
 
 
 def test_measurement_statistics_are_exact():
@@ -94,7 +100,7 @@ def test_warm_up_runs_until_the_time_per_call_stops_falling():
 
 
 def test_steady_allocator_policy_gives_no_page_faults_for_the_depthwise_case():
-    m = harness.measure(
+    m = timed(
         "depthwise",
         device="cpu-1t",
         in_channels=64,
@@ -114,10 +120,11 @@ def test_cold_policy_keeps_a_fresh_process_page_faults_and_steady_removes_them()
     # A fresh process, cold first: the float64 reference check frees large buffers, which would raise
     # glibc's dynamic threshold; cold must hold the fresh-process behaviour regardless. Then steady.
     code = (
-        "from bench_lib.measure import harness\n"
-        "kw = dict(in_channels=64, height=56, width=56, samples=5, max_time_s=0.2)\n"
-        "cold = harness.measure('depthwise', allocator_policy='cold', **kw)\n"
-        "steady = harness.measure('depthwise', allocator_policy='steady', **kw)\n"
+        "from bench_lib.measure import harness, metrics\n"
+        "t = metrics.Settings(timing=dict(samples=5, max_time_s=0.2))\n"
+        "kw = dict(in_channels=64, height=56, width=56)\n"
+        "cold = metrics.measure(harness.prepare('depthwise', allocator_policy='cold', **kw), 'latency', t).result\n"
+        "steady = metrics.measure(harness.prepare('depthwise', allocator_policy='steady', **kw), 'latency', t).result\n"
         "print(cold.page_faults_per_call, steady.page_faults_per_call, cold.context['allocator'])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -140,7 +147,7 @@ def test_unknown_allocator_policy():
 
 
 def test_context_records_what_was_in_force():
-    m = harness.measure(
+    m = timed(
         "grouped",
         device="cpu-1t",
         layout="channels_last",
@@ -296,7 +303,7 @@ def test_cpu_peak_memory_of_large_activations_is_bounded_by_theory():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none")
 def test_cuda_measurement_with_and_without_graphs():
     for graph in (False, True):
-        m = harness.measure("depthwise", device="cuda", graph=graph, samples=5, max_time_s=0.2)
+        m = timed("depthwise", device="cuda", graph=graph, samples=5, max_time_s=0.2)
         assert m.median_s > 0 and m.context["graph"] is graph
     p = harness.prepare("pointwise", device="cuda", batch=8)
     mem = memory.measure_memory(p)

@@ -1,10 +1,13 @@
 import collections
 import re
+import subprocess
+import sys
 
 import pytest
 
 from bench_lib.catalogue import registry
 from bench_lib.catalogue.cases import Case
+from bench_lib.errors import ArgumentError
 from bench_lib.suite import grids, runner
 from bench_lib.suite.combination import METRICS, PARAM_NAMES, SUITES, Combination
 
@@ -148,14 +151,16 @@ def test_summary_counts_skips_failures_and_missing():
         "no result: asv timed out or its worker died (see the asv log)",
     ]
     assert s.measure_s == 2.0 and s.overhead_fraction == 0.5
-    # the canaries' windows and the run-level ones (peaks, breakdowns) are inside measurements too
+    # the run's own windows (peaks, canaries, breakdowns) are inside measurements too, as the runner timed
+    # them: a canary's event is not counted a second time
     params = dict(case="gemm(n=512)", batch=1, device="cpu-1t", layout="nchw", dtype="float32", mode="inference")
     canary = {"suite": "canary", "metric": "latency", "params": params, "status": "ok", "measure_s": 0.25}
-    s = runner.summarise(planned, [*events, canary], {}, 4.0, False, peaks_breakdowns_s=0.75)
-    assert (s.measure_s, s.run_level_s, s.overhead_fraction) == (3.0, 1.0, 0.25)
+    s = runner.summarise(planned, [*events, canary], {}, 4.0, interrupted=False, run_level_s=1.0)
+    assert (s.combinations_s, s.run_level_s, s.measure_s, s.overhead_fraction) == (2.0, 1.0, 3.0, 0.25)
+    assert s.as_dict()["measure_s"] == 3.0 and s.as_dict()["run_level_s"] == 1.0
     assert (s.ok, len(s.failed)) == (1, 2)  # the canary is no combination
     # combinations never attempted (interrupted before their chunk) are not failures
-    s = runner.summarise(planned, events, {}, 4.0, True, attempted={planned[0], planned[1]})
+    s = runner.summarise(planned, events, {}, 4.0, interrupted=True, attempted={planned[0], planned[1]})
     assert s.missing == 0 and len(s.failed) == 1
 
 
@@ -173,7 +178,7 @@ def test_machine_entry_is_added_once(tmp_path, monkeypatch):
 
 
 def test_git_head_outside_a_checkout_is_a_clear_error(tmp_path):
-    with pytest.raises(runner.RunError, match="is not a git checkout with at least one commit"):
+    with pytest.raises(ArgumentError, match="is not a git checkout with at least one commit"):
         runner.git_head(tmp_path)
 
 
@@ -222,12 +227,19 @@ def test_the_full_grid_leaves_no_batch_out_on_any_device():
             assert g.excluded(c) is None
 
 
-def test_the_cli_offers_exactly_the_grids_dtypes_layouts_and_modes_there_are():
-    # the CLI keeps its own copies so that `convbench --help` does not import torch; they must not drift
-    from bench_lib import cli
-    from bench_lib.catalogue.dtypes import DTYPES
-    from bench_lib.measure.devices import LAYOUTS, MODES
+def test_the_cli_reads_grids_dtypes_layouts_and_modes_from_their_owners_without_importing_torch():
+    # the parser offers the real tables (no copies to drift), read only when a value is checked
+    code = (
+        "import sys\n"
+        "from bench_lib.cli import build_parser\n"
+        "p = build_parser()\n"
+        "print('torch' in sys.modules)\n"
+        "print(p.parse_args(['run', '--grid', 'fasternet']).grid, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "fasternet", "True"]
+    from bench_lib.cli import main
 
-    assert cli.GRIDS == grids.GRIDS
-    assert tuple(DTYPES) == cli.DTYPE_CHOICES
-    assert cli.LAYOUT_CHOICES == LAYOUTS and cli.MODE_CHOICES == MODES
+    assert main(["run", "--grid", "weekly"]) == 2
+    assert main(["measure", "depthwise", "--dtype", "float8"]) == 2

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench_lib.analysis import compare, noise, regressions, series
+from bench_lib.analysis import compare, noise, regressions, series, verdicts
 from bench_lib.cli import main
 from bench_lib.store.writer import RunWriter
 
@@ -112,7 +112,7 @@ def test_detectable_is_t_times_the_standard_error():
     ],
 )
 def test_judge_vocabulary(change, detectable, verdict):
-    assert noise.judge(change, detectable, 1.05) == verdict
+    assert verdicts.pairwise(change, detectable, 1.05) == verdict
 
 
 def _series(values, sigma=0.02, seed=0):
@@ -262,7 +262,8 @@ def test_regressions_cli_json_shape_and_exit_codes(tmp_path, capsys):
     assert {"rule", "rows", "machine_changes", "factor", "alpha"} <= set(out)
     must = {"machine", "metric", "case", "batch", "device", "layout", "dtype", "mode", "verdict", "change"}
     assert all(must <= set(r) for r in out["rows"])
-    assert {r["verdict"] for r in out["rows"]} <= set(regressions.VERDICTS)
+    said = {verdicts.REGRESSION, verdicts.SUSPECT, verdicts.IMPROVEMENT, verdicts.UNCHANGED, verdicts.INCONCLUSIVE}
+    assert {r["verdict"] for r in out["rows"]} <= said | {verdicts.MACHINE_CHANGED}
     hit = [r for r in out["rows"] if r["verdict"] == "regression"]
     assert len(hit) == 8 and {r["first_run"] for r in hit} == {"r08"}
     assert main(["regressions", "--results", str(root), "--since", "2026-11-09"]) == 0  # 2 runs: inconclusive
@@ -276,17 +277,22 @@ def test_regressions_cli_json_shape_and_exit_codes(tmp_path, capsys):
 def test_compare_uses_the_history_noise_and_says_inconclusive_where_it_is_too_large(tmp_path, capsys):
     noisy = _runs_frame([{}] * 6, [1.0] * 6, sigma=0.2, seed=11)
     quiet = _runs_frame([{}] * 5 + [{OPS[0]: 1.3}], [1.0] * 6, sigma=0.003, seed=12)
-    for frame, verdicts in ((noisy, {"inconclusive"}), (quiet, {"unchanged", "slower"})):
+    for frame, expected in ((noisy, {"inconclusive"}), (quiet, {"unchanged", "slower"})):
         frame = frame.assign(machine_name="box", run_date=frame.started_at)
         table, _ = compare.compare(frame, "run=r04", "run=r05", 1.05, 0.01)
-        assert set(table.verdict) <= verdicts | {"inconclusive"} and verdicts & set(table.verdict)
+        assert set(table.verdict) <= expected | {"inconclusive"} and expected & set(table.verdict)
     slower = table[table.verdict == "slower"]
     assert list(slower.case) == [OPS[0]] and slower.change.iloc[0] == pytest.approx(0.3, abs=0.02)
     root = _store(tmp_path, quiet)
     assert main(["compare", "--results", str(root), "--baseline", "run=r04", "--candidate", "run=r05", "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
     must = {"machine", "metric", "case", "batch", "device", "layout", "dtype", "mode", "verdict", "change"}
-    assert all(must <= set(r) for r in out["rows"]) and {r["verdict"] for r in out["rows"]} <= {*noise.VERDICTS_COMPARE}
+    assert all(must <= set(r) for r in out["rows"]) and {r["verdict"] for r in out["rows"]} <= {
+        verdicts.SLOWER,
+        verdicts.FASTER,
+        verdicts.UNCHANGED,
+        verdicts.INCONCLUSIVE,
+    }
 
 
 def test_slowdown_does_factor_times_the_calls_spread_evenly():
@@ -352,4 +358,4 @@ def test_compare_and_regressions_default_to_the_documented_alpha():
 
     parser = build_parser()
     for command in (["compare", "--baseline", "a=b", "--candidate", "a=b"], ["regressions"]):
-        assert parser.parse_args(command).alpha == compare.ALPHA == 0.001
+        assert parser.parse_args(command).alpha == verdicts.ALPHA == 0.001

@@ -10,12 +10,14 @@ minute, and a rank test on them calls the machine's between-process noise signif
 
 - ``change``: candidate / baseline − 1, of the medians of each side's run values;
 - its noise: the run-to-run spread of the combination on this machine, from its history in the store
-  (the newest ``HISTORY_RUNS`` runs of the same machine and environment), or from the spread of the
-  compared runs' rounds where there is no history (:mod:`bench_lib.analysis.series`);
+  (the runs a verdict reads, :func:`bench_lib.analysis.verdicts.window`, of the same machine and
+  environment), or from the spread of the compared runs' rounds where there is no history
+  (:mod:`bench_lib.analysis.series`);
 - ``detectable``: the smallest change this comparison could call at confidence 1 − ``alpha``;
-- ``verdict``: ``slower`` / ``faster`` beyond both ``factor`` and ``detectable``; ``unchanged`` when a change
-  of ``factor`` was detectable and none was seen; ``inconclusive`` when it was not (the text shows
-  "inconclusive (noise ±x%)"); ``new failure``, ``fixed``, or why the sides cannot be compared.
+- ``verdict``: :func:`bench_lib.analysis.verdicts.pairwise` (``slower`` / ``faster`` beyond both ``factor``
+  and ``detectable``; ``unchanged`` when a change of ``factor`` was detectable and none was seen;
+  ``inconclusive`` when it was not: the text shows "inconclusive (noise ±x%)"); ``new failure``, ``fixed``,
+  or why the sides cannot be compared.
 
 Across machines, raw latencies say nothing about regressions, so each round's latency is divided by its
 dense equivalent's in the same run and round, and those relative latencies are compared (noise from the
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench_lib.analysis import noise, results, series
+from bench_lib.analysis import noise, results, series, verdicts
 from bench_lib.catalogue.cases import Case, key_values
 from bench_lib.errors import ArgumentError
 from bench_lib.suite.combination import benchmark_name
@@ -45,11 +47,6 @@ SELECTOR_KEYS = {
     "run": "run_id",
 }
 COMBINATION = series.COMBINATION
-# Chance per comparison that noise alone is called slower or faster, where the noise estimate is right. A
-# comparison has hundreds of rows: at 0.01 one unchanged combination in a hundred would be called by chance
-# (measured on identical code: 1.4 % at 0.01, docs/verdicts.md); --alpha trades that for sensitivity.
-ALPHA = 0.001
-HISTORY_RUNS = 30  # runs of the same machine and environment a combination's noise is estimated from
 
 
 @dataclass(frozen=True)
@@ -184,8 +181,8 @@ def compare(
     rows: pd.DataFrame,
     baseline: str,
     candidate: str,
-    factor: float = 1.05,
-    alpha: float = ALPHA,
+    factor: float = verdicts.FACTOR,
+    alpha: float = verdicts.ALPHA,
     history: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """The comparison table (worst change first) and a note on how it was made.
@@ -194,10 +191,7 @@ def compare(
     and ``run_date`` the run's start; ``history``: per-round rows of the runs the noise is estimated from
     (default: ``rows``).
     """
-    if factor < 1:
-        raise ArgumentError(f"--factor {factor} must be at least 1 (e.g. 1.05 for 5%)")
-    if not 0 < alpha < 1:
-        raise ArgumentError(f"--alpha {alpha} is out of range (accepted: between 0 and 1, e.g. 0.001)")
+    verdicts.check(factor, alpha)
     b_rows = Selector.parse(baseline).select(rows)
     c_rows = Selector.parse(candidate).select(rows)
     across = set(b_rows["hardware_id"]) != set(c_rows["hardware_id"])
@@ -267,7 +261,7 @@ def _row(r: dict, keys: list[str], noise_of: dict, factor: float, alpha: float) 
         return {**out, "verdict": why}
     status_b, status_c = r["status_b"], r["status_c"]
     if status_b != "ok" or status_c != "ok":
-        verdict = {("ok", "failed"): "new failure", ("failed", "ok"): "fixed"}.get((status_b, status_c))
+        verdict = {("ok", "failed"): verdicts.NEW_FAILURE, ("failed", "ok"): verdicts.FIXED}.get((status_b, status_c))
         if "no dense equivalent" in (status_b, status_c):
             verdict = "not comparable: no dense equivalent measured on both sides"
         return {**out, "verdict": verdict or f"{status_b} / {status_c}"}
@@ -282,26 +276,29 @@ def _row(r: dict, keys: list[str], noise_of: dict, factor: float, alpha: float) 
         "ratio": math.exp(change),
         "detectable": noise.percent(mde) if np.isfinite(mde) else math.inf,
         "noise_source": src_c if src_c != "none" else src_b,
-        "verdict": noise.judge(change, mde, factor),
+        "verdict": verdicts.pairwise(change, mde, factor),
     }
 
 
 def exit_code(table: pd.DataFrame) -> int:
-    return 1 if not table.empty and table["verdict"].isin(["slower", "new failure"]).any() else 0
+    """1 when a combination got slower or newly fails (:data:`verdicts.FAILING`), else 0."""
+    return verdicts.exit_code(table["verdict"]) if not table.empty else 0
 
 
 def verdict_text(row: pd.Series) -> str:
     """The verdict as users read it: ``inconclusive (noise ±12%)``, ``slower (+18%)``."""
     v = row["verdict"]
-    if v == "inconclusive":
+    if v == verdicts.INCONCLUSIVE:
         d = row["detectable"]
         return f"inconclusive (noise ±{d:.0%})" if np.isfinite(d) else "inconclusive (noise unknown)"
-    if v in ("slower", "faster"):
+    if v in (verdicts.SLOWER, verdicts.FASTER):
         return f"{v} ({row['change']:+.1%})"
     return v
 
 
-def render(table: pd.DataFrame, note: str, fmt: str = "text", factor: float = 1.05, alpha: float = ALPHA) -> str:
+def render(
+    table: pd.DataFrame, note: str, fmt: str = "text", factor: float = verdicts.FACTOR, alpha: float = verdicts.ALPHA
+) -> str:
     rule = (
         f"a verdict needs a change beyond {factor - 1:.0%} and beyond the noise at {1 - alpha:.3g} confidence "
         f"(about {alpha:.2g} of unchanged combinations cross the noise by chance; docs/verdicts.md has the rate "
@@ -353,9 +350,9 @@ def run(results_dir: str, baseline: str, candidate: str, factor: float, alpha: f
 
 
 def _history(store, chosen: pd.DataFrame, machine_keys: set[str]) -> pd.DataFrame:
-    """Per-round rows of the newest ``HISTORY_RUNS`` runs per machine and environment up to the newest
-    chosen run, restricted to the grids of the chosen runs (where the noise of their combinations is)."""
+    """Per-round rows of the runs a verdict reads (:func:`verdicts.window`) up to the newest chosen run,
+    restricted to the grids of the chosen runs (where the noise of their combinations is), and the chosen."""
     runs = store.runs(keys=store.machine_keys(machine_keys))
     runs = runs[runs["grid"].isin(set(chosen["grid"])) & (runs["started_at"] <= chosen["started_at"].max())]
-    runs = runs.sort_values("started_at").groupby(["hardware_id", "env_name"], dropna=False).tail(HISTORY_RUNS)
+    runs = verdicts.window(runs)
     return results.rounds_of_runs(store, pd.concat([runs, chosen]).drop_duplicates("run_id"), series.READ)

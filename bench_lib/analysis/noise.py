@@ -17,8 +17,8 @@ between processes and between minutes. So:
    (:func:`moderate`, empirical Bayes as in limma): ``s² ← (d·s² + d0·s0²) / (d + d0)`` with ``d0 = PRIOR_DF``.
 4. A change is told from noise by a t quantile at the chosen confidence: :func:`detectable` is the
    smallest change (relative) that could have been called, the row's minimum detectable effect.
-5. :func:`judge` gives the verdict: beyond both the requested factor and the detectable effect: slower or
-   faster; below it, ``unchanged`` only where the requested factor was detectable, else ``inconclusive``.
+5. The verdict itself (beyond both the requested factor and the detectable effect) is drawn in one place
+   for every command: :mod:`bench_lib.analysis.verdicts`.
 """
 
 from __future__ import annotations
@@ -40,13 +40,6 @@ MIN_HISTORY_RUNS = 3  # below this a history says nothing about a combination's 
 # simulated 99.5 % and 99.95 % quantiles of a new difference over its estimated sigma (tests pin the rate).
 MAD_DF_PER_RUN = 0.42
 MAD_DF_OFFSET = 0.7
-
-VERDICTS_COMPARE = ("slower", "faster", "unchanged", "inconclusive")
-
-
-def log_change(baseline: float, candidate: float) -> float:
-    """ln(candidate / baseline): symmetric, additive, and a ratio once exponentiated."""
-    return math.log(candidate) - math.log(baseline)
 
 
 def percent(log_value: float) -> float:
@@ -157,20 +150,3 @@ def detectable(se: float, df: float, alpha: float) -> float:
     if not np.isfinite(se):
         return math.inf
     return t_quantile(alpha, df) * se
-
-
-def judge(change: float, detectable_change: float, factor: float) -> str:
-    """``slower``/``faster`` when |change| exceeds both ln(factor) and the detectable change (all logs);
-    otherwise ``unchanged`` if a change of ``factor`` was detectable, else ``inconclusive``."""
-    threshold = max(math.log(factor), detectable_change)
-    if change >= threshold:
-        return "slower"
-    if change <= -threshold:
-        return "faster"
-    return "inconclusive" if detectable_change > math.log(factor) else "unchanged"
-
-
-def gateable(detectable_change: float, factor: float) -> bool:
-    """Stable enough to gate at ``factor``: a change of that size would be seen (TorchBench's stability
-    qualification, stated as a detectable effect instead of a spread)."""
-    return detectable_change <= math.log(factor)

@@ -1,8 +1,8 @@
 """``convbench regressions``: every machine × environment × combination series of the store, judged at its
 newest runs against its own history.
 
-Per series (time order, the newest ``WINDOW_RUNS`` runs; a run's value is its best round minimum,
-:func:`bench_lib.analysis.series.run_values`):
+Per series (time order, the runs :func:`bench_lib.analysis.verdicts.window` keeps; a run's value is its
+best round minimum, :func:`bench_lib.analysis.series.run_values`):
 
 1. The band: what this series does on its own. The noise ``sigma`` of the runs before the ones judged
    (:func:`bench_lib.analysis.noise.history_sigma`, moderated toward the machine and device), and
@@ -30,18 +30,15 @@ import numpy as np
 import pandas as pd
 from asv import step_detect
 
-from bench_lib.analysis import noise, results, series
+from bench_lib.analysis import noise, results, series, verdicts
+from bench_lib.analysis.verdicts import FLAGS, INCONCLUSIVE, MACHINE_CHANGED, SUSPECT
 from bench_lib.errors import ArgumentError
 
-WINDOW_RUNS = 30  # runs of a series read by default (a month of nights)
 # A verdict needs at least this many runs of a series: the band is drawn from at least MIN_RUNS - 1 runs
 # before the judged ones (3 before the newest for a suspect, 3 before the two newest for a regression). From
-# two runs a band's centre cannot tell which of a bimodal series' modes is its usual one: on six A/A runs
-# with MIN_RUNS 3, 3 of the 6 flags came after the 4th run, each on such a series (docs/verdicts.md).
+# two runs a band's centre cannot tell which of a bimodal series' modes is its usual one (docs/verdicts.md).
 MIN_RUNS = 4
 MACHINE_SHARE = 0.7  # share of a device's series moving with its canary that makes a run "machine changed"
-VERDICTS = ("regression", "suspect", "improvement", "unchanged", "inconclusive", "machine changed")
-FLAGS = ("regression", "suspect", "improvement")
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,7 @@ def bands(before: np.ndarray, prior_sigma: np.ndarray, alpha: float, factor: flo
         warnings.simplefilter("ignore", RuntimeWarning)  # a series with no run before: its row is all NaN
         width = np.where(np.isfinite(sigma), noise.t_quantile(alpha, df) * sigma * np.sqrt(1 + 1 / count), np.inf)
         center = np.nanmedian(before, axis=1) if before.shape[1] else np.full(len(before), np.nan)
-    return center, np.maximum(math.log(factor), width), sigma
+    return center, verdicts.band(width, factor), sigma
 
 
 def band(before: np.ndarray, prior_sigma: float, alpha: float, factor: float) -> tuple[float, float, float]:
@@ -98,12 +95,10 @@ def judge_many(m: np.ndarray, prior_sigma: np.ndarray, alpha: float, factor: flo
     d = m[:, -1] - center if m.shape[1] else np.full(len(m), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         spread = np.where(np.isfinite(sigma), t * sigma * np.sqrt(1 + 1 / (n - 1)), np.inf)
-    suspect = np.abs(d) > width
+    suspect = verdicts.direction(d, width) != 0
     out = pd.DataFrame(
         {
-            "verdict": np.where(
-                suspect, "suspect", np.where(width <= math.log(factor) + 1e-12, "unchanged", "inconclusive")
-            ),
+            "verdict": np.where(suspect, SUSPECT, verdicts.quiet(width, factor)),
             "change": np.expm1(d),
             "change_low": np.expm1(d - spread),
             "change_high": np.expm1(d + spread),
@@ -116,14 +111,14 @@ def judge_many(m: np.ndarray, prior_sigma: np.ndarray, alpha: float, factor: flo
     )
     if m.shape[1] > MIN_RUNS:  # HUD-style persistence: the two newest beyond the band of the runs before them
         center2, width2, sigma2 = bands(m[:, :-2], prior_sigma, alpha, factor)
-        d2 = m[:, -2:] - center2[:, None]
-        up, down = (d2 > width2[:, None]).all(axis=1), (d2 < -width2[:, None]).all(axis=1)
+        beyond = verdicts.direction(m[:, -2:] - center2[:, None], width2[:, None])
+        up, down = (beyond > 0).all(axis=1), (beyond < 0).all(axis=1)
         for i in np.flatnonzero((n >= MIN_RUNS + 1) & (up | down)):
             v = m[i, -n[i] :]
-            step = _step(v, center2[i], width2[i], sigma2[i], t, "regression" if up[i] else "improvement")
+            step = _step(v, center2[i], width2[i], sigma2[i], t, verdicts.REGRESSION if up[i] else verdicts.IMPROVEMENT)
             out.loc[i, list(out.columns)] = [*asdict(step).values()]
     short = n < MIN_RUNS
-    out.loc[short, "verdict"] = "inconclusive"
+    out.loc[short, "verdict"] = INCONCLUSIVE
     out.loc[short, ["change", "change_low", "change_high"]] = math.nan
     out.loc[short, ["detectable", "first_run", "confirmations"]] = [math.inf, -1, 0]
     out.loc[short, "reason"] = [f"{k} runs of history" for k in n[short]]
@@ -146,7 +141,8 @@ def _step(v: np.ndarray, center: float, width: float, sigma: float, t: float, ve
     steps = step_detect.detect_steps(list(np.exp(v)))
     if len(steps) > 1:
         p = steps[-1][0]
-        beyond = (v[p:] - center > width).all() if verdict == "regression" else (center - v[p:] > width).all()
+        sign = 1 if verdict == verdicts.REGRESSION else -1
+        beyond = (verdicts.direction(v[p:] - center, width) == sign).all()
         if 0 < p < first and beyond:
             first = p
     before, after = v[:first], v[first:]
@@ -197,7 +193,9 @@ def _wide(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.asarray(run_ids), wide, suites == "canary"
 
 
-def scan(runs: pd.DataFrame, factor: float = 1.05, alpha: float = 0.001) -> tuple[pd.DataFrame, pd.DataFrame]:
+def scan(
+    runs: pd.DataFrame, factor: float = verdicts.FACTOR, alpha: float = verdicts.ALPHA
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every series' verdict (``runs``: :func:`series.run_values`) and the machine changes found."""
     ok, codes, firsts = order = series.ordered(runs)
     prior = series.noise_table(runs, order)["history_prior"].to_numpy()
@@ -221,7 +219,7 @@ def scan(runs: pd.DataFrame, factor: float = 1.05, alpha: float = 0.001) -> tupl
         tail = ids[firsts[i] + (first[i] if first[i] >= 0 else lasts[i] - firsts[i]) : lasts[i] + 1]
         on_moved = any((r["machine"], r["env_name"], r["device"], run) in moved for run in tail)
         if on_moved or r["suite"] == "canary":  # the canary's code never changes
-            table.loc[i, "verdict"] = "machine changed"
+            table.loc[i, "verdict"] = MACHINE_CHANGED
     return plain_text(table), plain_text(machines)
 
 
@@ -232,7 +230,7 @@ def plain_text(df: pd.DataFrame) -> pd.DataFrame:
 
 def exit_code(table: pd.DataFrame) -> int:
     """1 when a regression persists in the newest runs (of the code, not the machine), else 0."""
-    return 1 if not table.empty and (table["verdict"] == "regression").any() else 0
+    return verdicts.exit_code(table["verdict"]) if not table.empty else 0
 
 
 def render(table: pd.DataFrame, machines: pd.DataFrame, fmt: str, factor: float, alpha: float) -> str:
@@ -262,7 +260,7 @@ def render(table: pd.DataFrame, machines: pd.DataFrame, fmt: str, factor: float,
             f"\nmachine changed: {m.machine} {m.device} in run {m.run_id} (canary {math.expm1(m.canary_shift):+.1%}, "
             f"suite median {math.expm1(m.suite_shift):+.1%}, {m.share_with_canary:.0%} of series with it)"
         )
-    flagged = table[table["verdict"].isin([*FLAGS, "machine changed"])].sort_values("change", ascending=False)
+    flagged = table[table["verdict"].isin([*FLAGS, MACHINE_CHANGED])].sort_values("change", ascending=False)
     if flagged.empty:
         return head
     show = flagged.copy()
@@ -275,24 +273,27 @@ def render(table: pd.DataFrame, machines: pd.DataFrame, fmt: str, factor: float,
     return head + "\n" + show[cols].to_string(index=False)
 
 
-def run(results_dir: str, machines: list[str] | None, since: str | None, factor: float, alpha: float, fmt: str) -> int:
-    if factor < 1:
-        raise ArgumentError(f"--factor {factor} must be at least 1 (e.g. 1.05 for 5%)")
-    if not 0 < alpha < 1:
-        raise ArgumentError(f"--alpha {alpha} is out of range (accepted: between 0 and 1, e.g. 0.001)")
-    store = results.store_of(results_dir)
+def selected_runs(store, machines: list[str] | None = None, since: str | None = None, where: str = "") -> pd.DataFrame:
+    """The runs ``regressions`` and the report's "what changed" judge: of each machine (all, or those named),
+    from ``since`` on or else from its newest month folders that hold :data:`verdicts.WINDOW_RUNS` runs,
+    the newest of each environment through :func:`verdicts.window`. ``where`` names the store in errors."""
     keys = store.machine_keys(machines)
     if machines and not keys:
-        raise ArgumentError(f"--machine {', '.join(machines)}: no such machine in {results_dir}")
-    chosen = store.runs(keys=keys, months=store.months_since(since) if since else None)
-    if since:
-        try:
-            start = pd.Timestamp(since, tz="UTC")
-        except ValueError:
-            raise ArgumentError(f"--since {since!r} is not a date (accepted: YYYY-MM-DD[THH:MM])") from None
-        chosen = chosen[chosen["started_at"] >= start]
-    chosen = chosen[chosen["state"].isin(["complete", "interrupted"]) & (chosen["grid"] != "peaks")]
-    chosen = chosen.sort_values("started_at").groupby(["hardware_id", "env_name"], dropna=False).tail(WINDOW_RUNS)
+        raise ArgumentError(f"--machine {', '.join(machines)}: no such machine in {where}")
+    if not since:
+        return verdicts.window(store.recent_runs(keys, verdicts.WINDOW_RUNS))
+    try:
+        start = pd.Timestamp(since, tz="UTC")
+    except ValueError:
+        raise ArgumentError(f"--since {since!r} is not a date (accepted: YYYY-MM-DD[THH:MM])") from None
+    chosen = store.runs(keys=keys, months=store.months_since(since))
+    return verdicts.window(chosen[chosen["started_at"] >= start])
+
+
+def run(results_dir: str, machines: list[str] | None, since: str | None, factor: float, alpha: float, fmt: str) -> int:
+    verdicts.check(factor, alpha)
+    store = results.store_of(results_dir)
+    chosen = selected_runs(store, machines, since, results_dir)
     rows = results.rounds_of_runs(store, chosen, series.READ, categorical=True)
     table, changes = scan(series.run_values(rows), factor, alpha)
     print(render(table, changes, fmt, factor, alpha))

@@ -34,6 +34,7 @@ import nbformat
 import pandas as pd
 
 from bench_lib import __version__
+from bench_lib.analysis import verdicts
 from bench_lib.files import write_atomic
 
 STYLE = """
@@ -48,10 +49,9 @@ img { max-width: 100%; } .error { color: #a00; } th, td { white-space: nowrap; }
 .regression, .suspect { color: #b2182b; font-weight: 600; } .improvement { color: #2166ac; font-weight: 600; }
 """
 
-# The report reads each machine's newest month folders only, as many as hold HISTORY_RUNS of its runs: the
-# newest results and their recent history (a fleet-year holds thousands of run files); export, compare and
-# regressions read everything they select.
-HISTORY_RUNS = 10  # runs of each machine the report's "what changed" reads (regressions reads 30)
+# The page's tables read each machine's newest month folders only, as many as hold RECENT_RUNS of its runs
+# (a fleet-year holds thousands of run files); "what changed" judges the runs ``convbench regressions`` does.
+RECENT_RUNS = 10
 # Notebooks executed at once: each is a kernel process whose start (imports) is CPU-bound, so more than
 # the cores only queues; on the 2-core VM two at a time took the seven from 41.2 s to 26.4 s.
 NOTEBOOK_WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -167,7 +167,7 @@ def build(
     started = time.monotonic()
     results_abs = str(Path(results_dir).resolve())
     store = results.store_of(results_abs)  # refuses a folder without results, before any notebook
-    df = results.load(store, machines=machines, recent=HISTORY_RUNS)
+    df = results.load(store, machines=machines, recent=RECENT_RUNS)
     peaks = results.newest_peaks(df, store) if not df.empty else {}
     sections = [
         _glance(df),
@@ -240,14 +240,12 @@ def _glance(df: pd.DataFrame) -> Section:
     return Section("glance", "At a glance: how much of the FLOP cut did the hardware deliver?", body)
 
 
-def _what_changed(store, machines: list[str] | None, factor: float = 1.05, alpha: float = 0.001):
-    """The newest runs against their history: ``convbench regressions``' verdicts (latency series),
-    counts per machine and device, the flagged ones in a table and plotted."""
+def _what_changed(store, machines: list[str] | None, factor: float = verdicts.FACTOR, alpha: float = verdicts.ALPHA):
+    """The newest runs against their history: ``convbench regressions``' verdicts on the same runs (latency
+    series), counts per machine and device, the flagged ones in a table and plotted."""
     from bench_lib.analysis import interactive, regressions, results, series
 
-    chosen = store.recent_runs(store.machine_keys(machines), HISTORY_RUNS)
-    chosen = chosen[chosen["state"].isin(["complete", "interrupted"]) & (chosen["grid"] != "peaks")]
-    chosen = chosen.sort_values("started_at").groupby(["hardware_id", "env_name"], dropna=False).tail(HISTORY_RUNS)
+    chosen = regressions.selected_runs(store, machines)
     runs = series.run_values(results.rounds_of_runs(store, chosen, series.READ, metric="latency", categorical=True))
     table, changes = regressions.scan(runs, factor, alpha)
     if table.empty:
@@ -261,15 +259,15 @@ def _what_changed(store, machines: list[str] | None, factor: float = 1.05, alpha
         .astype(int)
         .reset_index()
     )
-    flagged = table[table["verdict"].isin([*regressions.FLAGS, "machine changed"])]
+    flagged = table[table["verdict"].isin([*verdicts.FLAGS, verdicts.MACHINE_CHANGED])]
     body = [
         f"<p>{len(table)} latency series, each judged at its newest run against the runs before it on the same "
-        f"machine (up to {HISTORY_RUNS} runs). A series is flagged when its newest run leaves its band: beyond "
+        f"machine (up to {verdicts.WINDOW_RUNS} runs). A series is flagged when its newest run leaves its band: beyond "
         f"{factor - 1:.0%} and beyond what its own run-to-run noise explains at 1 − {alpha:g}. Two newest runs "
         "beyond it make a <span class='regression'>regression</span> or an <span class='improvement'>improvement"
         "</span>, one a <span class='suspect'>suspect</span>; <em>inconclusive</em> means the noise (or too "
-        "short a history: 3 runs at least) could hide a change of that size. On identical code on the "
-        "development VM about 1 % of series were flagged, 0.3 % as regressions (docs/verdicts.md).</p>",
+        f"short a history: {regressions.MIN_RUNS} runs at least) could hide a change of that size. "
+        "docs/verdicts.md gives the share of series flagged on identical code.</p>",
         interactive.table(counts, page_length=10),
     ]
     moved = changes[changes["changed"]] if not changes.empty else changes

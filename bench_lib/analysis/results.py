@@ -315,7 +315,9 @@ def _derive(df: pd.DataFrame, peaks: dict[tuple[str, str], roofline.Peaks]) -> N
     ok = df["status"] == "ok"
     latency = ok & (df["metric"] == "latency")
     df["latency_s"] = df["value"].where(latency)
-    work = df["theory_train_flops"].where(df["mode"] == "training", df["theory_flops"])
+    work = pd.Series(np.nan, index=df.index)
+    for mode, column in theory.WORK_OF_MODE.items():
+        work = work.where(df["mode"] != mode, df[f"theory_{column}"])
     df["achieved_flops_per_s"] = work / df["latency_s"]
     df["achieved_bytes_per_s"] = df["theory_min_bytes"] / df["latency_s"]
     df["items_per_s"] = df["batch"] / df["latency_s"]
@@ -355,8 +357,12 @@ def _roofline(df: pd.DataFrame, peaks: dict[tuple[str, str], roofline.Peaks], wo
     roof = _roofs(df, peaks)
     latency = df["latency_s"].to_numpy(dtype=float)
     measured = (latency > 0) & np.isfinite(roof["compute"].to_numpy())
-    compute_s = work.to_numpy(dtype=float) / roof["compute"].to_numpy()
-    memory_s = df["theory_min_bytes"].to_numpy(dtype=float) / roof["bandwidth"].to_numpy()
+    compute_s, memory_s = roofline.bounds_s(
+        work.to_numpy(dtype=float),
+        df["theory_min_bytes"].to_numpy(dtype=float),
+        roof["compute"].to_numpy(),
+        roof["bandwidth"].to_numpy(),
+    )
     bound = np.where(compute_s > memory_s, "compute", "memory").astype(object)
     return {
         "roofline_fraction": np.where(measured, np.fmax(compute_s, memory_s) / latency, np.nan),

@@ -42,8 +42,8 @@ class Case:
 
     workload: str
     params: dict[str, Any] = field(default_factory=dict)
-    height: int = 56
-    width: int = 56
+    height: int = registry.STAGE_SIZE
+    width: int = registry.STAGE_SIZE
 
     def __post_init__(self) -> None:
         # Validate now, so a bad case fails where it is written, not deep in a benchmark.

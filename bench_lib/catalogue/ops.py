@@ -1,5 +1,6 @@
-"""The convolution ops: each one's builder, registered where it is defined, with its rules and its
-dense equivalent."""
+"""The convolution ops: each one's builder, registered where it is defined, with its rules, its dense
+equivalent and the parameters the grids run it with at a stage of C channels (``at_stage``: bias-free as
+in real networks, so that the ops of a stage share one dense equivalent)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def _standard_of(p: Params, **over: Any) -> tuple[str, Params]:
         "bias": BIAS,
     },
     derive=padding_default,
+    at_stage=lambda c: {"in_channels": c, "out_channels": c, "kernel_size": 3, "bias": False},
 )
 def standard(p: Params) -> nn.Module:
     return _conv2d(p, 1)
@@ -79,6 +81,7 @@ def _check_grouped(p: Params) -> None:
     check=_check_grouped,
     dense=lambda p: _standard_of(p),
     references=("Krizhevsky et al. 2012", "Xie et al. 2017 (ResNeXt)"),
+    at_stage=lambda c: {"in_channels": c, "out_channels": c, "kernel_size": 3, "groups": 4, "bias": False},
 )
 def grouped(p: Params) -> nn.Module:
     return _conv2d(p, p["groups"])
@@ -105,6 +108,7 @@ def _derive_depthwise(p: Params) -> None:
     check=lambda p: divisible("depthwise", p, "out_channels", "in_channels"),
     dense=lambda p: _standard_of(p),
     references=("Howard et al. 2017 (MobileNet)",),
+    at_stage=lambda c: {"in_channels": c, "kernel_size": 3, "bias": False},
 )
 def depthwise(p: Params) -> nn.Module:
     return _conv2d(p, p["in_channels"])
@@ -114,6 +118,7 @@ def depthwise(p: Params) -> nn.Module:
     kind="op",
     summary="1×1 convolution",
     params={"in_channels": IN, "out_channels": Param(int, 128, 1), "stride": STRIDE, "bias": BIAS},
+    at_stage=lambda c: {"in_channels": c, "out_channels": c, "bias": False},
 )
 def pointwise(p: Params) -> nn.Module:
     return nn.Conv2d(p["in_channels"], p["out_channels"], 1, stride=p["stride"], bias=p["bias"])
@@ -133,6 +138,7 @@ def pointwise(p: Params) -> nn.Module:
     derive=padding_default,
     dense=lambda p: _standard_of(p),
     references=("Howard et al. 2017 (MobileNet), Table 3",),
+    at_stage=lambda c: {"in_channels": c, "out_channels": c, "kernel_size": 3},
 )
 def depthwise_separable(p: Params) -> nn.Module:
     return layers.DepthwiseSeparable(
@@ -150,6 +156,7 @@ def depthwise_separable(p: Params) -> nn.Module:
         {"in_channels": p["in_channels"], "out_channels": p["in_channels"], "bias": False},
     ),
     references=("Zhang et al. 2018 (ShuffleNet)",),
+    at_stage=lambda c: {"in_channels": c, "groups": 4},
 )
 def channel_shuffle(p: Params) -> nn.Module:
     return layers.ChannelShuffle(p["groups"])
@@ -180,6 +187,7 @@ def _check_partial(p: Params) -> None:
         },
     ),
     references=("Chen et al. 2023 (FasterNet)",),
+    at_stage=lambda c: {"in_channels": c, "kernel_size": 3, "partial_ratio": 4},
 )
 def partial(p: Params) -> nn.Module:
     return layers.PartialConv(p["in_channels"], p["kernel_size"], p["partial_ratio"], p["bias"])

@@ -44,7 +44,8 @@ class Workload:
     ``ValueError`` for a combination of parameters the workload cannot take (None: any is fine);
     ``dense`` names the dense equivalent (None: a workload with a ``dense`` parameter is itself with
     ``dense=True``, any other is its own); ``stages`` gives the parameters a block takes at each stage
-    of an ImageNet network (spatial size → parameters), which the grids run.
+    of an ImageNet network (spatial size → parameters), which the grids run; ``at_stage`` gives an op's
+    parameters at a stage of C channels (:data:`STAGE_CHANNELS`), which the grids run.
     """
 
     name: str
@@ -57,6 +58,7 @@ class Workload:
     dense: Callable[[Params], tuple[str, Params]] | None = None
     references: tuple[str, ...] = field(default=())
     stages: Mapping[int, Params] = field(default_factory=dict)
+    at_stage: Callable[[int], Params] | None = None
     # For workloads that wrap another (``stack``): resolves the parameters not in ``params``.
     nested: Callable[[Params, dict[str, Any]], Params] | None = None
 
@@ -165,6 +167,8 @@ def build(name: str, **params: Any) -> nn.Module:
 
 NETWORK_SIZE = 224  # input height and width of whole networks (ImageNet)
 STAGE_SIZE = 56  # of everything else: the first stage of an ImageNet network
+# The stages of ImageNet-style networks: spatial size → channels (the ops' grid shapes).
+STAGE_CHANNELS = {STAGE_SIZE: 64, STAGE_SIZE // 2: 128, STAGE_SIZE // 4: 256, STAGE_SIZE // 8: 512}
 
 
 def default_size(name: str) -> int:

@@ -14,11 +14,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench_lib.catalogue import dtypes, layers, registry
+from bench_lib.catalogue.registry import STAGE_SIZE
 
 
 def dtype_itemsize(dtype: str) -> int:
     """Bytes per element of a dtype name; ValueError naming the accepted ones."""
     return dtypes.get(dtype).itemsize_bytes
+
+
+# The FLOPs a call does in each mode: inference runs the forward pass, training forward + backward.
+WORK_OF_MODE = {"inference": "flops", "training": "train_flops"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,10 @@ class Cost:
     @property
     def train_flops(self) -> int:
         return 2 * self.train_macs
+
+    def work_flops(self, mode: str) -> int:
+        """The FLOPs one call of ``mode`` does: :data:`WORK_OF_MODE` names the field."""
+        return getattr(self, WORK_OF_MODE[mode])
 
     @property
     def intensity(self) -> float:
@@ -99,7 +108,13 @@ class Cost:
 
 
 def cost(
-    name: str, *, batch: int = 1, height: int = 56, width: int = 56, dtype: str = "float32", **params: Any
+    name: str,
+    *,
+    batch: int = 1,
+    height: int = STAGE_SIZE,
+    width: int = STAGE_SIZE,
+    dtype: str = "float32",
+    **params: Any,
 ) -> Cost:
     """Cost of ``name`` with ``params`` on a ``batch``×C×``height``×``width`` input in ``dtype``."""
     itemsize = dtype_itemsize(dtype)
@@ -149,7 +164,13 @@ def _traced(
 
 
 def reduction(
-    name: str, *, batch: int = 1, height: int = 56, width: int = 56, dtype: str = "float32", **params: Any
+    name: str,
+    *,
+    batch: int = 1,
+    height: int = STAGE_SIZE,
+    width: int = STAGE_SIZE,
+    dtype: str = "float32",
+    **params: Any,
 ) -> dict[str, Any]:
     """FLOP and parameter reduction factors against the dense equivalent (dense / this).
 

@@ -4,8 +4,8 @@ Their code never changes between runs (no catalogue workload, no grid parameter)
 with most of the suite, the machine moved (frequency, neighbours, heat), not the code. The analysis stage
 (:mod:`bench_lib.analysis.regressions`) reads them as the ``canary`` suite.
 
-Each canary is a plain ``torch`` call at a fixed size per device kind, timed by
-:func:`bench_lib.measure.timing.time_callable` in the runner's own process.
+Each canary is a plain ``torch`` call at its device kind's fixed size (:mod:`bench_lib.measure.kinds`),
+measured by :func:`bench_lib.measure.metrics.measure` in the runner's own process.
 """
 
 from __future__ import annotations
@@ -16,11 +16,8 @@ from typing import Any
 
 import torch
 
-from bench_lib.measure import devices
-from bench_lib.measure.timing import Measurement, time_callable
+from bench_lib.measure import devices, kinds, metrics
 
-# (m = n = k of the GEMM, channels and spatial size of the 3×3 conv, its batch) per device kind
-SIZES = {"cpu": (512, 64, 56, 1), "cuda": (4096, 256, 56, 32), "mps": (2048, 128, 56, 8)}
 TIMING = {"samples": 10, "min_samples": 5, "min_time_s": 0.3, "max_time_s": 0.6, "max_warmup_s": 0.3}
 
 
@@ -35,7 +32,7 @@ class Canary:
 
 def canaries(backend: devices.Backend) -> list[Canary]:
     """The GEMM and the dense 3×3 conv at this device kind's fixed sizes (float32, NCHW, no grad)."""
-    n, channels, size, batch = SIZES[backend.spec.kind]
+    n, channels, size, batch = kinds.kind(backend.spec.kind).canary
     gen = torch.Generator().manual_seed(0)
     a, b = (torch.randn(n, n, generator=gen).to(backend.device) for _ in range(2))
     x = torch.randn(batch, channels, size, size, generator=gen).to(backend.device)
@@ -50,14 +47,15 @@ def _conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.conv2d(x, w, padding=1)
 
 
-def measure(spec: str) -> list[tuple[Canary, Measurement]]:
-    """Time every canary on ``spec`` (empty where the device is unavailable)."""
+def measure(spec: str) -> list[tuple[Canary, metrics.Record]]:
+    """The latency record of every canary on ``spec`` (empty where the device is unavailable)."""
     backend = devices.backend(spec)
     if not backend.available()[0]:
         return []
     backend.activate()
+    settings = metrics.Settings(timing=TIMING)
     found = []
-    with torch.inference_mode():
-        for c in canaries(backend):
-            found.append((c, time_callable(c.call, backend, context={"case": c.case, "device": spec}, **TIMING)))
+    for c in canaries(backend):
+        call = metrics.Call(c.call, backend, {"case": c.case, "device": spec})
+        found.append((c, metrics.measure(call, "latency", settings)))
     return found

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_lib.measure import nvml
+from bench_lib.measure import kinds, nvml
 
 RAPL_ROOT = Path("/sys/class/powercap")
 
@@ -259,12 +259,18 @@ def integrate_power(samples: list[tuple[float, float]], t0: float, t1: float) ->
 
 
 def meter_for(device_kind: str, cuda_index: int = 0) -> Meter:
-    """The meter for a device kind: NVML for cuda, RAPL for cpu, none for mps (reason given)."""
-    if device_kind == "cuda":
+    """The meter of a device kind (:mod:`bench_lib.measure.kinds`): NVML, RAPL, or none with the reason."""
+    found = kinds.kind(device_kind)
+    if found.energy_meter == "nvml":
         return NvmlMeter(cuda_index)
-    if device_kind == "cpu":
+    if found.energy_meter == "rapl":
         return RaplMeter()
-    return NoMeter("no energy meter for MPS without sudo (powermetrics) or the optional zeus-apple-silicon")
+    return NoMeter(found.no_meter_reason)
+
+
+def meter_of(spec) -> Meter:
+    """The meter of a parsed device spec (:class:`bench_lib.measure.devices.DeviceSpec`)."""
+    return meter_for(spec.kind, spec.index or 0)
 
 
 @dataclass(frozen=True)

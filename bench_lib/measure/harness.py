@@ -1,19 +1,20 @@
 """One workload made ready to measure on one device, and checked before it is.
 
 - :func:`prepare` builds a workload on a device in a layout, dtype and mode, checks its output once
-  against a float64 CPU reference, and returns the step to time (:class:`Prepared`).
-- :func:`measure` prepares and times (:mod:`.timing`) in one call; :func:`breakdown` times each part
-  of a network on its real input.
+  against a float64 CPU reference, and returns the step to time (:class:`Prepared`); :func:`prepare_case`
+  does it from a case string (``grouped(in=64,out=128,k=3,g=4)@56x56``), as the suite names them.
+- :func:`breakdown` times each part of a network on its real input.
 
-This module knows nothing of asv; the asv suite calls it.
+Measuring a prepared workload is :func:`bench_lib.measure.metrics.measure`'s. This module knows nothing
+of asv; the asv suite calls it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import math
-import os
 import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,9 +27,10 @@ import torch
 from bench_lib import __version__
 from bench_lib.catalogue import layers, registry
 from bench_lib.catalogue.cases import Case
-from bench_lib.measure import allocator, devices
+from bench_lib.catalogue.registry import STAGE_SIZE
+from bench_lib.files import write_atomic
+from bench_lib.measure import allocator, devices, metrics
 from bench_lib.measure.devices import DTYPES, LAYOUTS, MODES, Backend, check_choice
-from bench_lib.measure.timing import Measurement, time_callable
 
 
 class Unsupported(NotImplementedError):
@@ -98,8 +100,8 @@ def prepare(
     dtype: str = "float32",
     mode: str = "inference",
     batch: int = 1,
-    height: int = 56,
-    width: int = 56,
+    height: int = STAGE_SIZE,
+    width: int = STAGE_SIZE,
     graph: bool = False,
     allocator_policy: str = "steady",
     seed: int = 0,
@@ -216,13 +218,10 @@ def _reference(
 
 def _keep(ref: torch.Tensor, path: Path) -> None:
     """Write ``ref`` to ``path`` atomically; a full disk only loses the saving, never the check."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(ref, tmp)
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    torch.save(ref, buffer)
+    with contextlib.suppress(OSError):
+        write_atomic(path, buffer.getvalue())
 
 
 def _check(module: torch.nn.Module, x: torch.Tensor, ref: torch.Tensor, what: str, dtype: str) -> float:
@@ -304,42 +303,11 @@ def _capture_cuda_graph(step: Callable[[], Any], backend: Backend) -> Callable[[
     return g.replay
 
 
-def measure(
-    name: str,
-    *,
-    device: str = "cpu-1t",
-    layout: str = "nchw",
-    dtype: str = "float32",
-    mode: str = "inference",
-    batch: int = 1,
-    height: int = 56,
-    width: int = 56,
-    graph: bool = False,
-    allocator_policy: str = "steady",
-    samples: int = 15,
-    max_time_s: float = 2.0,
-    **params: Any,
-) -> Measurement:
-    """Time one combination. See :func:`prepare` for errors and :func:`time_callable` for the method."""
-    prepared = prepare(
-        name,
-        device=device,
-        layout=layout,
-        dtype=dtype,
-        mode=mode,
-        batch=batch,
-        height=height,
-        width=width,
-        graph=graph,
-        allocator_policy=allocator_policy,
-        **params,
-    )
-    return time_prepared(prepared, samples=samples, max_time_s=max_time_s)
-
-
-def time_prepared(prepared: Prepared, **timing: Any) -> Measurement:
-    with prepared.grad_mode():
-        return time_callable(prepared.step, prepared.backend, context=prepared.context, **timing)
+def prepare_case(case_text: str, *, device: str | Backend, **options: Any) -> Prepared:
+    """:func:`prepare` of a case string (its workload, parameters and input size) with ``options``
+    (layout, dtype, mode, batch, ...)."""
+    case = Case.parse(case_text)
+    return prepare(case.workload, device=device, height=case.height, width=case.width, **options, **case.params)
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,16 +329,13 @@ def breakdown(prepared: Prepared, samples: int = 5, max_time_s: float = 0.05) ->
         raise ValueError("mode='training': the per-part breakdown replays inference only")
     rows = []
     x = prepared.inputs
+    settings = metrics.Settings(
+        timing={"samples": samples, "max_time_s": max_time_s, "max_warmup_s": max_time_s, "min_samples": 3}
+    )
     with prepared.grad_mode():
         for name, part in module.named_children():
-            m = time_callable(
-                lambda p=part, i=x: p(i),
-                prepared.backend,
-                samples=samples,
-                max_time_s=max_time_s,
-                max_warmup_s=max_time_s,
-                min_samples=3,
-            )
+            call = metrics.Call(lambda p=part, i=x: p(i), prepared.backend)
+            m = metrics.measure(call, "latency", settings).result
             _, costs = layers.trace(part, tuple(x.shape))
             macs = sum(c.macs for c in costs)
             rows.append({"part": name, "median_s": m.median_s, "iqr_s": m.iqr_s, "block": m.block, "macs": macs})

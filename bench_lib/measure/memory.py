@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench_lib.measure.devices import MemoryReading
-from bench_lib.measure.harness import Prepared
+
+if TYPE_CHECKING:
+    from bench_lib.measure.harness import Prepared
 
 # --------------------------------------------------------------------------------------------
 # memory

@@ -21,9 +21,14 @@ from typing import Any
 import torch
 
 from bench_lib.files import append_line
-from bench_lib.measure import devices, machine
+from bench_lib.measure import devices, kinds, machine, metrics
 from bench_lib.measure.devices import DTYPES
-from bench_lib.measure.timing import time_callable
+
+
+def bounds_s(flops, min_bytes, compute_flops_per_s, memory_bytes_per_s):
+    """(compute seconds, memory seconds): ``flops / compute roof`` and ``min_bytes / memory roof``, the two
+    lower bounds of a roofline; the floor is the larger. Floats or arrays."""
+    return flops / compute_flops_per_s, min_bytes / memory_bytes_per_s
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,9 @@ class Peaks:
         return max(peaks)
 
     def floor_s(self, flops: float, min_bytes: float, dtype: str = "float32") -> float:
-        """The roofline's lower bound on seconds for ``flops`` and ``min_bytes``."""
-        return max(flops / self.compute_flops_per_s(dtype), min_bytes / self.memory_bytes_per_s(min_bytes))
+        """The roofline's lower bound on seconds for ``flops`` and ``min_bytes``: the larger of
+        :func:`bounds_s`."""
+        return max(bounds_s(flops, min_bytes, self.compute_flops_per_s(dtype), self.memory_bytes_per_s(min_bytes)))
 
     def fraction(self, measured_s: float, flops: float, min_bytes: float, dtype: str = "float32") -> float:
         """Fraction of the roofline a measurement reached (1 = at the roof)."""
@@ -87,42 +93,11 @@ class Peaks:
         return self.compute_flops_per_s(dtype) / self.copy_bytes_per_s
 
 
-def _sizes(kind: str) -> tuple[int, int]:
-    """GEMM edge and copy size: big enough to reach the peak, small enough for a 2-core laptop."""
-    if kind == "cpu":
-        return 1024, 256 * 2**20
-    return 8192, 1024 * 2**20
-
-
-def _level_sizes(kind: str) -> list[int]:
-    """Copy working sets (source + destination bytes) that fit each cache level: 16 KiB to 32 MiB on CPUs,
-    the device's caches on GPUs (L2 is 40-60 MiB on recent ones)."""
-    if kind == "cpu":
-        return [2**k for k in range(14, 26)]  # 16 KiB … 32 MiB
-    return [2**k for k in range(20, 28)]  # 1 MiB … 128 MiB
-
-
-# Dense convolutions the compute roof is measured on: (channels, height = width, batch, kernel) at the
-# stage shapes the grids use (catalogue.registry.STAGE_SIZE and its halvings), 1×1, 3×3 and 5×5 (the
-# dense equivalent of an MBConv k=5 is a wide 5×5 conv), both layouts.
-# oneDNN's efficiency moves with the shape (2.2× the 1024² GEMM on the dev VM's EPYC for some), so one
-# shape under-states the roof and measurements of another land above it.
-CPU_CONV_SHAPES = (
-    (64, 56, 8, 3),
-    (128, 28, 8, 3),
-    (256, 14, 8, 3),
-    (256, 32, 1, 3),
-    (256, 28, 8, 1),
-    (512, 7, 8, 1),
-    (576, 7, 8, 5),
-)
-GPU_CONV_SHAPES = ((512, 64, 1, 3), (256, 56, 64, 3), (512, 14, 64, 1), (1024, 7, 64, 1), (576, 7, 64, 5))
-
-
 def _best_s(fn, backend: devices.Backend, max_time_s: float) -> float:
     """The fastest sample's seconds per call: a roof is what the hardware can do, so its best moment
     (a median would put the roof below what a quieter moment of a later measurement reaches)."""
-    return time_callable(fn, backend, samples=7, max_time_s=max_time_s).min_s
+    settings = metrics.Settings(timing={"samples": 7, "max_time_s": max_time_s})
+    return metrics.measure(metrics.Call(fn, backend), "latency", settings).result.min_s
 
 
 def _copy_bytes_per_s(working_set_bytes: int, backend: devices.Backend, max_time_s: float) -> float:
@@ -141,7 +116,7 @@ def _gemm_flops_per_s(n: int, dtype: str, backend: devices.Backend, max_time_s: 
 def _conv_flops_per_s(dtype: str, backend: devices.Backend, max_time_s: float) -> float:
     """The best FLOP/s (2 × MACs per second) of dense convolutions over the shapes and both layouts."""
     best = 0.0
-    shapes = CPU_CONV_SHAPES if backend.spec.kind == "cpu" else GPU_CONV_SHAPES
+    shapes = kinds.kind(backend.spec.kind).conv_shapes
     for c, hw, batch, k in shapes:
         conv = torch.nn.Conv2d(c, c, k, padding=k // 2, bias=False).to(backend.device, DTYPES[dtype].torch)
         x = torch.randn(batch, c, hw, hw, device=backend.device).to(DTYPES[dtype].torch)
@@ -160,7 +135,8 @@ def measure_peaks(device: str, dtypes: tuple[str, ...] = ("float32",), max_time_
     if not ok:
         raise devices_unavailable(device, reason)
     backend.activate()
-    n, copy_bytes = _sizes(backend.spec.kind)
+    kind = kinds.kind(backend.spec.kind)
+    n, copy_bytes = kind.gemm_size, kind.copy_bytes
     flops: dict[str, float] = {}
     conv_flops: dict[str, float] = {}
     with torch.inference_mode():
@@ -169,7 +145,7 @@ def measure_peaks(device: str, dtypes: tuple[str, ...] = ("float32",), max_time_
                 continue
             flops[dtype] = _gemm_flops_per_s(n, dtype, backend, max_time_s)
             conv_flops[dtype] = _conv_flops_per_s(dtype, backend, 3 * max_time_s)
-        levels = {size: _copy_bytes_per_s(size, backend, max_time_s) for size in _level_sizes(backend.spec.kind)}
+        levels = {size: _copy_bytes_per_s(size, backend, max_time_s) for size in kind.copy_levels}
         levels[2 * copy_bytes] = _copy_bytes_per_s(2 * copy_bytes, backend, max_time_s)
     return Peaks(
         device=device,

@@ -1,22 +1,31 @@
-"""The identity of one measured thing, carried from the grid to asv, the history and the DataFrame.
+"""The identity of one measured thing, carried from the grid to asv, the history and the DataFrame, and
+the event a worker reports about it.
 
 A :class:`Combination` is frozen and typed (in the spirit of ``torch.utils.benchmark``'s ``TaskSpec``):
 the suite and metric say which asv benchmark measures it, the six parameters which case on which
 device. asv's names are derived here and nowhere else: ``benchmarks/bench_<suite>.py`` holds a class
-named after the metric (``Latency``, ``PeakMemory``, ``Energy``) whose method is ``track_<metric>``.
+per metric, named as the metric's entry in :data:`bench_lib.measure.metrics.METRICS` says (``Latency``,
+``PeakMemory``, ``Energy``), whose method is ``track_<metric>``. An :class:`Event` is one line of a run's
+events file: what happened to a combination in one process.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench_lib import __version__
+from bench_lib.files import append_line
+from bench_lib.measure.metrics import METRICS as _METRICS
 
 PARAM_NAMES = ("case", "batch", "device", "layout", "dtype", "mode")
-METRICS = {"latency": "seconds", "peak_memory": "bytes", "energy": "joules"}  # metric → asv unit
+METRICS = {name: m.unit for name, m in _METRICS.items()}  # metric → asv unit
 SUITES = ("ops", "blocks", "networks", "papers")
-METRIC_CLASSES = {"latency": "Latency", "peak_memory": "PeakMemory", "energy": "Energy"}
+METRIC_CLASSES = {name: m.asv_class for name, m in _METRICS.items()}
 # The results' method version. Bump the suffix when a benchmark's method changes: results of another
 # SUITE_VERSION are never pooled or compared with these.
 SUITE_VERSION = f"{__version__}-1"
@@ -85,3 +94,32 @@ class Combination:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of a run's events file: ``status`` (ok, skipped, failed) of ``combination`` in process
+    ``pid`` (the canary's: ``canary-start``/``canary-end``), with ``fields``: ``reason`` of a skip,
+    ``error`` and ``traceback`` of a failure, ``measure_s`` and the metric's record fields of a measurement,
+    ``injected`` where a fault was planted. The store reads these lines (:mod:`bench_lib.store.records`)."""
+
+    combination: Combination
+    status: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    pid: int | str = field(default_factory=os.getpid)
+    time: float = field(default_factory=time.time)
+    torch_version: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.combination.as_event(),
+            "pid": self.pid,
+            "time": self.time,
+            "torch_version": self.torch_version,
+            "status": self.status,
+            **self.fields,
+        }
+
+    def append_to(self, path: str | os.PathLike) -> None:
+        """Append this event as one JSON line (a single write: concurrent workers never interleave)."""
+        append_line(path, json.dumps(self.as_dict(), default=str))

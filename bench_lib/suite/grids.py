@@ -22,11 +22,9 @@ from typing import Any
 
 from bench_lib.catalogue import registry
 from bench_lib.catalogue.cases import Case
-from bench_lib.measure import devices
+from bench_lib.measure import devices, kinds
 from bench_lib.suite import papers
 from bench_lib.suite.combination import METRICS, SUITES, Combination
-
-THROUGHPUT_BATCH = {"cpu": 8, "cuda": 64, "mps": 64}
 
 # One round (process) of a latency combination: warm up at most 0.25 s, then sample for at least 0.25 s
 # (a fast op takes more samples, not a shorter window) and at most 0.5 s. The default and nightly grids
@@ -39,32 +37,17 @@ ROUND_TIMING = {
     "max_warmup_s": 0.25,
     "min_sample_s": 0.004,
 }
-# Latency rounds per grid: each round is a separate process, interleaved across the chunk's combinations
-# (peak memory is deterministic and energy meters its own window: they run once). Chosen from four A/A
-# runs on the development VM (docs/verdicts.md): the run-to-run spread of the best round minimum, median
-# over 112 op latencies, was 0.097 with 1 round, 0.039 with 2, 0.034 with 3 and 0.020 with 5.
+# Latency rounds (processes) per combination in the nightly and full grids; why five: docs/verdicts.md.
 NIGHTLY_ROUNDS = 5
-# Why no float16 on CPU outside the full grid (measured on the development VM, torch 2.13, one thread, dense
-# 3x3 conv 64 ch @56², batch 1): float32 3.6 ms, bfloat16 1.2 ms, float16 70.5 ms.
+# Why no float16 on CPU outside the full grid: docs/verdicts.md ("The grids").
 CPU_FLOAT16 = "float16 runs on GPUs only in this grid (CPU float16 convs take reference kernels: 20x float32)"
-
-# Stage shapes of ImageNet-style networks: (channels, spatial size), per workload family.
-OP_STAGES = {56: 64, 28: 128, 14: 256, 7: 512}
+STAGE_SIZES = list(registry.STAGE_CHANNELS)  # the four stage shapes of ImageNet-style networks
 
 
-def op_cases(size: int, channels: int) -> list[str]:
-    """Every op at one stage, bias-free as in real networks, so that the ops share one dense equivalent."""
-    c = channels
-    specs = [
-        ("standard", f"in={c},out={c},k=3,bias=false"),
-        ("grouped", f"in={c},out={c},k=3,g=4,bias=false"),
-        ("depthwise", f"in={c},k=3,bias=false"),
-        ("pointwise", f"in={c},out={c},bias=false"),
-        ("depthwise_separable", f"in={c},out={c},k=3"),
-        ("channel_shuffle", f"in={c},g=4"),
-        ("partial", f"in={c},k=3,r=4"),
-    ]
-    return [str(Case.parse(f"{name}({p})@{size}x{size}")) for name, p in specs]
+def op_cases(size: int) -> list[str]:
+    """Every registered op at one stage (:data:`registry.STAGE_CHANNELS`), as its ``at_stage`` says."""
+    channels = registry.STAGE_CHANNELS[size]
+    return [str(Case(name, registry.get(name).at_stage(channels), size, size)) for name in registry.names("op")]
 
 
 def block_cases(sizes: list[int] | None = None) -> list[str]:
@@ -104,7 +87,9 @@ class Grid:
     metrics: tuple[str, ...] = tuple(METRICS)
     timing: dict[str, float] = field(default_factory=dict)  # keyword arguments for time_callable
     rounds: int = 1  # latency rounds (processes) per combination; other metrics run once
-    batches_by_kind: dict[str, list[int]] | None = None  # None: batch 1 and THROUGHPUT_BATCH per device kind
+    batches_by_kind: dict[str, list[int]] | None = None  # None: batch 1 and each device kind's throughput batch
+    leaves_out: bool = True  # the exclusions by design below apply (smoke exercises every method, full all)
+    run_level: bool = True  # the run measures roofline peaks, canaries and breakdowns too (not for smoke)
 
     def has(self, suite: str) -> bool:
         return bool(self.cases.get(suite))
@@ -128,10 +113,10 @@ class Grid:
         """Why this grid leaves a combination out by design (None: it is in). Decided without any device."""
         metric, case, batch, device, mode = c.metric, c.case, c.batch, c.device, c.mode
         kind = devices.parse_spec(device).kind
-        allowed = self.batches_by_kind.get(kind) if self.batches_by_kind else [1, THROUGHPUT_BATCH[kind]]
+        allowed = self.batches_by_kind.get(kind) if self.batches_by_kind else [1, kinds.kind(kind).throughput_batch]
         if batch not in allowed:
             return f"batch {batch} is not a batch of this grid on {kind} ({' and '.join(map(str, allowed))})"
-        if self.name in ("smoke", "full"):  # smoke exercises every method; full leaves nothing out
+        if not self.leaves_out:
             return None
         if mode == "training" and Case.parse(case).params.get("dense") and batch != 1:
             return "dense equivalents are trained at batch 1 here (every batch in the full grid)"
@@ -174,7 +159,6 @@ class Found:
         return [d for d in self.specs if not d.startswith("cpu")]
 
 
-STAGE_SIZES = [56, 28, 14, 7]  # the four stage shapes of ImageNet-style networks
 FULL_BATCHES = [1, 2, 4, 8, 16, 32, 64, 128]
 
 
@@ -192,6 +176,8 @@ def _smoke(name: str, found: Found) -> Grid:
         dtypes=["float32"],
         modes={"ops": ["inference"], "blocks": ["inference", "training"]},
         timing={"samples": 5, "max_time_s": 0.1, "max_warmup_s": 0.1},
+        leaves_out=False,
+        run_level=False,
     )
 
 
@@ -199,8 +185,12 @@ def _default(name: str, found: Found) -> Grid:
     """Every op and block at an early and a late stage, networks; float32; batch 1 and a throughput batch."""
     return Grid(
         name=name,
-        cases={"ops": op_cases(56, 64) + op_cases(7, 512), "blocks": block_cases(), "networks": network_cases()},
-        batches=sorted({1, *THROUGHPUT_BATCH.values()}),
+        cases={
+            "ops": op_cases(max(STAGE_SIZES)) + op_cases(min(STAGE_SIZES)),
+            "blocks": block_cases(),
+            "networks": network_cases(),
+        },
+        batches=sorted({1, *(k.throughput_batch for k in kinds.KINDS.values())}),
         devices=found.cpu + found.accelerators,
         layouts=["nchw", "channels_last"],
         dtypes=["float32"],
@@ -215,14 +205,14 @@ def _papers(name: str, found: Found) -> Grid:
     return Grid(
         name=name,
         cases={"papers": papers.cases(tables)},
-        batches=sorted(set(papers.BATCH.values())),
+        batches=sorted({k.paper_batch for k in kinds.KINDS.values()}),
         devices=found.specs if found.asked else ["cpu-1t", *found.accelerators],
         layouts=["nchw"],
         dtypes=["float32"],
         modes={"papers": ["inference"]},
         metrics=("latency",),
         timing={"samples": 15, "min_samples": 7, "max_time_s": 2.0, "max_warmup_s": 1.0},
-        batches_by_kind={kind: [b] for kind, b in papers.BATCH.items()},
+        batches_by_kind={name: [k.paper_batch] for name, k in kinds.KINDS.items()},
     )
 
 
@@ -233,11 +223,11 @@ def _nightly(name: str, found: Found) -> Grid:
     return Grid(
         name=name,
         cases={
-            "ops": [c for s in STAGE_SIZES for c in op_cases(s, OP_STAGES[s])],
+            "ops": [c for s in STAGE_SIZES for c in op_cases(s)],
             "blocks": block_cases(),
             "networks": network_cases(),
         },
-        batches=sorted({1, *THROUGHPUT_BATCH.values()}),
+        batches=sorted({1, *(k.throughput_batch for k in kinds.KINDS.values())}),
         devices=found.cpu + found.accelerators,
         layouts=["nchw", "channels_last"],
         dtypes=["float32", "bfloat16", "float16"],
@@ -254,7 +244,7 @@ def _full(name: str, found: Found) -> Grid:
     return Grid(
         name=name,
         cases={
-            "ops": [c for s in STAGE_SIZES for c in op_cases(s, OP_STAGES[s])],
+            "ops": [c for s in STAGE_SIZES for c in op_cases(s)],
             "blocks": block_cases(STAGE_SIZES),
             "networks": network_cases(),
         },
@@ -264,7 +254,8 @@ def _full(name: str, found: Found) -> Grid:
         dtypes=["float32", "bfloat16", "float16"],
         modes={suite: ["inference", "training"] for suite in ("ops", "blocks", "networks")},
         rounds=NIGHTLY_ROUNDS,
-        batches_by_kind={kind: FULL_BATCHES for kind in THROUGHPUT_BATCH},
+        batches_by_kind={kind: FULL_BATCHES for kind in kinds.KINDS},
+        leaves_out=False,
     )
 
 

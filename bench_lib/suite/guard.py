@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+LAUNCH_METHODS = ("forkserver", "spawn")  # how the asv child starts its benchmark processes
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TERMINATE_GRACE_S = 5.0  # seconds asv's group gets between SIGTERM and SIGKILL
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from bench_lib.catalogue.cases import Case
 
 PAPERS = {"shufflenetv2": ("shufflenetv2-g1", "shufflenetv2-g2"), "fasternet": ("fasternet-t1",)}
-BATCH = {"cpu": 1, "cuda": 32, "mps": 32}  # single-image CPU latency, GPU throughput (FasterNet: batch 32)
 
 
 def nearest_valid_width(c: int, g: int) -> int:

@@ -37,16 +37,12 @@ from typing import Any
 from bench_lib import __version__
 from bench_lib.errors import ArgumentError
 from bench_lib.files import write_atomic
-from bench_lib.measure import devices, gpu_clocks, machine
+from bench_lib.measure import devices, gpu_clocks, machine, metrics
 from bench_lib.suite import grids, guard
-from bench_lib.suite.combination import SUITE_VERSION, Combination
+from bench_lib.suite.combination import SUITE_VERSION, Combination, Event
 
 # save(run record, events, peaks, breakdowns) -> paths written; raises OSError when it cannot write
 Save = Callable[[dict[str, Any], list[dict[str, Any]], list[Any], list[dict[str, Any]]], list[str]]
-
-
-class RunError(ArgumentError):
-    """A problem with the run's arguments or setting (exit code 2)."""
 
 
 @dataclass
@@ -76,8 +72,9 @@ def chunks(items: list[Combination], size: int) -> Iterable[list[Combination]]:
 
 
 def rounds_of(c: Combination, rounds: int) -> int:
-    """Latency runs ``rounds`` processes; peak memory is deterministic and energy meters its own window."""
-    return rounds if c.metric == "latency" else 1
+    """A per-round metric (latency) runs ``rounds`` processes; the others once (peak memory is deterministic,
+    energy meters its own window): :attr:`bench_lib.measure.metrics.Metric.per_round`."""
+    return rounds if metrics.get(c.metric).per_round else 1
 
 
 def chunk_plan(selected: list[Combination], size: int, rounds: int) -> list[tuple[int, list[Combination]]]:
@@ -126,7 +123,7 @@ def project_root(start: str | Path | None = None) -> Path:
     for d in (here, *here.parents):
         if (d / "asv.conf.json").exists():
             return d
-    raise RunError(f"no asv.conf.json in {here} or above: run convbench from the project (or pass --project)")
+    raise ArgumentError(f"no asv.conf.json in {here} or above: run convbench from the project (or pass --project)")
 
 
 def git_head(root: Path) -> str:
@@ -138,9 +135,11 @@ def git_head(root: Path) -> str:
             timeout=30,
         )
     except FileNotFoundError:
-        raise RunError("git is not installed: convbench run records results against the project's git HEAD") from None
+        raise ArgumentError(
+            "git is not installed: convbench run records results against the project's git HEAD"
+        ) from None
     if out.returncode != 0:
-        raise RunError(
+        raise ArgumentError(
             f"{root} is not a git checkout with at least one commit (git says: "
             f"{out.stderr.strip() or out.stdout.strip()}); asv files results under the commit hash"
         )
@@ -160,7 +159,7 @@ def ensure_machine_entry(path: Path | None = None) -> tuple[str, bool]:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise RunError(f"asv's machine file {path} is not JSON ({e}); fix or remove it") from None
+            raise ArgumentError(f"asv's machine file {path} is not JSON ({e}); fix or remove it") from None
     mid = machine.machine_id()
     if mid in data:
         return mid, False
@@ -187,12 +186,10 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return events
 
 
-def event_key(e: dict[str, Any]) -> Combination:
-    return Combination.from_event(e)
-
-
 @dataclass
 class Summary:
+    """How a run ended: its combinations' final words, and where its wall time went."""
+
     selected: int
     ok: int
     skipped: dict[str, int]
@@ -200,10 +197,15 @@ class Summary:
     excluded: dict[str, int]
     missing: int
     wall_s: float
-    measure_s: float  # inside measurement windows: the combinations' plus the run-level ones below
-    interrupted: str | None  # the signal that stopped the run
+    combinations_s: float  # inside the combinations' measuring windows
+    run_level_s: float = 0.0  # inside the run's own windows: the roofline peaks, the canaries, the breakdowns
+    interrupted: str | None = None  # the signal that stopped the run
     abandoned: int = 0  # combinations the stop left unmeasured
-    run_level_s: float = 0.0  # of measure_s: the roofline peaks, the canaries and the networks' breakdowns
+
+    @property
+    def measure_s(self) -> float:
+        """Seconds inside every measuring window: the combinations' and the run's own."""
+        return self.combinations_s + self.run_level_s
 
     @property
     def overhead_fraction(self) -> float:
@@ -232,21 +234,21 @@ def summarise(
     events: list[dict[str, Any]],
     excluded: Counter,
     wall_s: float,
-    interrupted: str | None,
+    *,
+    interrupted: str | None = None,
     attempted: set[Combination] | None = None,
     asv_errors: list[str] | None = None,
-    peaks_breakdowns_s: float = 0.0,
+    run_level_s: float = 0.0,
 ) -> Summary:
     """Each selected combination's final word. One with no event at all was abandoned by a stop, or
     failed without a word: asv's error where asv itself failed, else a timeout or a dead worker.
 
-    Time inside measurements is every event's ``measure_s`` (the combinations' timing windows and the
-    canaries', which are events too) plus ``peaks_breakdowns_s``, the run's other measuring windows
-    (roofline peaks, network breakdowns); ``run_level_s`` is that plus the canaries'."""
-    canaries_s = sum(e.get("measure_s", 0.0) for e in events if e.get("suite") == "canary")
-    last: dict[tuple, dict[str, Any]] = {}
+    Time inside measurements: the combinations' events' ``measure_s``, and ``run_level_s``, the run's own
+    windows (peaks, canaries, breakdowns) as the runner timed them (the canary's events are not counted
+    again)."""
+    last: dict[Combination, dict[str, Any]] = {}
     for e in events:
-        last[event_key(e)] = e  # a combination's final word (setup and track both report)
+        last[Combination.from_event(e)] = e  # a combination's final word (setup and track both report)
     skipped: Counter = Counter()
     failed = []
     ok = missing = abandoned = 0
@@ -266,18 +268,19 @@ def summarise(
             skipped[e["reason"]] += 1
         else:
             failed.append((p.asv_name, e.get("error", "unknown error")))
+    combinations_s = sum(e.get("measure_s", 0.0) for e in events if e.get("suite") != "canary")
     return Summary(
-        len(selected),
-        ok,
-        dict(skipped),
-        failed,
-        dict(excluded),
-        missing,
-        wall_s,
-        sum(e.get("measure_s", 0.0) for e in events) + peaks_breakdowns_s,
-        interrupted,
-        abandoned,
-        peaks_breakdowns_s + canaries_s,
+        selected=len(selected),
+        ok=ok,
+        skipped=dict(skipped),
+        failed=failed,
+        excluded=dict(excluded),
+        missing=missing,
+        wall_s=wall_s,
+        combinations_s=combinations_s,
+        run_level_s=run_level_s,
+        interrupted=interrupted,
+        abandoned=abandoned,
     )
 
 
@@ -298,7 +301,7 @@ def print_summary(s: Summary, out=sys.stdout) -> None:
         print(f"  ... and {len(s.failed) - 50} more failures", file=out)
     print(
         f"  wall time {s.wall_s:.1f} s; inside measurements {s.measure_s:.1f} s (combinations "
-        f"{s.measure_s - s.run_level_s:.1f} s, peaks, canaries and breakdowns {s.run_level_s:.1f} s); overhead "
+        f"{s.combinations_s:.1f} s, peaks, canaries and breakdowns {s.run_level_s:.1f} s); overhead "
         f"{s.overhead_fraction:.1%} (asv discovery, process launch, setup, reference checks)",
         file=out,
     )
@@ -326,44 +329,44 @@ def _check_devices(specs: list[str]) -> None:
         try:
             devices.parse_spec(spec)
         except ValueError as e:
-            raise RunError(f"--device {spec!r}: {e}") from None
+            raise ArgumentError(f"--device {spec!r}: {e}") from None
     twice = sorted({s for s in specs if specs.count(s) > 1})
     if twice:
-        raise RunError(f"--device {twice[0]} is given twice; name each device once")
+        raise ArgumentError(f"--device {twice[0]} is given twice; name each device once")
 
 
 def _check_options(opts: RunOptions) -> str:
-    """Refuse bad options with a RunError naming the option; return the interpreter to benchmark."""
+    """Refuse bad options with a ArgumentError naming the option; return the interpreter to benchmark."""
     python = opts.python or sys.executable
     if not Path(python).exists():
-        raise RunError(f"--python {python} does not exist")
+        raise ArgumentError(f"--python {python} does not exist")
     if opts.grid not in grids.GRIDS:
-        raise RunError(f"--grid {opts.grid!r} is not a grid; accepted: {', '.join(grids.GRIDS)}")
+        raise ArgumentError(f"--grid {opts.grid!r} is not a grid; accepted: {', '.join(grids.GRIDS)}")
     if opts.rounds is not None and opts.rounds < 1:
-        raise RunError(f"--rounds {opts.rounds} must be at least 1")
+        raise ArgumentError(f"--rounds {opts.rounds} must be at least 1")
     if opts.chunk_size < 1:
-        raise RunError(f"--chunk-size {opts.chunk_size} must be at least 1")
+        raise ArgumentError(f"--chunk-size {opts.chunk_size} must be at least 1")
     if not (opts.wait_s >= 0 and math.isfinite(opts.wait_s)):
-        raise RunError(f"--wait {opts.wait_s} must be a number of seconds, at least 0")
-    if opts.launch_method not in ("forkserver", "spawn"):
-        raise RunError(f"--launch-method {opts.launch_method!r}; accepted: forkserver, spawn")
+        raise ArgumentError(f"--wait {opts.wait_s} must be a number of seconds, at least 0")
+    if opts.launch_method not in guard.LAUNCH_METHODS:
+        raise ArgumentError(f"--launch-method {opts.launch_method!r}; accepted: {', '.join(guard.LAUNCH_METHODS)}")
     try:
         gpu_clocks.parse_target(opts.lock_gpu_clocks)
     except ValueError as e:
-        raise RunError(f"--lock-gpu-clocks {opts.lock_gpu_clocks!r}: {e}") from None
+        raise ArgumentError(f"--lock-gpu-clocks {opts.lock_gpu_clocks!r}: {e}") from None
     if opts.devices:
         _check_devices(opts.devices)
     if opts.bench:
         try:
             re.compile(opts.bench)
         except re.error as e:
-            raise RunError(f"--bench {opts.bench!r} is not a regular expression: {e}") from None
+            raise ArgumentError(f"--bench {opts.bench!r} is not a regular expression: {e}") from None
     return python
 
 
 def faults() -> dict[str, Any]:
     """The fault injection this run's workers will see (``CONVBENCH_FAIL``, ``CONVBENCH_SLOWDOWN``), checked:
-    a RunError naming the variable where one is malformed."""
+    a ArgumentError naming the variable where one is malformed."""
     from bench_lib.suite import worker
 
     found: dict[str, Any] = {}
@@ -372,12 +375,12 @@ def faults() -> dict[str, Any]:
         try:
             re.compile(fail)
         except re.error as e:
-            raise RunError(f"CONVBENCH_FAIL={fail!r} is not a regular expression: {e}") from None
+            raise ArgumentError(f"CONVBENCH_FAIL={fail!r} is not a regular expression: {e}") from None
         found["fail"] = fail
     try:
         planted = worker.slowdown()
     except ValueError as e:
-        raise RunError(str(e)) from None
+        raise ArgumentError(str(e)) from None
     if planted:
         found["slowdown"] = {"pattern": planted.pattern, "factor": planted.factor}
     return found
@@ -491,7 +494,7 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
         opts.rounds = grid.rounds
     the_plan = plan(grid, opts.bench)
     if not the_plan.selected:
-        raise RunError(f"--bench {opts.bench!r} selects no combination of the {opts.grid} grid")
+        raise ArgumentError(f"--bench {opts.bench!r} selects no combination of the {opts.grid} grid")
     fp = machine.fingerprint()
     asv_machine, written = ensure_machine_entry()
     started = time.time()
@@ -574,15 +577,16 @@ class _RunContext:
     saved: list[str] = field(default_factory=list)
     machine_state: dict[str, Any] = field(default_factory=dict)
     faults: dict[str, Any] = field(default_factory=dict)
-    peaks_breakdowns_s: float = 0.0  # the peaks' and breakdowns' measuring windows, summed
+    run_level_s: float = 0.0  # inside the run's own windows (peaks, canaries, breakdowns), summed
 
     def execute(self, asv_machine: str, lock: guard.MachineLock) -> int:
         events_path, log_path = self.scratch / "events.jsonl", self.scratch / "asv.log"
         config = asv_config(self.root, self.scratch)
         self.machine_state["start"] = machine.state()
-        if self.opts.peaks and self.opts.grid != "smoke":
-            self.peaks, self.peaks_breakdowns_s = _measure_peaks(self.grid.devices)
-            _canary(self.grid.devices, events_path, "start")
+        run_level = self.opts.peaks and self.grid.run_level
+        if run_level:
+            self.peaks, self.run_level_s = _measure_peaks(self.grid.devices)
+            self.run_level_s += _canary(self.grid.devices, events_path, "start")
         runner = _Chunks(
             lambda rounds, chunk: asv_command(config, self.python, self.head, asv_machine, self.opts, chunk, rounds),
             self.root,
@@ -599,32 +603,40 @@ class _RunContext:
         except OSError as e:  # the store could not write (disk full, permissions)
             print(f"convbench run: {e}; the run stops here", file=sys.stderr)
             return 1
-        networks_ran = any(p.suite == "networks" for p in self.plan.selected)
-        if self.opts.breakdowns and networks_ran and self.grid.name != "smoke" and not stopped:
-            self.breakdowns, spent_s = _measure_breakdowns(self.grid)
-            self.peaks_breakdowns_s += spent_s
-        if self.opts.peaks and self.opts.grid != "smoke" and not stopped:
-            _canary(self.grid.devices, events_path, "end")
+        if not stopped:
+            self._after_chunks(events_path, run_level)
         self.machine_state["end"] = machine.state()
+        done = read_events(events_path), self.plan.excluded, time.time() - self.started
         summary = summarise(
             self.plan.selected,
-            read_events(events_path),
-            self.plan.excluded,
-            time.time() - self.started,
-            stopped,
-            runner.attempted,
-            runner.asv_errors,
-            self.peaks_breakdowns_s,
+            *done,
+            interrupted=stopped,
+            attempted=runner.attempted,
+            asv_errors=runner.asv_errors,
+            run_level_s=self.run_level_s,
         )
+        return self._finish(events_path, log_path, summary)
+
+    def _after_chunks(self, events_path: Path, run_level: bool) -> None:
+        """The networks' breakdowns (where networks ran) and the closing canary: the run's own windows."""
+        networks_ran = any(p.suite == "networks" for p in self.plan.selected)
+        if self.opts.breakdowns and networks_ran and self.grid.run_level:
+            self.breakdowns, spent_s = _measure_breakdowns(self.grid)
+            self.run_level_s += spent_s
+        if run_level:
+            self.run_level_s += _canary(self.grid.devices, events_path, "end")
+
+    def _finish(self, events_path: Path, log_path: Path, summary: Summary) -> int:
+        """Save the finished run and print its summary; the exit code (0, 1 failures or no store, 130)."""
         try:
-            self.store(events_path, "interrupted" if stopped else "complete", summary)
+            self.store(events_path, "interrupted" if summary.interrupted else "complete", summary)
         except OSError as e:  # the store could not write (disk full, permissions)
             print_summary(summary)
             print(f"convbench run: {e}", file=sys.stderr)
             return 1
         print_summary(summary)
         self._report(summary, log_path)
-        if stopped:
+        if summary.interrupted:
             return 130
         return 1 if summary.failed else 0
 
@@ -632,8 +644,8 @@ class _RunContext:
         events = read_events(events_path)
         if summary is None:
             elapsed_s = time.time() - self.started
-            done = self.plan.selected, events, self.plan.excluded, elapsed_s, None, set()
-            summary = summarise(*done, peaks_breakdowns_s=self.peaks_breakdowns_s)
+            done = self.plan.selected, events, self.plan.excluded, elapsed_s
+            summary = summarise(*done, attempted=set(), run_level_s=self.run_level_s)
         record = _run_record(self, state, summary)
         self.saved = self.save(record, events, self.peaks, self.breakdowns)
 
@@ -697,28 +709,32 @@ def _measure_peaks(specs: list[str]) -> tuple[list[Any], float]:
     return found, spent_s
 
 
-def _canary(specs: list[str], events_path: Path, when: str) -> None:
-    """Time the canary on every available device and append it to the events as suite ``canary``
-    (round 0 at the start of the run, 1 at the end); a failure here is reported, not fatal."""
-    from bench_lib.files import append_line
+def _canary(specs: list[str], events_path: Path, when: str) -> float:
+    """Time the canary on every available device and append it to the events as suite ``canary`` (process
+    ``canary-start`` or ``canary-end``); return the seconds inside its windows. A failure here is reported,
+    not fatal."""
+    import torch
+
     from bench_lib.measure import canary
 
+    spent_s = 0.0
     for spec in specs:
         try:
             timed = canary.measure(spec)
         except Exception as e:  # the run's results stand without it
             print(f"  canary on {spec} failed: {type(e).__name__}: {e}", file=sys.stderr)
             continue
-        for c, m in timed:
-            params = {"case": c.case, "batch": c.batch, "device": spec, "layout": "nchw"}
-            params.update(dtype="float32", mode="inference")
-            event = {"suite": "canary", "metric": "latency", "params": params, "pid": f"canary-{when}"}
-            measure_s = m.warmup_s + sum(m.samples_s) * m.block
-            event.update(time=time.time(), status="ok", measurement=m.summary(), measure_s=measure_s)
-            append_line(str(events_path), json.dumps(event, default=str))
+        for c, record in timed:
+            combination = Combination("canary", "latency", c.case, c.batch, spec, "nchw", "float32", "inference")
+            fields = {"measure_s": record.measure_s, **record.fields}
+            Event(combination, "ok", fields, pid=f"canary-{when}", torch_version=torch.__version__).append_to(
+                events_path
+            )
+            spent_s += record.measure_s
         if timed:
-            shown = ", ".join(f"{c.case.split('(')[0]} {m.median_s * 1e3:.2f} ms" for c, m in timed)
+            shown = ", ".join(f"{c.case.split('(')[0]} {r.result.median_s * 1e3:.2f} ms" for c, r in timed)
             print(f"  canary at the {when} on {spec}: {shown}", flush=True)
+    return spent_s
 
 
 def _measure_breakdowns(grid: grids.Grid) -> tuple[list[dict[str, Any]], float]:
@@ -727,7 +743,6 @@ def _measure_breakdowns(grid: grids.Grid) -> tuple[list[dict[str, Any]], float]:
     not fatal."""
     import torch
 
-    from bench_lib.catalogue.cases import Case
     from bench_lib.measure import harness
 
     found, spent_s = [], 0.0
@@ -735,12 +750,9 @@ def _measure_breakdowns(grid: grids.Grid) -> tuple[list[dict[str, Any]], float]:
         if not devices.backend(spec).available()[0]:
             continue
         for case_text in grid.cases["networks"]:
-            case = Case.parse(case_text)
             layout = grid.layouts[0]  # NCHW: the breakdown's shares barely move with the layout
             try:
-                prepared = harness.prepare(
-                    case.workload, device=spec, layout=layout, height=case.height, width=case.width, **case.params
-                )
+                prepared = harness.prepare_case(case_text, device=spec, layout=layout)
                 started = time.perf_counter()
                 rows = harness.breakdown(prepared)
                 spent_s += time.perf_counter() - started
@@ -807,7 +819,7 @@ class _Progress:
                 e = json.loads(line)
                 if e["suite"] == "canary":
                     continue
-                self.seen.add(event_key(e))
+                self.seen.add(Combination.from_event(e))
                 current = f"{e['metric']:11s} {e['params']['case']} {e['params']['device']} b{e['params']['batch']}"
         if self._progress is not None:
             self._progress.update(self._task, completed=len(self.seen), description=current or "running")

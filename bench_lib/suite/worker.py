@@ -29,10 +29,9 @@ from typing import Any
 
 import torch
 
-from bench_lib.catalogue.cases import Case
 from bench_lib.files import append_line
-from bench_lib.measure import devices, energy, harness, memory
-from bench_lib.suite.combination import METRICS, Combination
+from bench_lib.measure import devices, harness, metrics
+from bench_lib.suite.combination import Combination, Event
 from bench_lib.suite.grids import Grid, grid
 
 TRACEBACK_FRAMES = 5  # frames of a failure's traceback kept in its event
@@ -94,15 +93,7 @@ class Ready:
 def _event(c: Combination, status: str, **fields: Any) -> None:
     path = os.environ.get("CONVBENCH_EVENTS")
     if path:
-        record = {
-            **c.as_event(),
-            "pid": os.getpid(),
-            "time": time.time(),
-            "torch_version": torch.__version__,
-            "status": status,
-            **fields,
-        }
-        append_line(path, json.dumps(record, default=str))
+        Event(c, status, fields, torch_version=torch.__version__).append_to(path)
 
 
 def _failure(e: BaseException) -> dict[str, str]:
@@ -167,67 +158,36 @@ def _prepare(c: Combination, g: Grid) -> harness.Prepared:
     if inject and re.search(inject, c.case):
         raise RuntimeError(f"injected failure: CONVBENCH_FAIL={inject!r} matches {c.case!r}")
     backend = devices.backend(c.device)
-    if c.metric == "energy":
-        ok, why = backend.available()
-        if ok:
-            ok, why = _meter(backend).available()
-        if not ok:
-            raise harness.Unsupported(f"{c.device}: no energy meter: {why}")
-    case = Case.parse(c.case)
+    ok, why = metrics.get(c.metric).available(backend)
+    if not ok:
+        raise harness.Unsupported(f"{c.device}: {why}")
     known = _checked_error(c)
-    prepared = harness.prepare(
-        case.workload,
+    prepared = harness.prepare_case(
+        c.case,
         device=backend,
         layout=c.layout,
         dtype=c.dtype,
         mode=c.mode,
         batch=c.batch,
-        height=case.height,
-        width=case.width,
         checked_error=known,
         reference_dir=os.environ.get("CONVBENCH_REFERENCES"),
-        **case.params,
     )
     if known is None:
         _remember_check(c, prepared.relative_error)
     return prepared
 
 
-def _meter(backend: devices.Backend) -> energy.Meter:
-    return energy.meter_for(backend.spec.kind, backend.spec.index or 0)
-
-
 def track(ready: Ready) -> Any:
-    """Run the combination's metric; return what asv stores (see ``METRICS`` for units)."""
+    """Measure the combination's metric (:func:`bench_lib.measure.metrics.measure`); return what asv stores
+    (the metric's unit)."""
     started = time.perf_counter()
+    period = harness.slowdown_period(ready.planted.factor) if ready.planted else 1
+    settings = metrics.Settings(timing=ready.grid.timing, block_multiple=period)
     try:
-        value, extra = _run_metric(ready)
+        record = metrics.measure(ready.prepared, ready.combination.metric, settings)
     except Exception as e:
         _event(ready.combination, "failed", **_failure(e), measure_s=time.perf_counter() - started)
         raise
-    if ready.injected:
-        extra["injected"] = ready.injected
-    _event(ready.combination, "ok", measure_s=time.perf_counter() - started, **extra)
-    return value
-
-
-def _run_metric(ready: Ready) -> tuple[Any, dict[str, Any]]:
-    prepared, metric = ready.prepared, ready.combination.metric
-    if metric == "latency":
-        period = harness.slowdown_period(ready.planted.factor) if ready.planted else 1
-        m = harness.time_prepared(prepared, **ready.grid.timing, block_multiple=period)
-        return {"samples": list(m.samples_s), "number": m.block}, {"measurement": m.summary()}
-    if metric == "peak_memory":
-        mem = memory.measure_memory(prepared)
-        if mem.peak_bytes is None:
-            raise RuntimeError(mem.note or "no peak memory reading")
-        return mem.peak_bytes, {"memory": mem.summary()}
-    if metric == "energy":
-        timing = harness.time_prepared(prepared, samples=5, max_time_s=0.2, max_warmup_s=0.2)
-        with prepared.grad_mode():
-            e = energy.energy_per_call(
-                prepared.step, prepared.backend.synchronize, _meter(prepared.backend), seconds_per_call=timing.median_s
-            )
-        per_item = e.energy_j_per_call / prepared.context["batch"]
-        return per_item, {"energy": e.summary(), "energy_j_per_item": per_item}
-    raise ValueError(f"metric={metric!r} is not valid; accepted: {', '.join(METRICS)}")
+    extra = {"injected": ready.injected} if ready.injected else {}
+    _event(ready.combination, "ok", measure_s=record.measure_s, **record.fields, **extra)
+    return record.value

@@ -1,0 +1,89 @@
+"""The verdict rule, its words and its defaults: ``compare``, ``regressions`` and the report decide here.
+
+One decision, called both ways (asv's ``_is_result_better`` is the model). All changes are natural logs
+of a ratio (candidate over baseline, newest over the history), so a band is symmetric:
+
+1. ``band = max(ln factor, detectable)``: a change is only called beyond the requested factor *and*
+   beyond what the noise could produce by chance (``detectable``, at confidence 1 − alpha).
+2. :func:`direction`: +1 when ``change > band`` (slower), −1 when ``change < −band`` (faster), else 0.
+3. A change within the band is ``unchanged`` when the band is the factor itself (a change of that size
+   would have been seen), else ``inconclusive`` (the noise could hide it): :func:`quiet`.
+
+``compare`` names the directions ``slower``/``faster`` (:func:`pairwise`); ``regressions`` asks the same
+question of the newest run (``suspect``) and of the two newest (``regression``/``improvement``, HUD-style
+persistence). The runs each verdict reads are chosen once (:func:`window`), so the report's "what
+changed" and ``convbench regressions`` judge the same runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bench_lib.errors import ArgumentError
+
+if TYPE_CHECKING:  # the CLI reads the defaults at start-up: no pandas import for that
+    import pandas as pd
+
+FACTOR = 1.05  # the smallest change worth a verdict (relative): 5 %
+# Chance per row that noise alone is called a change, where the noise estimate is right. A comparison has
+# hundreds of rows; the rate measured on identical code is in docs/verdicts.md.
+ALPHA = 0.001
+WINDOW_RUNS = 30  # the newest runs of each machine and environment a verdict reads (a month of nights)
+BAND_TOLERANCE = 1e-12  # a band within this of ln(factor) is the factor itself (floating-point slack)
+
+# the vocabulary
+SLOWER, FASTER, UNCHANGED, INCONCLUSIVE = "slower", "faster", "unchanged", "inconclusive"
+REGRESSION, IMPROVEMENT, SUSPECT, MACHINE_CHANGED = "regression", "improvement", "suspect", "machine changed"
+NEW_FAILURE, FIXED = "new failure", "fixed"
+FLAGS = (REGRESSION, SUSPECT, IMPROVEMENT)  # what regressions flags in a series
+FAILING = frozenset({SLOWER, NEW_FAILURE, REGRESSION})  # a verdict that fails the job (exit code 1)
+JUDGED_STATES = ("complete", "interrupted")  # runs a verdict reads (a running one is not finished)
+
+
+def check(factor: float, alpha: float) -> None:
+    """ArgumentError naming ``--factor`` or ``--alpha`` and its accepted range."""
+    if not factor >= 1:
+        raise ArgumentError(f"--factor {factor} must be at least 1 (e.g. 1.05 for 5%)")
+    if not 0 < alpha < 1:
+        raise ArgumentError(f"--alpha {alpha} is out of range (accepted: between 0 and 1, e.g. 0.001)")
+
+
+def band(detectable, factor: float):
+    """The half-width a change must exceed: ``max(ln factor, detectable)`` (logs; float or array)."""
+    return np.maximum(math.log(factor), detectable)
+
+
+def direction(change, width):
+    """+1 where ``change > width`` (slower), −1 where ``change < −width`` (faster), else 0 (NaN: 0)."""
+    change, width = np.asarray(change, dtype=float), np.asarray(width, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.where(change > width, 1, np.where(change < -width, -1, 0))
+
+
+def quiet(width, factor: float):
+    """The verdict within the band: ``unchanged`` where the band is the factor, else ``inconclusive``."""
+    return np.where(np.asarray(width, dtype=float) <= math.log(factor) + BAND_TOLERANCE, UNCHANGED, INCONCLUSIVE)
+
+
+def pairwise(change, detectable, factor: float):
+    """compare's verdict: ``slower``/``faster`` beyond :func:`band`, else :func:`quiet` (float or array)."""
+    width = band(detectable, factor)
+    d = direction(change, width)
+    out = np.where(d > 0, SLOWER, np.where(d < 0, FASTER, quiet(width, factor)))
+    return str(out) if out.ndim == 0 else out
+
+
+def exit_code(verdicts: Iterable[str]) -> int:
+    """1 when any verdict fails the job (:data:`FAILING`), else 0."""
+    return 1 if FAILING.intersection(verdicts) else 0
+
+
+def window(runs: pd.DataFrame, size: int = WINDOW_RUNS) -> pd.DataFrame:
+    """The runs a verdict reads: finished (complete or interrupted) grid runs, the newest ``size`` of each
+    machine (hardware id) and environment."""
+    judged = runs[runs["state"].isin(JUDGED_STATES) & (runs["grid"] != "peaks")]
+    return judged.sort_values("started_at").groupby(["hardware_id", "env_name"], dropna=False).tail(size)

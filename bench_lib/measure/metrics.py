@@ -1,0 +1,166 @@
+"""The measuring service: one prepared target and one metric in, one :class:`Record` out.
+
+Every caller measures through :func:`measure`: ``convbench measure``, the asv worker (one metric per call),
+the canary, the roofline's peaks and the networks' per-part breakdowns. A metric is one :class:`Metric`
+entry in :data:`METRICS` (pyperf's ``WorkerTask`` and torch.utils.benchmark's single measurement loop are
+the models): its unit, whether it runs once per round (process), when it can run on a device, and how it
+runs. Adding a metric is one ``@metric`` function here, plus its test; the asv suite, the runner and the
+CLI read the table.
+
+A target is anything with ``step`` (one call), ``backend``, ``context`` and ``grad_mode()``: a prepared
+workload (:class:`bench_lib.measure.harness.Prepared`) or a plain :class:`Call`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from bench_lib.measure import energy, memory
+from bench_lib.measure.devices import Backend
+from bench_lib.measure.timing import time_callable
+
+# Energy sizes its window from the seconds per call: a short timing first where the caller has none.
+ENERGY_TIMING = {"samples": 5, "max_time_s": 0.2, "max_warmup_s": 0.2}
+
+
+class Target(Protocol):
+    step: Callable[[], Any]
+    backend: Backend
+    context: dict[str, Any]
+
+    def grad_mode(self) -> contextlib.AbstractContextManager[None]: ...
+
+
+@dataclass
+class Call:
+    """A plain call to measure (the canary's GEMM, a roofline copy, one part of a network): no module, no
+    reference check; run without autograd."""
+
+    step: Callable[[], Any]
+    backend: Backend
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def grad_mode(self) -> Iterator[None]:
+        with torch.inference_mode():
+            yield
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to measure: ``timing`` (keyword arguments of :func:`time_callable`), ``block_multiple`` (a planted
+    slowdown's period), ``seconds_per_call`` (energy: sizes its window; None: :data:`ENERGY_TIMING` first)."""
+
+    timing: Mapping[str, float] = field(default_factory=dict)
+    block_multiple: int = 1
+    seconds_per_call: float | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    """One metric of one target: ``value`` in the metric's unit (what asv stores), ``result`` the reading
+    itself (a Measurement, MemoryMeasurement or EnergyMeasurement), ``fields`` the details an event keeps,
+    ``measure_s`` the seconds inside the measuring window."""
+
+    metric: str
+    value: Any
+    result: Any
+    fields: dict[str, Any]
+    measure_s: float
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: asv's ``unit`` and benchmark class name, ``per_round`` (runs in every round's process, or
+    once), ``available(backend)`` → (ok, why not: a phrase such as "no energy meter: ..."), ``run(target,
+    settings)`` → (value, result, fields)."""
+
+    name: str
+    unit: str
+    asv_class: str
+    per_round: bool
+    run: Callable[[Any, Settings], tuple[Any, Any, dict[str, Any]]]
+    available: Callable[[Backend], tuple[bool, str]] = lambda backend: (True, "")
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def metric(name: str, unit: str, asv_class: str, per_round: bool, available=None):
+    """Register the decorated ``run(target, settings)`` as the metric ``name``."""
+
+    def decorate(run):
+        extra = {"available": available} if available else {}
+        METRICS[name] = Metric(name, unit, asv_class, per_round, run, **extra)
+        return run
+
+    return decorate
+
+
+def get(name: str) -> Metric:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise ValueError(f"metric={name!r} is not valid; accepted: {', '.join(METRICS)}") from None
+
+
+def measure(target: Target, name: str, settings: Settings | None = None) -> Record:
+    """Measure metric ``name`` of ``target`` in one window; RuntimeError where it gives no reading."""
+    m = get(name)
+    started = time.perf_counter()
+    value, result, fields = m.run(target, settings or Settings())
+    return Record(name, value, result, fields, time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------------------------
+# the metrics, in the order the suite runs them
+
+
+@metric("latency", "seconds", "Latency", per_round=True)
+def _latency(target: Target, settings: Settings):
+    """Seconds per call: samples of blocks of back-to-back calls (:func:`time_callable`)."""
+    with target.grad_mode():
+        m = time_callable(
+            target.step,
+            target.backend,
+            context=target.context,
+            **{"block_multiple": settings.block_multiple, **settings.timing},
+        )
+    return {"samples": list(m.samples_s), "number": m.block}, m, {"measurement": m.summary()}
+
+
+@metric("peak_memory", "bytes", "PeakMemory", per_round=False)
+def _peak_memory(target: Target, settings: Settings):
+    """Peak bytes live during one call (deterministic: measured once)."""
+    mem = memory.measure_memory(target)
+    if mem.peak_bytes is None:
+        raise RuntimeError(mem.note or "no peak memory reading")
+    return mem.peak_bytes, mem, {"memory": mem.summary()}
+
+
+def _energy_available(backend: Backend) -> tuple[bool, str]:
+    ok, why = backend.available()
+    if ok:
+        ok, why = energy.meter_of(backend.spec).available()
+    return ok, "" if ok else f"no energy meter: {why}"
+
+
+@metric("energy", "joules", "Energy", per_round=False, available=_energy_available)
+def _energy(target: Target, settings: Settings):
+    """Joules per item (the asv value) and per call, over a window of at least a second of calls."""
+    seconds = settings.seconds_per_call
+    if seconds is None:
+        seconds = measure(target, "latency", Settings(timing=ENERGY_TIMING)).result.median_s
+    backend = target.backend
+    with target.grad_mode():
+        e = energy.energy_per_call(
+            target.step, backend.synchronize, energy.meter_of(backend.spec), seconds_per_call=seconds
+        )
+    per_item = e.energy_j_per_call / target.context["batch"]
+    return per_item, e, {"energy": e.summary(), "energy_j_per_item": per_item}
