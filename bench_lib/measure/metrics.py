@@ -75,29 +75,34 @@ class Record:
     measure_s: float
 
 
+def _always(backend: Backend) -> tuple[bool, str]:
+    return True, ""
+
+
 @dataclass(frozen=True)
 class Metric:
     """One metric: asv's ``unit`` and benchmark class name, ``per_round`` (runs in every round's process, or
-    once), ``available(backend)`` → (ok, why not: a phrase such as "no energy meter: ..."), ``run(target,
-    settings)`` → (value, result, fields)."""
+    once), ``run(target, settings)`` → (value, result, fields), ``read(fields)`` → (the value the store keeps,
+    in ``unit``; its statistics by store column) from an event's fields, and ``available(backend)`` → (ok,
+    why not: a phrase such as "no energy meter: ...")."""
 
     name: str
     unit: str
     asv_class: str
     per_round: bool
     run: Callable[[Any, Settings], tuple[Any, Any, dict[str, Any]]]
-    available: Callable[[Backend], tuple[bool, str]] = lambda backend: (True, "")
+    read: Callable[[Mapping[str, Any]], tuple[Any, dict[str, Any]]]
+    available: Callable[[Backend], tuple[bool, str]] = _always
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def metric(name: str, unit: str, asv_class: str, per_round: bool, available=None):
+def metric(name: str, unit: str, asv_class: str, *, per_round: bool, read, available=_always):
     """Register the decorated ``run(target, settings)`` as the metric ``name``."""
 
     def decorate(run):
-        extra = {"available": available} if available else {}
-        METRICS[name] = Metric(name, unit, asv_class, per_round, run, **extra)
+        METRICS[name] = Metric(name, unit, asv_class, per_round, run, read, available)
         return run
 
     return decorate
@@ -122,7 +127,23 @@ def measure(target: Target, name: str, settings: Settings | None = None) -> Reco
 # the metrics, in the order the suite runs them
 
 
-@metric("latency", "seconds", "Latency", per_round=True)
+def _read_latency(fields: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The median seconds per call, and the samples' statistics the store keeps beside it."""
+    m = fields.get("measurement") or {}
+    samples = m.get("samples_s")
+    stats = {
+        "q25": m.get("q25_s"),
+        "q75": m.get("q75_s"),
+        "min": m.get("min_s"),
+        "n_samples": len(samples) if isinstance(samples, list) else None,
+        "number": m.get("block"),
+        "noisy": m.get("noisy"),
+        "samples": samples,
+    }
+    return m.get("median_s"), stats
+
+
+@metric("latency", "seconds", "Latency", per_round=True, read=_read_latency)
 def _latency(target: Target, settings: Settings):
     """Seconds per call: samples of blocks of back-to-back calls (:func:`time_callable`)."""
     with target.grad_mode():
@@ -135,7 +156,13 @@ def _latency(target: Target, settings: Settings):
     return {"samples": list(m.samples_s), "number": m.block}, m, {"measurement": m.summary()}
 
 
-@metric("peak_memory", "bytes", "PeakMemory", per_round=False)
+@metric(
+    "peak_memory",
+    "bytes",
+    "PeakMemory",
+    per_round=False,
+    read=lambda f: ((f.get("memory") or {}).get("peak_bytes"), {}),
+)
 def _peak_memory(target: Target, settings: Settings):
     """Peak bytes live during one call (deterministic: measured once)."""
     mem = memory.measure_memory(target)
@@ -151,7 +178,14 @@ def _energy_available(backend: Backend) -> tuple[bool, str]:
     return ok, "" if ok else f"no energy meter: {why}"
 
 
-@metric("energy", "joules", "Energy", per_round=False, available=_energy_available)
+@metric(
+    "energy",
+    "joules",
+    "Energy",
+    per_round=False,
+    read=lambda f: (f.get("energy_j_per_item"), {}),
+    available=_energy_available,
+)
 def _energy(target: Target, settings: Settings):
     """Joules per item (the asv value) and per call, over a window of at least a second of calls."""
     seconds = settings.seconds_per_call

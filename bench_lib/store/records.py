@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from bench_lib.measure import metrics
 from bench_lib.measure.roofline import Peaks
 from bench_lib.store import schema
 from bench_lib.suite.combination import METRICS, PARAM_NAMES
@@ -54,23 +55,16 @@ def _samples(samples: Any) -> list[float] | None:
 
 
 def event_value(e: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The value an ``ok`` event reports (in its metric's unit) and the latency statistics, if any."""
-    if e["metric"] == "latency":
-        m = e.get("measurement") or {}
-        samples = m.get("samples_s")
-        stats = {
-            "q25": _finite(m.get("q25_s")),
-            "q75": _finite(m.get("q75_s")),
-            "min": _finite(m.get("min_s")),
-            "n_samples": len(samples) if isinstance(samples, list) else None,
-            "number": m.get("block") if isinstance(m.get("block"), int) else None,
-            "noisy": m.get("noisy") if isinstance(m.get("noisy"), bool) else None,
-            "samples": _samples(samples),
-        }
-        return m.get("median_s"), stats
-    if e["metric"] == "peak_memory":
-        return (e.get("memory") or {}).get("peak_bytes"), {}
-    return e.get("energy_j_per_item"), {}
+    """The value an ``ok`` event reports (in its metric's unit, read as its metric's entry says:
+    :data:`bench_lib.measure.metrics.METRICS`) and its statistics, each checked against its column's type."""
+    metric = metrics.METRICS.get(e["metric"])
+    if metric is None:
+        return None, {}
+    value, stats = metric.read(e)
+    checks = {"number": lambda x: x if isinstance(x, int) and not isinstance(x, bool) else None}
+    checks.update(noisy=lambda x: x if isinstance(x, bool) else None, samples=_samples)
+    checks["n_samples"] = checks["number"]
+    return value, {k: checks.get(k, _finite)(v) for k, v in stats.items()}
 
 
 def measurement_rows(run: dict[str, Any], events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
