@@ -391,6 +391,7 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # argument types: each names the accepted range in its error (argparse adds the flag and exits 2)
 
+
 class _Choices(Sequence):
     """argparse ``choices`` read from the module that owns them when first needed (a value to check, an
     error or a help page to print), so that building the parser imports no torch."""

@@ -1,9 +1,31 @@
 import json
+import math
 
 import pytest
 import torch
 
+from bench_lib.catalogue import theory
 from bench_lib.cli import main
+from bench_lib.measure import energy, roofline
+
+
+class FixedMeter(energy.Meter):
+    """A meter whose every window holds ``joules``: the energy per call is then joules / calls."""
+
+    name = "fixed"
+    update_period_s = 0.001
+
+    def __init__(self, joules: float):
+        self.joules = joules
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def begin_window(self) -> None:
+        pass
+
+    def end_window(self) -> energy.EnergyWindow:
+        return energy.EnergyWindow(self.joules, 1.0)
 
 
 def run(capsys, *argv):
@@ -47,10 +69,28 @@ def test_measure_json_has_the_documented_keys(capsys, tmp_path):
         assert key in record
     assert len(record["samples_s"]) == 5 and record["median_s"] > 0
     assert record["peak_bytes"] >= 4 * 32 * 28 * 28
-    if record["energy_j_per_call"] is None:
-        assert record["energy_reason"]
-    assert 0 < record["roofline_fraction"] < 1.5
+    # the roofline fraction is this device's floor for the case's FLOPs and bytes over the median, exactly
+    cost = theory.cost("depthwise", in_channels=32, height=28, width=28)
+    peaks = roofline.load_cached("cpu-1t", tmp_path)
+    floor_s = peaks.floor_s(cost.flops, cost.min_bytes)
+    assert record["roofline_fraction"] == pytest.approx(floor_s / record["median_s"], rel=1e-12)
+    assert record["achieved_flops_per_s"] == pytest.approx(cost.flops / record["median_s"], rel=1e-12)
     assert record["context"]["device"] == "cpu-1t" and record["context"]["threads"] == 1
+
+
+def test_measure_energy_per_call_sizes_its_window_from_the_measured_median(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(energy, "meter_of", lambda spec: FixedMeter(2.0))
+    argv = ["measure", "pointwise", "--height", "14", "--width", "14", "--samples", "3", "--max-time", "0.1"]
+    code, out, err = run(capsys, *argv, "--no-memory", "--results", str(tmp_path), "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    calls = math.ceil(1.0 / record["median_s"])  # a window of at least a second of calls at the median
+    assert record["energy"]["calls"] == calls and record["energy"]["meter"] == "fixed"
+    assert record["energy_j_per_call"] == pytest.approx(2.0 / calls)
+    monkeypatch.setattr(energy, "meter_of", lambda spec: energy.NoMeter("no meter in this test"))
+    code, out, _ = run(capsys, *argv, "--no-memory", "--results", str(tmp_path), "--json")
+    record = json.loads(out)
+    assert (record["energy_j_per_call"], record["energy_reason"]) == (None, "no energy meter: no meter in this test")
 
 
 def test_measure_text_output(capsys, tmp_path):

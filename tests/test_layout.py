@@ -43,3 +43,17 @@ def test_asv_workers_import_neither_pandas_nor_matplotlib():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+MAX_FUNCTION_LINES = 60  # from its def to its last line, docstring included: short enough to read at once
+
+
+def test_no_function_in_bench_lib_is_longer_than_a_screen():
+    long = []
+    for path in sorted((ROOT / "bench_lib").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"

@@ -63,28 +63,60 @@ def test_many_series_at_once_give_each_series_its_own_answer():
     assert math.isnan(sigma[1]) and df[1] == 0  # one round says nothing
 
 
-def test_vectorised_verdicts_equal_one_series_at_a_time():
+def _reference_verdict(v: np.ndarray, prior: float, alpha: float, factor: float) -> str:
+    """The documented rule for one series, written out plainly and independently of regressions.py: the band
+    of the runs before the judged ones is max(ln factor, t(1 - alpha/2, df) x sigma x sqrt(1 + 1/k)) around
+    their median, sigma the moderated median successive difference; two newest beyond it on one side are a
+    regression or improvement, the newest alone a suspect; fewer than 4 runs are inconclusive."""
+    from scipy import stats
+
+    def band(before):
+        k = len(before)
+        if k >= 3:
+            own = 1.4826 * np.median(np.abs(np.diff(before))) / math.sqrt(2)
+            own_df = 0.42 * (k - 1) + 0.7
+            sigma = math.sqrt((own_df * own**2 + 4 * prior**2) / (own_df + 4))
+            df = own_df + 4
+        else:
+            sigma, df = prior, 4
+        width = stats.t.ppf(1 - alpha / 2, df) * sigma * math.sqrt(1 + 1 / k)
+        return np.median(before), max(math.log(factor), width)
+
+    if len(v) < 4:
+        return "inconclusive"
+    if len(v) >= 5:
+        center, width = band(v[:-2])
+        if (v[-2:] - center > width).all():
+            return "regression"
+        if (center - v[-2:] > width).all():
+            return "improvement"
+    center, width = band(v[:-1])
+    if abs(v[-1] - center) > width:
+        return "suspect"
+    return "unchanged" if width <= math.log(factor) + 1e-12 else "inconclusive"
+
+
+def test_vectorised_verdicts_follow_the_documented_rule_series_by_series():
     rng = np.random.default_rng(5)
-    lengths = [2, 3, 4, 5, 6, 9]
-    series_ = [rng.normal(0, 0.002, k) + np.r_[np.zeros(k - 2), [0.5, 0.5]] * (k % 2) for k in lengths]
+    lengths = [2, 3, 4, 5, 6, 9] * 6
+    steps = [0.0, 0.5, -0.5, 0.04, 0.12, -0.2]  # the two newest runs move by this much
+    sigmas = [0.002, 0.002, 0.002, 0.01, 0.03, 0.08]
+    series_ = []
+    for i, k in enumerate(lengths):
+        step, sigma = steps[i // 6], sigmas[i % 6]
+        series_.append(rng.normal(0, sigma, k) + np.r_[np.zeros(k - 2), [step * (i % 2), step]])
+    priors = np.array([sigmas[i % 6] for i in range(len(lengths))])
     codes = np.repeat(np.arange(len(lengths)), lengths)
     firsts = np.r_[0, np.cumsum(lengths)[:-1]]
     m = regressions.right_aligned(codes, firsts, np.concatenate(series_))
-    many = regressions.judge_many(m, np.full(len(lengths), 0.002), 0.001, 1.05)
+    many = regressions.judge_many(m, priors, 0.001, 1.05)
     assert list(many["n_runs"]) == lengths
-    for i, v in enumerate(series_):
-        one = regressions.judge_series(v, 0.002, 0.001, 1.05)
-        assert many.loc[i, "verdict"] == one.verdict
-        assert many.loc[i, "confirmations"] == one.confirmations
-    # odd lengths step up at their two newest runs: 3 runs are too few, 5 give a band from 3 runs before
-    assert list(many["verdict"]) == [
-        "inconclusive",
-        "inconclusive",
-        "unchanged",
-        "regression",
-        "unchanged",
-        "regression",
-    ]
+    expected = [_reference_verdict(v, p, 0.001, 1.05) for v, p in zip(series_, priors, strict=True)]
+    assert list(many["verdict"]) == expected
+    assert {"regression", "improvement", "suspect", "unchanged", "inconclusive"} <= set(expected)  # all reached
+    # a clear step (+50 %) at the newest run (even) or the two newest (odd): 3 runs are too few, 4 give a
+    # suspect, 5 a regression (a band from 3 runs before the two judged)
+    assert list(many["verdict"][6:10]) == ["inconclusive", "inconclusive", "suspect", "regression"]
 
 
 def test_moderation_pulls_toward_the_prior_by_degrees_of_freedom():

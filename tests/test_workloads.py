@@ -1,3 +1,6 @@
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -5,26 +8,40 @@ from torch import nn
 from bench_lib.catalogue import registry
 
 
-def test_catalogue_names_every_op_and_block():
-    assert registry.names("op") == [
-        "standard",
-        "grouped",
-        "depthwise",
-        "pointwise",
-        "depthwise_separable",
-        "channel_shuffle",
-        "partial",
-    ]
-    assert set(registry.names("block")) == {
-        "mobilenet_v1",
-        "inverted_residual",
-        "shufflenet_v1_unit",
-        "shufflenet_v2_unit",
-        "mbconv",
-        "resnext_bottleneck",
-        "resnet_basic",
-        "resnet_bottleneck",
-    }
+def _decorated_workloads() -> dict[str, str]:
+    """name → kind of every builder decorated with ``@workload(kind=...)`` (its name, or the decorator's
+    ``name=``) or ``@network(...)`` (``net_<name>``) in the catalogue's modules, read from their source."""
+    found = {}
+    for path in sorted((Path(registry.__file__).parent).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for d in node.decorator_list:
+                decorator = getattr(d.func, "id", None) if isinstance(d, ast.Call) else None
+                words = {k.arg: k.value.value for k in getattr(d, "keywords", ()) if isinstance(k.value, ast.Constant)}
+                if decorator == "workload":
+                    found[words.get("name", node.name)] = words["kind"]
+                elif decorator == "network":
+                    found[f"net_{node.name}"] = "network"
+    return found
+
+
+def test_every_decorated_builder_is_registered_once_under_its_kind_and_nothing_else_is():
+    registered = {name: registry.get(name).kind for name in registry.names()}
+    assert registered == _decorated_workloads()
+    assert registry.names("op")[0] == "standard"  # the dense op first: listings and grids keep this order
+
+
+def test_the_grids_can_run_every_op_and_block():
+    # an op says its parameters at a stage of C channels, a block its parameters at each stage it has
+    for name in registry.names("op"):
+        for size, channels in registry.STAGE_CHANNELS.items():
+            registry.input_shape(name, 1, size, size, **registry.get(name).at_stage(channels))
+    for name in registry.names("block"):
+        stages = registry.get(name).stages
+        assert stages, f"{name} has no stages"
+        for size, params in stages.items():
+            registry.input_shape(name, 1, size, size, **params)
 
 
 @pytest.mark.parametrize("name", registry.names())

@@ -134,9 +134,7 @@ def prepare(
     torch.manual_seed(seed)
     compute = checked_error is None
     module, x_cpu, ref = _reference(name, config, batch, height, width, seed, mode, compute, reference_dir)
-    torch_dtype = DTYPES[dtype].torch
-    module = _to_layout(module.to(device=backend.device, dtype=torch_dtype), layout)
-    x = _to_layout(x_cpu.to(device=backend.device, dtype=torch_dtype), layout)
+    module, x = (_to_layout(t.to(device=backend.device, dtype=DTYPES[dtype].torch), layout) for t in (module, x_cpu))
     if backend.spec.kind == "cuda":
         torch.backends.cudnn.benchmark = True
     if checked_error is None:
@@ -149,29 +147,40 @@ def prepare(
     step = _training_step(module, x, ref, layout, seed) if mode == "training" else _inference_step(module, x)
     if graph:
         step = _capture_cuda_graph(step, backend)
+    asked = {"layout": layout, "dtype": dtype, "mode": mode, "batch": batch, "height": height, "width": width}
+    context = _context(Case(name, dict(params), height, width), config, backend, asked, in_shape, alloc, graph, err)
+    return Prepared(module, x, step, backend, context, mode, err)
 
-    context = {
-        "case": str(Case(name, dict(params), height, width)),
-        "workload": name,
+
+def _context(
+    case: Case,
+    config: dict[str, Any],
+    backend: Backend,
+    asked: dict[str, Any],
+    in_shape: tuple[int, ...],
+    alloc: str,
+    graph: bool,
+    err: float,
+) -> dict[str, Any]:
+    """What a measurement records about what was in force: the case, the device, the layout, dtype, mode and
+    geometry asked for, the allocator, CUDA's settings, the reference check and the versions."""
+    cuda = backend.spec.kind == "cuda"
+    return {
+        "case": str(case),
+        "workload": case.workload,
         "params": config,
         "device": backend.spec.text,
         "device_name": backend.describe(),
         "threads": backend.threads_in_force(),
-        "layout": layout,
-        "dtype": dtype,
-        "mode": mode,
-        "batch": batch,
-        "height": height,
-        "width": width,
+        **asked,
         "in_shape": list(in_shape),
         "allocator": alloc,
         "graph": graph,
-        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if backend.spec.kind == "cuda" else None,
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if cuda else None,
         "relative_error": err,
         "torch_version": torch.__version__,
         "bench_lib_version": __version__,
     }
-    return Prepared(module, x, step, backend, context, mode, err)
 
 
 def _reference(

@@ -143,6 +143,25 @@ def _time_block(timer: devices.BlockTimer, fn: Callable[[], Any], calls: int) ->
     return timer.stop()
 
 
+def _warm_up(timer, fn: Callable[[], Any], overhead: float, target: float, max_warmup_s: float) -> tuple[int, float]:
+    """Run blocks of calls of about ``target`` seconds until the time per call has not fallen by 2 % for
+    three blocks in a row, or ``max_warmup_s`` has passed: the first calls pay for lazy initialisation,
+    caches and autotuning. Return (calls made, the best seconds per call, net of the timer's overhead)."""
+    start = time.perf_counter()
+    per_call = max(_time_block(timer, fn, 1) - overhead, 1e-9)
+    calls, best, steady_rounds = 1, math.inf, 0
+    while steady_rounds < 3 and time.perf_counter() - start < max_warmup_s:
+        n = max(1, math.ceil(target / per_call))
+        per_call = max((_time_block(timer, fn, n) - overhead) / n, 1e-9)  # net of the timer's own cost
+        calls += n
+        if per_call < best * 0.98:
+            best, steady_rounds = per_call, 0
+        else:
+            steady_rounds += 1
+        best = min(best, per_call)
+    return calls, best
+
+
 def time_callable(
     fn: Callable[[], Any],
     backend: Backend,
@@ -170,20 +189,8 @@ def time_callable(
     timer = backend.block_timer()
     overhead = _timer_overhead(timer)
     target = max(min_sample_s, overhead / OVERHEAD_FRACTION)
-
-    # warm-up: the first call pays for lazy initialisation, caches, autotuning; time until it settles
     start = time.perf_counter()
-    per_call = max(_time_block(timer, fn, 1) - overhead, 1e-9)
-    calls, best, steady_rounds = 1, math.inf, 0
-    while steady_rounds < 3 and time.perf_counter() - start < max_warmup_s:
-        n = max(1, math.ceil(target / per_call))
-        per_call = max((_time_block(timer, fn, n) - overhead) / n, 1e-9)  # net of the timer's own cost
-        calls += n
-        if per_call < best * 0.98:
-            best, steady_rounds = per_call, 0
-        else:
-            steady_rounds += 1
-        best = min(best, per_call)
+    calls, best = _warm_up(timer, fn, overhead, target, max_warmup_s)
     warmup_s = time.perf_counter() - start
     block = max(1, math.ceil(round(target / best, 6)))  # round: float noise must not add a call
     block = math.ceil(block / block_multiple) * block_multiple
