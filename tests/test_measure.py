@@ -334,3 +334,13 @@ def test_the_run_asks_workers_for_huge_pages_unless_the_caller_chose(tmp_path, m
     assert runner._asv_environment(runner.RunOptions(), events)["THP_MEM_ALLOC_ENABLE"] == "1"
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
     assert runner._asv_environment(runner.RunOptions(), events)["THP_MEM_ALLOC_ENABLE"] == "0"
+
+
+def test_selfcheck_times_each_case_with_both_timers_and_prints_the_ratio(monkeypatch, capsys):
+    from bench_lib.measure import selfcheck
+
+    monkeypatch.setattr(selfcheck, "TIMING_CASES", [("depthwise", {"in_channels": 8, "height": 8, "width": 8})])
+    code = selfcheck.timing(rounds=1)
+    out = capsys.readouterr().out
+    assert code in (0, 1)  # 1: outside ±3 % on a noisy machine, still a measured answer
+    assert "depthwise(in=8)@8x8" in out and ("1 of 1 within" in out or "0 of 1 within" in out)

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from bench_lib.analysis.verdicts import direction
 from bench_lib.measure.timing import relative_iqr
 from bench_lib.suite.papers import TABLES
 
@@ -69,11 +70,14 @@ def _judge(gain: float, band: float) -> str:
     """``gain``: the relative advantage in the paper's direction (>0 agrees). ``band``: the noise band."""
     if not np.isfinite(gain) or not np.isfinite(band):
         return "inconclusive: no spread to judge the difference by"
-    if gain > band:
-        return "reproduced"
-    if gain < -band:
-        return "not reproduced"
-    return "inconclusive: the difference is within the noise"
+    side = direction(gain, band)  # the one rule: beyond the band on one side (bench_lib.analysis.verdicts)
+    return (
+        "reproduced"
+        if side > 0
+        else "not reproduced"
+        if side < 0
+        else "inconclusive: the difference is within the noise"
+    )
 
 
 def verdicts(df: pd.DataFrame, device: str | None = None) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 Every module here (and every torch leaf module the workloads use) can be *traced*: given an input
 shape, :func:`trace` returns the output shape and one :class:`LayerCost` per leaf layer, without
 running anything. The modules' ``forward`` and their ``trace_costs`` sit side by side so the
-structure is written once; :mod:`bench_lib.theory` sums the records.
+structure is written once; :mod:`bench_lib.catalogue.theory` sums the records.
 
 Counting rules (``docs/costs.md`` says why):
 

@@ -12,7 +12,7 @@ import statistics
 import torch
 import torch.utils.benchmark as tub
 
-from bench_lib.measure import harness
+from bench_lib.measure import harness, metrics
 
 # ~20 us to ~20 ms per call on one core of a 2020s x86 CPU
 TIMING_CASES: list[tuple[str, dict]] = [
@@ -28,6 +28,7 @@ TIMING_CASES: list[tuple[str, dict]] = [
     ("standard", {"in_channels": 128, "out_channels": 128, "batch": 4, "height": 56, "width": 56}),
 ]
 TOLERANCE = 0.03
+SETTINGS = metrics.Settings(timing={"samples": 15, "max_time_s": 0.5})
 
 
 def timing(rounds: int = 3, device: str = "cpu-1t") -> int:
@@ -40,7 +41,7 @@ def timing(rounds: int = 3, device: str = "cpu-1t") -> int:
     overheads: list[float] = []
     for _ in range(rounds):  # interleaved: each round times every workload with both timers
         for i, p in enumerate(prepared):
-            m = harness.time_prepared(p, samples=15, max_time_s=0.5)
+            m = metrics.measure(p, "latency", SETTINGS).result
             with p.grad_mode():
                 t = tub.Timer(stmt="step()", globals={"step": p.step}, num_threads=torch.get_num_threads())
                 ref = t.blocked_autorange(min_run_time=0.5)
