@@ -34,12 +34,13 @@ LIBS = {
 OPS = {"pointwise": {"in_channels": 64, "out_channels": 64}, "depthwise": {"in_channels": 64}}
 ONE_PROCESS = """
 import json
-from bench_lib.measure import harness
+from bench_lib.measure import harness, metrics
 from bench_lib.suite import grids
 OPS = json.loads(OPS_JSON)
 out = {}
+settings = metrics.Settings(timing=grids.ROUND_TIMING)
 for name, params in OPS.items():
-    m = harness.time_prepared(harness.prepare(name, device="cpu-1t", batch=8, **params), **grids.ROUND_TIMING)
+    m = metrics.measure(harness.prepare(name, device="cpu-1t", batch=8, **params), "latency", settings).result
     out[name] = [m.min_s, m.median_s]
 print(json.dumps(out))
 """
