@@ -122,3 +122,17 @@ print("ok", torch.cuda.is_initialized())
 )
 def test_cuda_visible_devices_narrows_the_gpus_a_run_plans_for(physical, visible, expected):
     assert devices.cuda_visible_count(physical, visible) == expected
+
+
+def test_every_device_kind_a_spec_can_name_has_its_facts_in_one_table():
+    from bench_lib.measure import energy, kinds
+    from bench_lib.suite import grids
+
+    assert set(kinds.KINDS) == {devices.parse_spec(s).kind for s in ("cpu", "cpu-1t", "cuda", "cuda:1", "mps")}
+    default = grids.grid("default", ["cpu-1t", "cuda:0", "mps"])
+    for name, kind in kinds.KINDS.items():
+        assert kind.throughput_batch in default.batches
+        assert kind.energy_meter in ("nvml", "rapl", None) and (kind.energy_meter or kind.no_meter_reason)
+        assert isinstance(energy.meter_for(name), energy.Meter)
+    with pytest.raises(ValueError, match="device kind 'tpu' is unknown; accepted: cpu, cuda, mps"):
+        kinds.kind("tpu")

@@ -344,3 +344,38 @@ def test_selfcheck_times_each_case_with_both_timers_and_prints_the_ratio(monkeyp
     out = capsys.readouterr().out
     assert code in (0, 1)  # 1: outside ±3 % on a noisy machine, still a measured answer
     assert "depthwise(in=8)@8x8" in out and ("1 of 1 within" in out or "0 of 1 within" in out)
+
+
+def test_a_metric_is_one_entry_the_service_the_runner_and_the_store_all_read(monkeypatch):
+    from bench_lib.store import records
+    from bench_lib.suite import runner
+    from bench_lib.suite.combination import Combination, Event
+
+    monkeypatch.setattr(metrics, "METRICS", dict(metrics.METRICS))  # the entry below is gone after the test
+
+    @metrics.metric("calls", "calls", "Calls", per_round=False, read=lambda f: (f["calls"], {}))
+    def _calls(target, settings):
+        target.step()
+        return 1, None, {"calls": 1}
+
+    call = metrics.Call(lambda: None, devices.backend("cpu-1t"))
+    record = metrics.measure(call, "calls")
+    assert (record.metric, record.value, record.fields) == ("calls", 1, {"calls": 1}) and record.measure_s >= 0
+    c = Combination("ops", "calls", "depthwise(in=8)@8x8", 1, "cpu-1t", "nchw", "float32", "inference")
+    assert runner.rounds_of(c, 5) == 1
+    event = Event(c, "ok", {"measure_s": record.measure_s, **record.fields}).as_dict()
+    assert records.event_value(event) == (1, {})
+    with pytest.raises(ValueError, match="metric='nope' is not valid; accepted: latency, peak_memory, energy"):
+        metrics.get("nope")
+
+
+def test_latency_reads_back_the_statistics_the_store_keeps():
+    call = metrics.Call(lambda: sum(range(100)), devices.backend("cpu-1t"))
+    record = metrics.measure(call, "latency", metrics.Settings(timing={"samples": 5, "max_time_s": 0.05}))
+    m = record.result
+    assert record.value == {"samples": list(m.samples_s), "number": m.block}
+    from bench_lib.store import records
+
+    value, stats = records.event_value({"metric": "latency", **record.fields})
+    assert value == m.median_s and stats["samples"] == list(m.samples_s) and stats["number"] == m.block
+    assert (stats["min"], stats["n_samples"], stats["noisy"]) == (m.min_s, len(m.samples_s), m.noisy)
