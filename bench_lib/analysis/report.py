@@ -53,7 +53,7 @@ img { max-width: 100%; } .error { color: #a00; } th, td { white-space: nowrap; }
 # (a fleet-year holds thousands of run files); "what changed" judges the runs ``convbench regressions`` does.
 RECENT_RUNS = 10
 # Notebooks executed at once: each is a kernel process whose start (imports) is CPU-bound, so more than
-# the cores only queues; on the 2-core VM two at a time took the seven from 41.2 s to 26.4 s.
+# the cores only queues (the measured gain: docs/verdicts.md, "Run time").
 NOTEBOOK_WORKERS = max(1, min(4, os.cpu_count() or 1))
 SERIES_PLOTS = 12  # flagged series plotted at most
 

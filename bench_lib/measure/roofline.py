@@ -43,8 +43,8 @@ class Peaks:
     copy_bytes: int
     torch_version: str
     measured_at: str
-    # A dense 3×3 convolution can beat the GEMM (oneDNN's conv kernels vs MKL's sgemm, or Winograd on some
-    # CPUs: 2.2× the GEMM on this project's AMD EPYC dev VM), so the compute roof is the best of both.
+    # A dense convolution can beat the GEMM (oneDNN's conv kernels vs MKL's sgemm, or Winograd on some CPUs:
+    # docs/costs.md), so the compute roof is the best of both.
     conv3x3_flops_per_s: dict[str, float] = field(default_factory=dict)
     # working-set bytes of each copy (source + destination) → its bandwidth (bytes read + written per
     # second); empty in peaks measured before the roof was cache-aware: then the large copy is the only roof
