@@ -195,7 +195,9 @@ def test_a_case_without_theory_is_warned_about_not_silently_blanked():
     from bench_lib.analysis import results as r
 
     r._theory_per_item.cache_clear()
-    with pytest.warns(UserWarning, match=r"no theory for standard\(in=64,out=64\)@56x56 \(float64\): dtype='float64'"):
+    with pytest.warns(
+        UserWarning, match=r"no theory for 'standard\(in=64,out=64\)@56x56' \(float64\): dtype='float64'"
+    ):
         assert r._theory("standard(in=64,out=64)@56x56", 1, "float64") == {}
 
 

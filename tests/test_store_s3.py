@@ -90,3 +90,20 @@ def test_a_fleet_shares_one_bucket(bucket_url, tmp_path, capsys):
     out = tmp_path / "all.csv"
     assert main(["export", "--results", bucket_url, "--out", str(out), "--history"]) == 0
     assert len(pd.read_csv(out)) == 6
+
+
+def test_a_bucket_url_is_shown_without_its_credentials_and_report_reads_it(bucket_url, tmp_path, capsys):
+    from bench_lib.analysis import report
+
+    where = store_path(bucket_url)
+    r = run("20261124T010000Z-aaaaaaaa-000009", machine="box", hw="a" * 12, day="2026-11-24")
+    RunWriter(where, r).save(r, [event(median=1e-3), event(GROUPED, median=4e-4)])
+    index, _ = report.build(bucket_url, str(tmp_path / "report"), publish=False, run_notebooks=False)
+    assert "Results: s3://convbench/team?endpoint_override=" in index.read_text()  # the URL, read as a URL
+    secret = bucket_url.replace("s3://", "s3://test:top-secret@").replace("/team", "/nothing-here")
+    assert main(["regressions", "--results", secret]) == 2
+    err = capsys.readouterr().err
+    assert "no convbench results there" in err and "top-secret" not in err and "s3://convbench/nothing-here" in err
+    assert main(["regressions", "--results", secret + "&secret_key=top-secret-2"]) == 2  # pyarrow refuses it
+    err = capsys.readouterr().err
+    assert "is not a store URL pyarrow can open" in err and "top-secret" not in err and "secret_key=***" in err

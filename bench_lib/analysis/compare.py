@@ -36,6 +36,7 @@ import pandas as pd
 from bench_lib.analysis import noise, results, series, verdicts
 from bench_lib.catalogue.cases import Case, key_values
 from bench_lib.errors import ArgumentError
+from bench_lib.store import redact
 from bench_lib.suite.combination import benchmark_name
 
 SELECTOR_KEYS = {
@@ -342,7 +343,7 @@ def run(results_dir: str, baseline: str, candidate: str, factor: float, alpha: f
     chosen = pd.concat(chosen).drop_duplicates("run_id")
     rows = results.rounds_of_runs(store, chosen, series.READ)
     if rows.empty:
-        raise ArgumentError(f"--results {results_dir}: the selected runs hold no measurements")
+        raise ArgumentError(f"--results {redact(results_dir)}: the selected runs hold no measurements")
     history = _history(store, chosen, machine_keys)
     table, note = compare(rows, baseline, candidate, factor, alpha, history=history)
     print(render(table, note, fmt, factor, alpha))

@@ -3,6 +3,8 @@ figure or a table (or say plainly that there is none)."""
 
 from __future__ import annotations
 
+import html
+
 import pandas as pd
 
 from bench_lib.analysis import figures, results, tables
@@ -20,7 +22,7 @@ def show(obj, what: str, df: pd.DataFrame | None = None, max_rows: int = 40) -> 
     from IPython.display import HTML, Image, Markdown, display
 
     if obj is None or (isinstance(obj, pd.DataFrame) and obj.empty):
-        display(Markdown(f"**{tables.no_data(what, df)}**"))
+        display(Markdown(f"**{html.escape(tables.no_data(what, df))}**"))  # store strings are text, not HTML
     elif isinstance(obj, pd.DataFrame):
         display(HTML(obj.head(max_rows).to_html(index=False, float_format=lambda x: f"{x:.4g}")))
         if len(obj) > max_rows:

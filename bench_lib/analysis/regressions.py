@@ -33,6 +33,7 @@ from asv import step_detect
 from bench_lib.analysis import noise, results, series, verdicts
 from bench_lib.analysis.verdicts import FLAGS, INCONCLUSIVE, MACHINE_CHANGED, SUSPECT
 from bench_lib.errors import ArgumentError
+from bench_lib.store import redact
 
 # A verdict needs at least this many runs of a series: the band is drawn from at least MIN_RUNS - 1 runs
 # before the judged ones (3 before the newest for a suspect, 3 before the two newest for a regression). From
@@ -279,7 +280,7 @@ def selected_runs(store, machines: list[str] | None = None, since: str | None = 
     the newest of each environment through :func:`verdicts.window`. ``where`` names the store in errors."""
     keys = store.machine_keys(machines)
     if machines and not keys:
-        raise ArgumentError(f"--machine {', '.join(machines)}: no such machine in {where}")
+        raise ArgumentError(f"--machine {', '.join(machines)}: no such machine in {redact(where)}")
     if not since:
         return verdicts.window(store.recent_runs(keys, verdicts.WINDOW_RUNS))
     try:

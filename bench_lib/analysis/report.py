@@ -35,7 +35,9 @@ import pandas as pd
 
 from bench_lib import __version__
 from bench_lib.analysis import verdicts
+from bench_lib.errors import ArgumentError
 from bench_lib.files import write_atomic
+from bench_lib.store import redact
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1400px; padding: 0 1rem; color: #222; }
@@ -92,9 +94,10 @@ def execute(path: Path, parameters: dict[str, Any], timeout_s: int = 600) -> nbf
 
 
 def _markdown(text: str) -> str:
+    """Markdown to HTML with raw HTML escaped: a notebook's markdown outputs quote the store's strings."""
     import mistune
 
-    return mistune.html(text)
+    return mistune.create_markdown(escape=True)(text)
 
 
 def _output_html(output: nbformat.NotebookNode) -> str:
@@ -165,7 +168,7 @@ def build(
     from bench_lib.analysis import results
 
     started = time.monotonic()
-    results_abs = str(Path(results_dir).resolve())
+    results_abs = results_dir if "://" in results_dir else str(Path(results_dir).resolve())  # a URL stays one
     store = results.store_of(results_abs)  # refuses a folder without results, before any notebook
     df = results.load(store, machines=machines, recent=RECENT_RUNS)
     peaks = results.newest_peaks(df, store) if not df.empty else {}
@@ -185,7 +188,7 @@ def build(
     write_atomic(out / "index.html", _page(df, sections, results_abs))
     _progress(f"wrote {out / 'index.html'} ({(out / 'index.html').stat().st_size / 2**20:.1f} MiB)", started)
     if publish:
-        _asv_publish(Path(results_dir).resolve().parent, results_abs)
+        _asv_publish(results_abs)
     return out / "index.html", problems
 
 
@@ -315,7 +318,10 @@ def _figures(df: pd.DataFrame, peaks: dict) -> list[Section]:
     speedups = tables.speedup_table(df) if not df.empty else pd.DataFrame()
     inference = interactive.speedup_scatter(speedups, "inference")
     training = interactive.speedup_scatter(speedups, "training")
-    none = "<p class='note'>{}</p>"
+
+    def none(what: str) -> str:  # machine names come from the store: escaped like every stored string
+        return f"<p class='note'>{html.escape(tables.no_data(what, df))}</p>"
+
     roof = interactive.roofline(tables.roofline_points(df), peaks) if not df.empty else None
     levels = tables.roofline_levels(df) if not df.empty else pd.DataFrame()
     levels = levels[levels["height"].isin([56, 7])] if not levels.empty else levels
@@ -334,13 +340,13 @@ def _figures(df: pd.DataFrame, peaks: dict) -> list[Section]:
             "<p class='note'>On the dashed diagonal the hardware delivers the whole FLOP cut; below it, part of "
             "the cut is lost. Hover a point for its case; the legend names each family's colour.</p>"
             + many
-            + ("{{inference}}" if inference else none.format(tables.no_data("inference speedup pairs", df))),
+            + ("{{inference}}" if inference else none("inference speedup pairs")),
             {"inference": inference},
         ),
         Section(
             "training",
             "Training (forward + backward)",
-            "{{training}}" if training else none.format(tables.no_data("training speedup pairs", df)),
+            "{{training}}" if training else none("training speedup pairs"),
             {"training": training},
         ),
         Section(
@@ -350,7 +356,7 @@ def _figures(df: pd.DataFrame, peaks: dict) -> list[Section]:
             "measured copy that holds its input, weights and output (L1- to DRAM-sized copies, per device and "
             "thread count), and the best of a GEMM and dense convolutions for compute. Which roof bounds each "
             "op family at the 56² and 7² stages:</p>"
-            + ("{{roofline}}" if roof else none.format(tables.no_data("the roofline", df)))
+            + ("{{roofline}}" if roof else none("the roofline"))
             + interactive.table(levels, page_length=25),
             {"roofline": roof},
         ),
@@ -359,7 +365,7 @@ def _figures(df: pd.DataFrame, peaks: dict) -> list[Section]:
             "Data-movement ops: bandwidth, not FLOPs",
             "<p class='note'>Zero-FLOP ops (channel shuffle) do no arithmetic: their question is how close "
             "they get to the bandwidth of the cache level their data fits.</p>"
-            + ("{{movement}}" if not moving.empty else none.format(tables.no_data("zero-FLOP ops", df)))
+            + ("{{movement}}" if not moving.empty else none("zero-FLOP ops"))
             + interactive.table(moving),
             {"movement": interactive.bandwidth_bars(moving)},
         ),
@@ -423,7 +429,7 @@ def _page(df: pd.DataFrame, sections: list[Section], results_dir: str) -> str:
     machines = ", ".join(sorted(df["machine"].unique())) if not df.empty else "none"
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head = (
-        f"<h1>convbench report</h1><p class='note'>Results: {html.escape(results_dir)} · machines: "
+        f"<h1>convbench report</h1><p class='note'>Results: {html.escape(redact(results_dir))} · machines: "
         f"{html.escape(machines)} · built {stamp} with convbench {__version__}.</p><nav>{nav}</nav>"
     )
     return _document("convbench report", head + "\n".join(body), interactive.scripts() + script)
@@ -439,18 +445,26 @@ def _document(title: str, body: str, scripts: str = "") -> str:
 """
 
 
-def _asv_publish(project: Path, results_dir: str) -> None:
-    """asv's files rebuilt from the store into the project's asv results folder, then ``asv publish``."""
+def _asv_publish(results_dir: str) -> None:
+    """asv's files rebuilt from the store into this project's asv results folder, then ``asv publish``.
+
+    The project is the convbench checkout the command runs in (its ``asv.conf.json``), never a folder
+    next to the results: a shared store's checkout is another machine's files. asv runs isolated
+    (``python -I``: neither the working directory nor ``PYTHON*`` variables reach its imports)."""
     from bench_lib.store import asv_files, store_path
     from bench_lib.store.query import Store
+    from bench_lib.suite.runner import project_root
 
-    conf = project / "asv.conf.json"
-    if not conf.exists():
+    try:
+        project = project_root()
+    except ArgumentError:
+        print("report: no asv.conf.json here or above: asv publish skipped", file=sys.stderr)
         return
-    asv_dir = project / json.loads(conf.read_text()).get("results_dir", "results/asv")
+    conf = project / "asv.conf.json"
+    asv_dir = asv_files.inside(project, json.loads(conf.read_text()).get("results_dir", "results/asv"))
     asv_files.write(Store(store_path(results_dir)), asv_dir)
     out = subprocess.run(
-        [sys.executable, "-m", "asv", "publish", "--config", str(conf)],
+        [sys.executable, "-I", "-m", "asv", "publish", "--config", str(conf)],
         cwd=project,
         capture_output=True,
         text=True,

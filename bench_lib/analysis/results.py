@@ -30,8 +30,9 @@ from bench_lib.catalogue import theory
 from bench_lib.catalogue.cases import Case
 from bench_lib.errors import ArgumentError
 from bench_lib.measure import roofline
-from bench_lib.store import records, store_path
+from bench_lib.store import records, redact, store_path
 from bench_lib.store.query import Store
+from bench_lib.store.trust import short
 from bench_lib.suite.combination import SUITE_VERSION, benchmark_name
 
 _GROUP_FOR_SPEEDUP = ["machine", "env_name", "commit_hash", "run_id", "device", "layout", "dtype", "mode", "batch"]
@@ -45,7 +46,8 @@ def store_of(results_dir: str | Path | Store) -> Store:
     store = Store(store_path(results_dir))
     if not store.exists():
         raise ArgumentError(
-            f"--results {results_dir}: no convbench results there (no runs under {store.location.text}); "
+            f"--results {redact(results_dir)}: no convbench results there (no runs under "
+            f"{redact(store.location.text)}); "
             "run `convbench run` first, or `convbench store migrate` for results of convbench 0.1"
         )
     return store
@@ -256,7 +258,10 @@ def _theory_per_item(case_text: str, dtype: str) -> tuple[theory.Cost, dict[str,
         cost = theory.cost(case.workload, batch=1, height=case.height, width=case.width, dtype=dtype, **case.params)
         red = theory.reduction(case.workload, batch=1, height=case.height, width=case.width, dtype=dtype, **case.params)
     except ValueError as e:  # a case this catalogue no longer knows, or a dtype it cannot size
-        warnings.warn(f"no theory for {case_text} ({dtype}): {e}; its theory columns are left empty", stacklevel=2)
+        why = str(e).replace(case_text, "the case")[:200]  # the store's string is quoted once, short
+        warnings.warn(
+            f"no theory for {short(case_text)} ({dtype}): {why}; its theory columns are left empty", stacklevel=2
+        )
         return None
     return cost, red
 

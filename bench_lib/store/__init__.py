@@ -8,9 +8,24 @@ from the store for ``asv publish``). ``docs/store.md`` documents the layout for 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 STORE_FOLDER = "store"
+# query parameters of a store URL that carry credentials (pyarrow's S3 URIs accept access_key, secret_key,
+# session_token)
+_SECRET_PARAM = re.compile(r"(?i)([?&][^=&]*(?:key|secret|token|password|credential)[^=&]*=)[^&]*")
+
+
+def redact(where: str | Path) -> str:
+    """``where`` as it may be shown: a URL without its user, password and credential parameters."""
+    text = str(where)
+    if "://" not in text:
+        return text
+    scheme, _, rest = text.partition("://")
+    address, question, query = rest.partition("?")
+    address = address.rpartition("@")[2]  # user:password@ (a password may hold "/": up to the last "@")
+    return _SECRET_PARAM.sub(r"\1***", f"{scheme}://{address}{question}{query}")
 
 
 def store_path(results: str | Path) -> str:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from bench_lib.files import write_atomic
+from bench_lib.store.disk import machine_key
 from bench_lib.store.query import Store
 from bench_lib.suite.combination import METRICS, PARAM_NAMES, benchmark_name
 
@@ -69,10 +71,24 @@ def write(store: Store, out_dir: str | Path) -> list[Path]:
     for (machine, hw, commit, env), g in m.groupby(["machine", "hardware_id", "commit_hash", "env_name"]):
         newest = g.drop_duplicates(["benchmark", *PARAM_NAMES], keep="last")
         info = runs[runs["run_id"] == newest["run_id"].iloc[-1]].iloc[0]
-        folder = out / f"{machine}-{hw[:8]}"
+        folder = inside(out, machine_key(str(machine), str(hw)))
         written.append(_machine_json(folder, info))
         written.append(_result_file(folder, commit, env, newest, params, info))
     return written
+
+
+def slug(text: str) -> str:
+    """A file-name part from a store string: letters, digits, ``._-``; never ``.`` or ``..``."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:120].strip(".")
+    return cleaned or "_"
+
+
+def inside(out: Path, *parts: str) -> Path:
+    """``out`` joined with ``parts``, refused (ValueError) unless it resolves inside ``out``."""
+    path = out.joinpath(*parts)
+    if not path.resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"{path} is outside {out}: a store string made a path")
+    return path
 
 
 def _benchmarks_json(out: Path, params: dict[str, list[list[str]]], m: pd.DataFrame) -> Path:
@@ -149,7 +165,7 @@ def _result_file(
         "durations": {},
         "version": 2,
     }
-    path = folder / f"{commit[:8]}-{env}.json"
+    path = inside(folder, f"{slug(str(commit)[:8])}-{slug(str(env))}.json")
     write_atomic(path, json.dumps(data, allow_nan=True, default=_plain))
     return path
 

@@ -25,7 +25,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from bench_lib.errors import ArgumentError
 from bench_lib.files import default_file_mode
+from bench_lib.store import redact
 
 _KEY = re.compile(r"^(?P<key>[a-z_]+)=(?P<value>[^/]+)$")
 
@@ -60,7 +62,11 @@ class Location:
     def parse(cls, where: str | Path) -> Location:
         text = str(where)
         if "://" in text:
-            fs, base = pafs.FileSystem.from_uri(text)
+            try:
+                fs, base = pafs.FileSystem.from_uri(text)
+            except (pa.ArrowInvalid, ValueError) as e:
+                shown = str(e).replace(text, redact(text))
+                raise ArgumentError(f"--results {redact(text)} is not a store URL pyarrow can open: {shown}") from None
             return cls(fs, base.rstrip("/"), text)
         return cls(pafs.LocalFileSystem(), str(Path(text).resolve()), text)
 

@@ -6,8 +6,11 @@ skip what cannot match). ``Store.sql`` runs DuckDB over the same datasets: DuckD
 projections into that scanner, works out of core, and is what a user would reach for to ask their own
 questions (``docs/store.md``). pyarrow's filesystems make a local folder and ``s3://`` the same code.
 
-Files that cannot be read (truncated, not Parquet, a column of another type) are skipped with a warning
-naming them; the rest of the store still loads.
+Every file is vetted before its data is read (:func:`bench_lib.store.trust.vet_file`: no link out of the
+store, a footer within bounds, the schema's types), and every run's identity is checked
+(:func:`bench_lib.store.trust.bad_identity`); rows must carry their run's machine and hardware id. Files
+that fail, or cannot be read (truncated, not Parquet, too large to hold), are skipped with a warning naming
+them; the rest of the store still loads.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import pyarrow.compute
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from bench_lib.store import schema
+from bench_lib.store import redact, schema, trust
 from bench_lib.store.disk import Location
 
-_READ_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError)
+_READ_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError, MemoryError)
 
 
 class Store:
@@ -34,10 +37,11 @@ class Store:
     def __init__(self, where: str | Path):
         self.location = Location.parse(where)
         self._bad: set[str] = set()
+        self._vetted: set[str] = set()  # files whose footer passed trust.vet_file (each checked once)
         self._runs: dict[tuple, pd.DataFrame] = {}  # runs() read once per selection by this instance
 
     def __repr__(self) -> str:
-        return f"Store({self.location.text!r})"
+        return f"Store({redact(self.location.text)!r})"
 
     def exists(self) -> bool:
         return bool(self.location.partitions("runs") or self.location.partitions("measurements"))
@@ -66,8 +70,27 @@ class Store:
         found = {m for _, m in self.location.partitions("runs")}
         return {m for m in found if m >= date[:7]}
 
+    def usable(self, table: str, files: list[str]) -> list[str]:
+        """``files`` less those that fail :func:`trust.vet_file` (each warned about once) or were found bad."""
+        for path in files:
+            if path in self._vetted or path in self._bad:
+                continue
+            try:
+                why = trust.vet_file(self.location.fs, self.location.base, table, path)
+            except _READ_ERRORS as e:
+                why = f"not a readable {table} file ({str(e).splitlines()[0][:200]})"
+            if why:
+                self._skip(path, why)
+            else:
+                self._vetted.add(path)
+        return [f for f in files if f not in self._bad]
+
+    def _skip(self, path: str, why: str) -> None:
+        self._bad.add(path)
+        warnings.warn(f"skipping {path}: {why}", stacklevel=5)
+
     def dataset(self, table: str, keys: set[str] | None = None, months: set[str] | None = None) -> ds.Dataset:
-        files = [f for f in self.location.files(table, keys, months) if f not in self._bad]
+        files = self.usable(table, self.location.files(table, keys, months))
         return ds.dataset(files, schema=schema.TABLES[table], format="parquet", filesystem=self.location.fs)
 
     def scan(
@@ -146,8 +169,20 @@ class Store:
                 "columns it does not know are ignored",
                 stacklevel=2,
             )
+        df = self._trusted_runs(df)
         # a run saved by two writers (a copy under another name) counts once
         return df.sort_values("started_at").drop_duplicates("run_id", keep="last").reset_index(drop=True)
+
+    @staticmethod
+    def _trusted_runs(df: pd.DataFrame) -> pd.DataFrame:
+        """The runs whose identity convbench's writer could have written; each other one skipped with a
+        warning (:func:`trust.bad_identity`)."""
+        cols = [*trust.IDENTITY, "started_at", "env_name"]
+        why = [trust.bad_identity(dict(zip(cols, r, strict=True))) for r in df[cols].itertuples(index=False)]
+        for run_id, reason in zip(df["run_id"], why, strict=True):
+            if reason:
+                warnings.warn(f"skipping run {trust.short(run_id)}: {reason}", stacklevel=4)
+        return df[[w is None for w in why]]
 
     def run_files(self, table: str, runs: pd.DataFrame) -> list[str]:
         """The files of ``table`` that hold ``runs`` (rows of :meth:`runs`), those that exist."""
@@ -160,7 +195,7 @@ class Store:
         }
         months = {p.rsplit("/", 2)[-2].split("=", 1)[1] for p in wanted}
         keys = {p.rsplit("/", 3)[-3].split("=", 1)[1] for p in wanted}
-        return [f for f in self.location.files(table, keys, months) if f in wanted and f not in self._bad]
+        return self.usable(table, [f for f in self.location.files(table, keys, months) if f in wanted])
 
     def of_runs(
         self,
@@ -183,8 +218,7 @@ class Store:
         def read() -> pa.Table:
             files = self.run_files(table, runs)
             dataset = ds.dataset(files, schema=sch, format=fmt, filesystem=self.location.fs)
-            found = dataset.to_table(filter=filter, columns=columns)
-            return found.filter(pa.compute.is_in(found["run_id"], pa.array(runs["run_id"].astype(str))))
+            return _own_rows(dataset.to_table(filter=filter, columns=columns), runs)
 
         try:
             return read()
@@ -194,11 +228,12 @@ class Store:
             return read()
 
     def _check_file(self, table: str, path: str) -> None:
+        if not self.usable(table, [path]):
+            return
         try:
             ds.dataset([path], schema=schema.TABLES[table], format="parquet", filesystem=self.location.fs).to_table()
         except _READ_ERRORS as e:
-            self._bad.add(path)
-            warnings.warn(f"skipping {path}: not a readable {table} file ({str(e).splitlines()[0]})", stacklevel=4)
+            self._skip(path, f"not a readable {table} file ({str(e).splitlines()[0][:200]})")
 
     def sql(self, query: str, keys: set[str] | None = None, months: set[str] | None = None) -> pd.DataFrame:
         """Run DuckDB SQL over the tables ``measurements``, ``runs``, ``peaks`` and ``breakdowns`` (in those
@@ -220,3 +255,21 @@ class Store:
             finally:
                 con.close()
         raise AssertionError("unreachable")
+
+
+def _own_rows(found: pa.Table, runs: pd.DataFrame) -> pa.Table:
+    """The rows of ``found`` that belong to ``runs``: their run id, and (where the table has them) their
+    run's machine and hardware id; a row claiming another machine is dropped with a warning."""
+    keep = pa.compute.is_in(found["run_id"], pa.array(runs["run_id"].astype(str)))
+    for column in ("machine", "hardware_id"):
+        if column in found.column_names and column in runs:
+            expected = pa.array((runs["run_id"].astype(str) + "|" + runs[column].astype(str)).tolist())
+            pairs = pa.compute.binary_join_element_wise(
+                found["run_id"].cast(pa.string()), found[column].cast(pa.string()), "|"
+            )
+            own = pa.compute.fill_null(pa.compute.is_in(pairs, expected), False)
+            strangers = pa.compute.sum(pa.compute.and_(keep, pa.compute.invert(own))).as_py() or 0
+            if strangers:
+                warnings.warn(f"skipping {strangers} rows whose {column} is not their run's", stacklevel=4)
+            keep = pa.compute.and_(keep, own)
+    return found.filter(keep)

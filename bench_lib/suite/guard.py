@@ -1,14 +1,17 @@
 """What keeps a run safe on a shared machine: one run at a time, signals that stop it cleanly, and no
 asv child outliving it.
 
-- :class:`MachineLock`: ``convbench run`` holds an exclusive ``flock`` on a machine-wide file
-  (``$CONVBENCH_LOCK_DIR`` or the temp folder, ``convbench-run.lock``); two runs at once would time each
+- :class:`MachineLock`: ``convbench run`` holds an exclusive ``flock`` on ``convbench-run.lock`` in the
+  user's own folder (``$CONVBENCH_LOCK_DIR``, else ``$XDG_RUNTIME_DIR/convbench``, else
+  ``~/.cache/convbench``: created 0700, never a world-writable one); two runs at once would time each
   other's load. A second run waits with a message naming the first (up to ``--wait``), then gives up.
-  The kernel drops the lock when its holder dies, even by SIGKILL.
+  The kernel drops the lock when its holder dies, even by SIGKILL. The file is opened without following
+  a symbolic link and must be a regular file the user owns.
 - :class:`Child`: the asv process runs in its own session (a Ctrl-C at the terminal reaches convbench,
   not asv), is sent SIGTERM by the kernel if convbench dies (``PR_SET_PDEATHSIG``), and its whole process
-  group is terminated when convbench stops. Its group id is written into the lock file, so the next run
-  removes a group a SIGKILLed run left behind before it measures anything.
+  group is terminated when convbench stops. Its group id and its leader's start time are written into the
+  lock file, so the next run removes a group a SIGKILLed run left behind before it measures anything, and
+  only that group: a recycled id (another process, started at another time) is left alone.
 - :class:`Stop`: SIGINT, SIGTERM and SIGHUP all stop the run the same way: the chunk in flight is
   abandoned (everything it measured is already in the events file), the run is saved as interrupted.
 """
@@ -21,12 +24,14 @@ import fcntl
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 LAUNCH_METHODS = ("forkserver", "spawn")  # how the asv child starts its benchmark processes
 
@@ -35,11 +40,43 @@ TERMINATE_GRACE_S = 5.0  # seconds asv's group gets between SIGTERM and SIGKILL
 
 
 def lock_path() -> Path:
-    return Path(os.environ.get("CONVBENCH_LOCK_DIR") or tempfile.gettempdir()) / "convbench-run.lock"
+    """The lock file in the user's own folder (see the module docstring)."""
+    chosen = os.environ.get("CONVBENCH_LOCK_DIR")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if not chosen:
+        chosen = f"{runtime}/convbench" if runtime and Path(runtime).is_dir() else "~/.cache/convbench"
+    return Path(chosen).expanduser() / "convbench-run.lock"
 
 
 class LockTimeout(RuntimeError):
     """Another run held the machine for longer than the caller would wait."""
+
+
+class UnsafeLock(RuntimeError):
+    """The lock file is a link, not a regular file, or someone else's: it is not used."""
+
+
+def _open_own(path: Path) -> int:
+    """Open (create) the lock file: its folder made 0700 when convbench creates it, never through a link,
+    and only a regular file this user owns (:class:`UnsafeLock` otherwise)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as e:  # ELOOP: a symbolic link stands at the path
+        raise UnsafeLock(f"{path}: not opened ({e.strerror}): a symbolic link or no file of yours") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        os.close(fd)
+        raise UnsafeLock(f"{path}: not a regular file of this user (uid {os.geteuid()}): not used")
+    return fd
+
+
+def started_at(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch, psutil), or None where there is none."""
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
 
 
 class MachineLock:
@@ -57,8 +94,7 @@ class MachineLock:
 
     def acquire(self, wait_s: float, about: dict[str, Any], say=print) -> None:
         """Take the lock, waiting up to ``wait_s`` seconds (saying so once); raise :class:`LockTimeout`."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = _open_own(self.path)
         deadline = time.monotonic() + wait_s
         told = False
         while True:
@@ -85,12 +121,18 @@ class MachineLock:
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, json.dumps({"pid": os.getpid(), **about}).encode(), 0)
 
+    def record_child(self, pgid: int) -> None:
+        """Note the asv child's group and its leader's start time, for the next run to reap if need be."""
+        self.update({**self.holder(), "asv_pgid": pgid, "asv_started": started_at(pgid)})
+
     def _reap_leftover(self, say) -> None:
-        """Terminate the asv group a killed run left behind (its group id is in the lock file)."""
-        pgid = self.holder().get("asv_pgid")
-        if pgid and _is_asv_group(int(pgid)):
+        """Terminate the asv group a killed run left behind: the group the lock file names, only while its
+        leader is the very process that run started (same start time) and runs asv."""
+        left = self.holder()
+        pgid, started = left.get("asv_pgid"), left.get("asv_started")
+        if isinstance(pgid, int) and pgid > 1 and isinstance(started, float) and _is_asv_group(pgid, started):
             say(f"terminating asv process group {pgid} left by an earlier run that was killed")
-            terminate_group(int(pgid))
+            terminate_group(pgid)
 
     def release(self) -> None:
         if self.fd is not None:
@@ -107,15 +149,18 @@ def _describe(h: dict[str, Any]) -> str:
     return f"pid {h.get('pid')}, run {h.get('run_id', '?')}, started {h.get('started_at', '?')}"
 
 
-def _is_asv_group(pgid: int) -> bool:
+def _is_asv_group(pgid: int, started: float) -> bool:
+    """Whether process ``pgid`` still leads its group, started at ``started`` (to 10 ms) and runs asv: on
+    every system through psutil, never assumed."""
     try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
+        leader = psutil.Process(pgid)
+        return (
+            os.getpgid(pgid) == pgid
+            and abs(leader.create_time() - started) < 0.01
+            and any("asv" in part for part in leader.cmdline())
+        )
+    except (psutil.Error, OSError):
         return False
-    try:
-        return b"asv" in Path(f"/proc/{pgid}/cmdline").read_bytes()
-    except OSError:
-        return sys.platform != "linux"
 
 
 def terminate_group(pgid: int, grace_s: float = TERMINATE_GRACE_S) -> None:

@@ -505,6 +505,11 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
     except guard.LockTimeout as e:
         print(f"convbench run: {e}; not started (--wait {opts.wait_s:g} s)", file=sys.stderr)
         return 1
+    except guard.UnsafeLock as e:
+        print(
+            f"convbench run: the machine lock {e}; not started (remove it, or set CONVBENCH_LOCK_DIR)", file=sys.stderr
+        )
+        return 1
     scratch = Path(tempfile.mkdtemp(prefix="convbench-run-"))
     try:
         ctx = _RunContext(opts, grid, the_plan, root, head, python, fp, run_id, started, scratch, save or _no_save)
@@ -598,7 +603,7 @@ class _RunContext:
         try:
             stopped = runner.run(
                 chunk_plan(self.plan.selected, self.opts.chunk_size, self.opts.rounds),
-                on_start=lambda pgid: lock.update({"asv_pgid": pgid}),
+                on_start=lock.record_child,
             )
         except OSError as e:  # the store could not write (disk full, permissions)
             print(f"convbench run: {e}; the run stops here", file=sys.stderr)
