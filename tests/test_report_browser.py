@@ -90,3 +90,63 @@ def test_report_renders_in_a_browser_with_hover_data_and_tables(page, browser):
     browser.save_screenshot(str(shots / "whole-page.png"))
     browser.set_window_size(WIDTH, HEIGHT)
     assert (shots / "first-screen.png").stat().st_size > 10_000
+
+
+SCRIPT = '<img src=x onerror="window.__pwned=1">'
+
+
+def _hostile_store(root: Path) -> Path:
+    """A copy of the committed store plus a teammate's run (an identity convbench writes) whose rows carry a
+    script in their case, device and reason (strings a fleet member controls that reach tables and hover),
+    and a run whose machine name carries it (the notebooks' "no data" notes list machine names)."""
+    store = root / "results" / "store"
+    shutil.copytree(ROOT / "results" / "store", store)
+    _plant(store, "20261124T201324Z-a2dbd3ff", "mate", "1" * 12, hostile_rows=True)  # the default grid
+    _plant(store, "20261124T201201Z-a2dbd3ff", "teammate" + SCRIPT, "2" * 12)  # the paper grid
+    return store.parent
+
+
+def _plant(store: Path, source: str, machine: str, hardware_id: str, hostile_rows: bool = False) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bench_lib.store.disk import machine_key
+
+    run_id = f"{source}-{hardware_id[:4]}"
+    for table in ("runs", "measurements"):
+        t = pq.read_table(next((ROOT / "results" / "store").glob(f"{table}/*/*/{source}.parquet")))
+        n = t.num_rows
+        columns = {"run_id": [run_id] * n, "machine": [machine] * n, "hardware_id": [hardware_id] * n}
+        if table == "measurements" and hostile_rows:
+            columns["case"] = [c + SCRIPT if i % 50 == 0 else c for i, c in enumerate(t["case"].to_pylist())]
+            columns["device"] = [d + SCRIPT if i % 50 == 1 else d for i, d in enumerate(t["device"].to_pylist())]
+            columns["reason"] = [SCRIPT] * n
+        for name, values in columns.items():
+            i = t.schema.get_field_index(name)
+            t = t.set_column(i, name, pa.array(values, type=t.schema.field(i).type))
+        folder = store / table / f"machine_key={machine_key(machine, hardware_id)}" / "month=2026-11"
+        folder.mkdir(parents=True)
+        pq.write_table(t, folder / f"{run_id}.parquet")
+
+
+def test_a_teammates_script_runs_nowhere_in_the_page_or_the_notebooks(browser, tmp_path):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    results = _hostile_store(tmp_path)
+    with pytest.warns(UserWarning, match="skipping run '20261124T201201Z-a2dbd3ff-2222': its machine"):
+        index, problems = report.build(str(results), str(tmp_path / "report"), str(ROOT / "analysis"), publish=False)
+    assert problems == []
+    pages = [index, *sorted((tmp_path / "report" / "notebooks").glob("*.html"))]
+    assert len(pages) == 8 and "&lt;img src=x onerror=" in index.read_text()  # the string is there, as text
+    for page in pages:
+        browser.get(page.as_uri())
+        WebDriverWait(browser, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        if page == index:  # tables and figures drawn: what would run a script has had its chance
+            count = page.read_text().count('<table id="itables_')
+            WebDriverWait(browser, 60).until(
+                lambda d, n=count: d.execute_script("return document.querySelectorAll('.dt-container').length") >= n
+            )
+        ran = browser.execute_script(
+            "return [window.__pwned === undefined, document.querySelectorAll('img[src=x]').length]"
+        )
+        assert ran == [True, 0], page.name
