@@ -26,11 +26,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# `convbench run` exits 1 when some combinations failed: the rest is saved, and the report is still built
-# (then `make bench` exits 1 too). Any other failure stops here.
+# `convbench run` exits 3 when some combinations failed: the rest is saved, and the report is still built
+# (then `make bench` exits 3 too). Any other failure stops here (README: exit codes).
 bench: install
 	@status=0; $(BIN)/convbench run --grid $(GRID) $(RUN_ARGS) || status=$$?; \
-	  if [ $$status -ne 0 ] && [ $$status -ne 1 ]; then exit $$status; fi; \
+	  if [ $$status -ne 0 ] && [ $$status -ne 3 ]; then exit $$status; fi; \
 	  $(BIN)/convbench report || exit $$?; \
 	  exit $$status
 

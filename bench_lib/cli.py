@@ -1,6 +1,8 @@
 """The ``convbench`` command line. Each subcommand is a thin layer over a bench_lib function.
 
-Exit codes: 0 success, 1 the work ran but something failed (or regressed), 2 bad arguments.
+Exit codes (:class:`bench_lib.errors.Exit`): 0 done, nothing got worse; 1 a regression, a slower
+combination or a new failure; 2 bad arguments; 3 part of the work failed (the rest is saved); 4 could not
+run (machine lock, store unwritable); 5 internal error; 130 stopped by a signal.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -16,11 +19,12 @@ from typing import Any
 
 from bench_lib import __version__
 from bench_lib.analysis import verdicts
-from bench_lib.errors import ArgumentError
+from bench_lib.errors import MEANING, ArgumentError, Exit
 from bench_lib.measure import kinds
 from bench_lib.suite.guard import LAUNCH_METHODS
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = Exit.OK, Exit.FAILED, Exit.USAGE
+EXIT_HELP = "exit codes: " + "; ".join(f"{int(e)} {MEANING[e]}" for e in Exit)
 
 
 def parse_key_values(items: Sequence[str]) -> dict[str, Any]:
@@ -301,6 +305,19 @@ def _print_breakdown(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def _saver(results: str):
+    """The store's writer for ``runner.run``: every run saved under ``results``' store."""
+    from bench_lib.store import store_path
+    from bench_lib.store.writer import RunWriter
+
+    where = store_path(results)
+
+    def save(run, events, peaks, breakdowns):
+        return RunWriter(where, run).save(run, events, peaks, breakdowns)
+
+    return save
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench_lib.suite import runner
 
@@ -316,22 +333,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         wait_s=args.wait,
         lock_gpu_clocks=args.lock_gpu_clocks,
     )
-    from bench_lib.store import store_path
-    from bench_lib.store.writer import RunWriter
-
-    where = store_path(args.results or runner.project_root(args.project) / "results")
-
-    def save(run, events, peaks, breakdowns):
-        return RunWriter(where, run).save(run, events, peaks, breakdowns)
-
-    return runner.run(opts, save=save)
+    return runner.run(opts, save=_saver(args.results))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from bench_lib.analysis import results
 
-    out = results.export(args.results, args.out, history=args.history)
-    print(f"wrote {out}")
+    out, rows = results.export(args.results, args.out, history=args.history)
+    print(f"wrote {rows} rows to {out}")
     return EXIT_OK
 
 
@@ -372,8 +381,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     grid = "papers" if args.paper == "all" else args.paper
     opts = runner.RunOptions(grid=grid, devices=args.device or None, project=args.project)
-    status = runner.run(opts)
-    if status not in (EXIT_OK, EXIT_FAILED):
+    status = runner.run(opts, save=_saver(args.results))  # kept in the store, as every run
+    if status not in (EXIT_OK, EXIT_FAILED):  # could not run, or stopped: no report of a run that is not there
         return status
     out, problems = report.build(args.results, args.out, args.analysis, publish=False)
     for p in problems:
@@ -457,6 +466,25 @@ def float_in(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = Fal
     return parse
 
 
+RESULTS_HELP = (
+    "results folder or object store URL (default: $CONVBENCH_RESULTS, else the results/ of the project "
+    "this is run in, else ./results)"
+)
+
+
+def _add_results(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("--results", metavar="DIR|URL", help=f"{what}; {RESULTS_HELP}" if what else RESULTS_HELP)
+
+
+def default_results(project: str | None = None) -> str:
+    """Where results live unless ``--results`` says: ``$CONVBENCH_RESULTS``, else the ``results/`` of the
+    convbench checkout at or above ``project`` (or the working directory), else ``./results``."""
+    from bench_lib.files import find_upward
+
+    root = find_upward("asv.conf.json", project)
+    return os.environ.get("CONVBENCH_RESULTS") or (str(root / "results") if root else "results")
+
+
 def _add_geometry(p: argparse.ArgumentParser, batch: int = 1) -> None:
     p.add_argument("--batch", type=int_at_least(1), default=batch, help="batch size (default %(default)s)")
     p.add_argument("--height", type=int_at_least(1), help="input height (default 224 for networks, else 56)")
@@ -482,7 +510,7 @@ def _add_theory(sub) -> None:
 def _add_info(sub) -> None:
     p = sub.add_parser("info", help="machine fingerprint, devices, energy meters and measured peaks")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--results", default="results", help="where measured peaks are cached (default %(default)s)")
+    _add_results(p, "where measured peaks are cached")
     p.add_argument("--no-peaks", action="store_true", help="skip measuring/reading the roofline peaks")
     p.add_argument("--refresh-peaks", action="store_true", help="measure the peaks again")
     p.set_defaults(func=cmd_info)
@@ -506,13 +534,15 @@ def _add_measure(sub) -> None:
     p.add_argument("--breakdown", action="store_true", help="networks: time of each part (stem, blocks, head)")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--no-energy", action="store_true")
-    p.add_argument("--results", default="results", help="where measured peaks are cached")
+    _add_results(p, "where measured peaks are cached")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_measure)
 
 
 def _add_run(sub) -> None:
-    p = sub.add_parser("run", help="run a grid of benchmarks through asv into results/ (the main job)")
+    p = sub.add_parser(
+        "run", help="run a grid of benchmarks through asv into results/ (the main job)", epilog=EXIT_HELP
+    )
     p.add_argument("--grid", default="default", choices=GRIDS, metavar="GRID", help=CHOICE_HELP)
     p.add_argument(
         "--device",
@@ -536,11 +566,7 @@ def _add_run(sub) -> None:
         default=None,
         help="processes per latency combination, each its own round (default: the grid's; nightly and full 5, else 1)",
     )
-    p.add_argument(
-        "--results",
-        metavar="DIR|URL",
-        help="results folder or object store URL; the run goes to its store/ (default: the project's results/)",
-    )
+    _add_results(p, "results folder or object store URL; the run goes to its store/")
     p.add_argument(
         "--wait",
         type=float_in(0, math.inf),
@@ -560,15 +586,17 @@ def _add_run(sub) -> None:
 
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="all results as one tidy table (.parquet or .csv)")
-    p.add_argument("--results", default="results")
+    _add_results(p)
     p.add_argument("--out", required=True, metavar="FILE.parquet|FILE.csv")
-    p.add_argument("--history", action="store_true", help="add every archived run (results/*/history)")
+    p.add_argument("--history", action="store_true", help="every run in the store (default: each combination's newest)")
     p.set_defaults(func=cmd_export)
 
 
 def _add_report(sub) -> None:
-    p = sub.add_parser("report", help="write report/index.html, execute the notebooks beside it (+ asv publish)")
-    p.add_argument("--results", default="results")
+    p = sub.add_parser(
+        "report", help="write report/index.html, execute the notebooks beside it (+ asv publish)", epilog=EXIT_HELP
+    )
+    _add_results(p)
     p.add_argument("--out", default="report")
     p.add_argument("--analysis", default="analysis", help="the notebooks' folder (default %(default)s)")
     p.add_argument("--machine", action="append", help="only these machines (repeatable)")
@@ -598,8 +626,9 @@ def _add_regressions(sub) -> None:
         "regressions",
         help="every series of the history judged at its newest runs: regressions that persist, suspects, "
         "machine changes",
+        epilog=EXIT_HELP,
     )
-    p.add_argument("--results", default="results", metavar="DIR|URL")
+    _add_results(p)
     p.add_argument(
         "--machine", action="append", metavar="NAME", help="only this machine (repeatable; default: every one)"
     )
@@ -610,8 +639,8 @@ def _add_regressions(sub) -> None:
 
 
 def _add_compare(sub) -> None:
-    p = sub.add_parser("compare", help="significant slowdowns between two selections of results")
-    p.add_argument("--results", default="results")
+    p = sub.add_parser("compare", help="significant slowdowns between two selections of results", epilog=EXIT_HELP)
+    _add_results(p)
     p.add_argument(
         "--baseline",
         required=True,
@@ -630,7 +659,7 @@ def _add_reproduce(sub) -> None:
     p = sub.add_parser("reproduce", help="re-run ShuffleNet V2's G1/G2 and FasterNet's Table 1 here, then report")
     p.add_argument("paper", choices=["shufflenetv2", "fasternet", "all"])
     p.add_argument("--device", action="append", metavar="SPEC", help="default: cpu-1t and every GPU/MPS present")
-    p.add_argument("--results", default="results")
+    _add_results(p)
     p.add_argument("--out", default="report")
     p.add_argument("--analysis", default="analysis")
     p.add_argument("--project", metavar="DIR")
@@ -652,7 +681,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="convbench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="convbench", description=__doc__.splitlines()[0], epilog=EXIT_HELP)
     parser.add_argument("--version", action="version", version=f"convbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("workloads", help="list every registered workload with its parameters")
@@ -718,31 +747,75 @@ def cmd_store_asv(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_store_push(args: argparse.Namespace) -> int:
+    from bench_lib.store import push, store_path
+    from bench_lib.store.disk import machine_key
+
+    if "://" in args.results:
+        raise ArgumentError(f"--results {args.results}: store push takes a folder in a git checkout, not a URL")
+    store = Path(store_path(args.results))
+    if not store.is_dir():
+        raise ArgumentError(f"--results {args.results}: no store folder there ({store})")
+    keys = set(args.machine_key or [])
+    if not keys:
+        from bench_lib.measure import machine
+
+        fp = machine.fingerprint()
+        keys = {machine_key(fp["machine_id"], fp["hardware_id"])}
+    try:
+        done = push.push(store, keys, args.git_branch, args.remote, args.attempts)
+    except push.PushError as e:
+        print(f"convbench store push: {e}", file=sys.stderr)
+        return Exit.UNAVAILABLE
+    what = f"commit {done.commit[:12]}" if done.commit else "nothing new"
+    shown = ", ".join(sorted(keys))
+    print(f"{args.remote} {args.git_branch}: {what} ({done.files} files of {shown}, attempt {done.attempts})")
+    return Exit.OK
+
+
 def _add_store(sub) -> None:
     p = sub.add_parser("store", help="the results store: migrate 0.1 results, query it with SQL")
     store = p.add_subparsers(dest="store_command", required=True)
     m = store.add_parser("migrate", help="results of convbench 0.1 (asv files, history, peaks) into the store")
-    m.add_argument("--results", default="results")
+    _add_results(m)
     m.add_argument("--remove", action="store_true", help="remove the migrated files afterwards")
     m.set_defaults(func=cmd_store_migrate)
     q = store.add_parser("sql", help="DuckDB SQL over the tables measurements, runs, peaks, breakdowns")
     q.add_argument("query")
-    q.add_argument("--results", default="results", metavar="DIR|URL")
+    _add_results(q)
     q.add_argument("--max-rows", type=int_at_least(1), default=60)
     q.set_defaults(func=cmd_store_sql)
     a = store.add_parser("asv", help="asv's result files rebuilt from the store (for asv publish)")
-    a.add_argument("--results", default="results", metavar="DIR|URL")
+    _add_results(a)
     a.add_argument("--out", default="results/asv", help="asv's results_dir (default %(default)s)")
     a.set_defaults(func=cmd_store_asv)
+    u = store.add_parser(
+        "push",
+        help="this machine's partitions of the store onto a git branch (the fleet's nightly push)",
+        epilog=EXIT_HELP,
+    )
+    u.add_argument("--git-branch", required=True, metavar="BRANCH", help="the branch that holds the fleet's store")
+    u.add_argument("--remote", default="origin", help="default %(default)s")
+    u.add_argument(
+        "--machine-key",
+        action="append",
+        metavar="KEY",
+        help="a partition to push, as machine_key=KEY names it (repeatable; default: this machine's own)",
+    )
+    u.add_argument("--attempts", type=int_at_least(1), default=5, help="pushes tried when others push too (default 5)")
+    _add_results(u)
+    u.set_defaults(func=cmd_store_push)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Exit codes: 0 success, 1 the work failed (or regressed, or an internal error), 2 bad arguments."""
+    """Run one command; its exit code is an :class:`Exit` (see the module docstring)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on bad usage, 0 on --help
         return int(e.code or 0)
+    if "results" in args and args.results is None:
+        args.results = default_results(getattr(args, "project", None))
     try:
         return int(args.func(args))
     except ArgumentError as e:
@@ -750,11 +823,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return Exit.INTERRUPTED
     except Exception as e:  # a failure of the work or a bug: never reported as the user's mistake
         print(f"convbench {args.command}: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         traceback.print_exc(limit=-6, file=sys.stderr)
-        return EXIT_FAILED
+        return Exit.INTERNAL
 
 
 if __name__ == "__main__":

@@ -43,3 +43,9 @@ def append_line(path: Path | str, line: str) -> None:
         os.write(fd, (line.rstrip("\n") + "\n").encode())
     finally:
         os.close(fd)
+
+
+def find_upward(name: str, start: str | Path | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` (default: the working directory) holding ``name``."""
+    here = Path(start or os.getcwd()).resolve()
+    return next((d for d in (here, *here.parents) if (d / name).exists()), None)

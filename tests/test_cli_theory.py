@@ -112,6 +112,6 @@ def test_an_internal_error_is_not_called_a_usage_error(monkeypatch, capsys):
         raise ValueError("a bug, not the user's input")
 
     monkeypatch.setattr(theory, "cost", broken)
-    assert main(["theory", "standard"]) == 1
+    assert main(["theory", "standard"]) == 5  # Exit.INTERNAL, never USAGE (2) nor FAILED (3)
     err = capsys.readouterr().err
     assert "internal error: ValueError: a bug, not the user's input" in err and "Traceback" in err

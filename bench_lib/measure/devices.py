@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 import torch
@@ -283,9 +284,21 @@ def cuda_visible_count(physical: int, visible: str | None) -> int:
     return physical if entries is None else len(entries)
 
 
+def amd_gpu_count(nodes: str = "/sys/class/kfd/kfd/topology/nodes") -> int:
+    """AMD GPUs the kernel's KFD driver lists (its topology nodes with SIMD units; CPUs have none), read
+    from sysfs without initialising HIP. 0 where there is no KFD."""
+    count = 0
+    for props in Path(nodes).glob("*/properties"):
+        with contextlib.suppress(OSError, ValueError):
+            fields = dict(line.split(maxsplit=1) for line in props.read_text().splitlines() if " " in line)
+            count += int(fields.get("simd_count", "0")) > 0
+    return count
+
+
 def candidate_specs() -> list[str]:
     """The device specs worth running here: ``cpu-1t``, all cores, each visible CUDA device, MPS on Apple
-    silicon. Found without initialising CUDA or MPS (NVML counts GPUs), so asv's fork server may call it."""
+    silicon. Found without initialising CUDA or MPS (NVML counts NVIDIA GPUs, the KFD driver AMD ones under
+    ROCm), so asv's fork server may call it."""
     from bench_lib.measure import nvml
 
     cores = physical_cores()
@@ -294,6 +307,9 @@ def candidate_specs() -> list[str]:
         nv = nvml.module()
         physical = nv.nvmlDeviceGetCount() if nv is not None else 0
         specs += [f"cuda:{i}" for i in range(cuda_visible_count(physical, os.environ.get("CUDA_VISIBLE_DEVICES")))]
+    elif getattr(torch.version, "hip", None):  # ROCm's torch drives AMD GPUs through the cuda device API
+        visible = os.environ.get("HIP_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
+        specs += [f"cuda:{i}" for i in range(cuda_visible_count(amd_gpu_count(), visible))]
     if torch.backends.mps.is_built() and platform.system() == "Darwin" and platform.machine() == "arm64":
         specs.append("mps")
     return specs

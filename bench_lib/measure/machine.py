@@ -24,11 +24,33 @@ def _read(path: str) -> str | None:
         return None
 
 
-def cpu_model() -> str:
-    info = _read("/proc/cpuinfo") or ""
+# Arm's /proc/cpuinfo names no model: the implementer and part codes do (Linux's arch/arm64 cputype.h)
+ARM_IMPLEMENTERS = {
+    "0x41": "Arm",
+    "0x42": "Broadcom",
+    "0x43": "Cavium",
+    "0x46": "Fujitsu",
+    "0x48": "HiSilicon",
+    "0x4e": "NVIDIA",
+    "0x50": "APM",
+    "0x51": "Qualcomm",
+    "0x61": "Apple",
+    "0xc0": "Ampere",
+}
+
+
+def cpu_model(cpuinfo: str | None = None, device_tree_model: str | None = None) -> str:
+    """The CPU's name: x86's ``model name``; on Arm Linux, where cpuinfo has none, the board's device-tree
+    model (if any) and each distinct core type as implementer, part, variant and revision (two Arm machines
+    of other cores get other names, so other hardware ids)."""
+    info = _read("/proc/cpuinfo") or "" if cpuinfo is None else cpuinfo
     m = re.search(r"^model name\s*:\s*(.+)$", info, re.MULTILINE)
     if m:
         return m.group(1).strip()
+    cores = _arm_cores(info)
+    if cores:
+        board = device_tree_model if device_tree_model is not None else _read("/sys/firmware/devicetree/base/model")
+        return " ".join(filter(None, [(board or "").strip("\x00 "), " + ".join(cores)]))
     if platform.system() == "Darwin":
         import subprocess
 
@@ -39,6 +61,28 @@ def cpu_model() -> str:
         except (OSError, subprocess.SubprocessError):
             pass
     return platform.processor() or platform.machine()
+
+
+def _arm_cores(cpuinfo: str) -> list[str]:
+    """Each distinct Arm core type of ``cpuinfo`` with its count: ``4x Arm part 0xd0c r3p1``."""
+    found: list[str] = []
+    for block in cpuinfo.split("\n\n"):
+        fields = dict(re.findall(r"^(CPU [a-z]+)\s*:\s*(\S+)", block, re.MULTILINE))
+        if "CPU implementer" in fields and "CPU part" in fields:
+            maker = ARM_IMPLEMENTERS.get(fields["CPU implementer"].lower(), f"implementer {fields['CPU implementer']}")
+            variant = fields.get("CPU variant", "0x0")
+            found.append(f"{maker} part {fields['CPU part']} r{int(variant, 16)}p{fields.get('CPU revision', '0')}")
+    return [f"{found.count(core)}x {core}" for core in dict.fromkeys(found)]
+
+
+def cache_sizes() -> dict[str, str]:
+    """The CPU's cache sizes as Linux lists them for cpu0 (``L1d 48K``, ``L2 2048K``...): the roofline's levels."""
+    out = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        level, kind, size = (_read(str(index / name)) for name in ("level", "type", "size"))
+        if level and size:
+            out[f"L{level}{'d' if kind == 'Data' else 'i' if kind == 'Instruction' else ''}"] = size
+    return out
 
 
 def machine_id() -> str:
@@ -80,6 +124,8 @@ def fingerprint() -> dict[str, Any]:
         "os": platform.platform(),
         "arch": platform.machine(),
         "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the kernels' ISA: avx2, avx512, ...
+        "cpu_caches": cache_sizes(),
         "physical_cores": devices.physical_cores(),
         "logical_cores": os.cpu_count(),
         "cpu_freq_mhz": round(freq.current) if freq else None,

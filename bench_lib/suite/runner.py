@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from bench_lib import __version__
-from bench_lib.errors import ArgumentError
-from bench_lib.files import write_atomic
+from bench_lib.errors import ArgumentError, Exit
+from bench_lib.files import find_upward, write_atomic
 from bench_lib.measure import devices, gpu_clocks, machine, metrics
 from bench_lib.suite import grids, guard
 from bench_lib.suite.combination import SUITE_VERSION, Combination, Event
@@ -119,11 +119,12 @@ def asv_command(
 
 
 def project_root(start: str | Path | None = None) -> Path:
-    here = Path(start or os.getcwd()).resolve()
-    for d in (here, *here.parents):
-        if (d / "asv.conf.json").exists():
-            return d
-    raise ArgumentError(f"no asv.conf.json in {here} or above: run convbench from the project (or pass --project)")
+    """The convbench checkout at or above ``start``: the folder holding ``asv.conf.json``."""
+    found = find_upward("asv.conf.json", start)
+    if found is None:
+        here = Path(start or os.getcwd()).resolve()
+        raise ArgumentError(f"no asv.conf.json in {here} or above: run convbench from the project (or pass --project)")
+    return found
 
 
 def git_head(root: Path) -> str:
@@ -480,7 +481,8 @@ def asv_config(root: Path, scratch: Path) -> Path:
 
 
 def run(opts: RunOptions, save: Save | None = None) -> int:
-    """Run the grid; return the exit code (0 all ran, 1 some failed or none ran, 130 interrupted).
+    """Run the grid; return the exit code (:class:`bench_lib.errors.Exit`: OK, FAILED where some
+    combinations failed, UNAVAILABLE where the machine lock or the store was not to be had, INTERRUPTED).
 
     ``save(run, events, peaks, breakdowns)`` stores the run; it is called after every chunk and once at
     the end (the store stage's writer, handed in by the CLI: the suite stage does not import the store).
@@ -504,7 +506,7 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
         lock.acquire(opts.wait_s, {"run_id": run_id, "started_at": _iso(started)}, say=_say)
     except guard.LockTimeout as e:
         print(f"convbench run: {e}; not started (--wait {opts.wait_s:g} s)", file=sys.stderr)
-        return 1
+        return Exit.UNAVAILABLE
     except guard.UnsafeLock as e:
         print(
             f"convbench run: the machine lock {e}; not started (remove it, or set CONVBENCH_LOCK_DIR)", file=sys.stderr
@@ -607,7 +609,7 @@ class _RunContext:
             )
         except OSError as e:  # the store could not write (disk full, permissions)
             print(f"convbench run: {e}; the run stops here", file=sys.stderr)
-            return 1
+            return Exit.UNAVAILABLE
         if not stopped:
             self._after_chunks(events_path, run_level)
         self.machine_state["end"] = machine.state()
@@ -632,18 +634,18 @@ class _RunContext:
             self.run_level_s += _canary(self.grid.devices, events_path, "end")
 
     def _finish(self, events_path: Path, log_path: Path, summary: Summary) -> int:
-        """Save the finished run and print its summary; the exit code (0, 1 failures or no store, 130)."""
+        """Save the finished run and print its summary; the exit code (:class:`Exit`)."""
         try:
             self.store(events_path, "interrupted" if summary.interrupted else "complete", summary)
         except OSError as e:  # the store could not write (disk full, permissions)
             print_summary(summary)
             print(f"convbench run: {e}", file=sys.stderr)
-            return 1
+            return Exit.UNAVAILABLE
         print_summary(summary)
         self._report(summary, log_path)
         if summary.interrupted:
-            return 130
-        return 1 if summary.failed else 0
+            return Exit.INTERRUPTED
+        return Exit.FAILED if summary.failed else Exit.OK
 
     def store(self, events_path: Path, state: str, summary: Summary | None) -> None:
         events = read_events(events_path)
