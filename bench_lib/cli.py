@@ -8,6 +8,7 @@ run (machine lock, store unwritable); 5 internal error; 130 stopped by a signal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -333,7 +334,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         wait_s=args.wait,
         lock_gpu_clocks=args.lock_gpu_clocks,
     )
-    return runner.run(opts, save=_saver(args.results))
+    if not args.json:
+        return runner.run(opts, save=_saver(args.results))
+    saved: list[dict[str, Any]] = []  # the run record of the newest save: what --json reports
+    store = _saver(args.results)
+
+    def save(run, events, peaks, breakdowns):
+        saved[:] = [run]
+        return store(run, events, peaks, breakdowns)
+
+    with contextlib.redirect_stdout(sys.stderr):  # progress and the summary go to stderr; stdout is the JSON
+        code = runner.run(opts, save=save)
+    print_json({"exit_code": int(code), "exit": MEANING[Exit(code)], "run": saved[0] if saved else None})
+    return code
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -364,7 +377,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_regressions(args: argparse.Namespace) -> int:
     from bench_lib.analysis import regressions
 
-    fmt = "json" if args.json else "text"
+    fmt = "json" if args.json else "markdown" if args.markdown else "text"
     return regressions.run(args.results, args.machine, args.since, args.factor, args.alpha, fmt)
 
 
@@ -581,6 +594,11 @@ def _add_run(sub) -> None:
         help="lock the SM clock of the run's GPUs for the run (needs root; refused: the run goes on and "
         "records why; default none)",
     )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object on stdout: the exit code and the run's record with its summary",
+    )
     p.set_defaults(func=cmd_run)
 
 
@@ -634,7 +652,9 @@ def _add_regressions(sub) -> None:
     )
     p.add_argument("--since", metavar="DATE", help="only runs started on or after DATE (YYYY-MM-DD[THH:MM], UTC)")
     _add_verdict_options(p, "chance per series that noise alone leaves the band")
-    p.add_argument("--json", action="store_true", help="one JSON object: rule, rows, machine_changes")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--markdown", action="store_true", help="the flagged series as a Markdown table")
+    fmt.add_argument("--json", action="store_true", help="one JSON object: rule, rows, machine_changes")
     p.set_defaults(func=cmd_regressions)
 
 

@@ -243,3 +243,13 @@ def test_the_cli_reads_grids_dtypes_layouts_and_modes_from_their_owners_without_
 
     assert main(["run", "--grid", "weekly"]) == 2
     assert main(["measure", "depthwise", "--dtype", "float8"]) == 2
+
+
+def test_asvs_discovery_builds_the_grid_the_runner_planned_for_named_devices(monkeypatch):
+    # the runner plans grid(name, --device ...) and hands the devices to asv's processes as CONVBENCH_DEVICES:
+    # both must build one grid (a GPU-only smoke run once listed cuda:1 twice, and asv selected nothing)
+    for name in ("smoke", "papers", "default"):
+        planned = grids.grid(name, ["cuda:1"])
+        monkeypatch.setenv("CONVBENCH_DEVICES", "cuda:1")
+        assert grids.grid(name).devices == planned.devices == ["cuda:1"]
+        monkeypatch.delenv("CONVBENCH_DEVICES")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench_lib.analysis import noise, results, series, verdicts
+from bench_lib.analysis import noise, results, series, tables, verdicts
 from bench_lib.catalogue.cases import Case, key_values
 from bench_lib.errors import ArgumentError
 from bench_lib.store import redact
@@ -323,9 +323,7 @@ def render(
     counts = table["verdict"].value_counts().to_dict()
     head = f"{len(table)} combinations: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + f". {note}. {rule}."
     if fmt == "markdown":
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for _, r in show.iterrows()]
-        return head + "\n\n" + "\n".join(lines)
+        return head + "\n\n" + tables.markdown_table(show, cols)
     return head + "\n" + show[cols].to_string(index=False)
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from asv import step_detect
 
-from bench_lib.analysis import noise, results, series, verdicts
+from bench_lib.analysis import noise, results, series, tables, verdicts
 from bench_lib.analysis.verdicts import FLAGS, INCONCLUSIVE, MACHINE_CHANGED, SUSPECT
 from bench_lib.errors import ArgumentError
 from bench_lib.store import redact
@@ -271,6 +271,8 @@ def render(table: pd.DataFrame, machines: pd.DataFrame, fmt: str, factor: float,
     cols = ["verdict", "change", "band", "confirmations", "first_run", "machine", "suite", "case", "batch"]
     cols += ["device", "layout", "dtype", "mode", "injected"]
     cols = [c for c in cols if c != "injected" or show["injected"].notna().any()]
+    if fmt == "markdown":
+        return head + "\n\n" + tables.markdown_table(show, cols)
     return head + "\n" + show[cols].to_string(index=False)
 
 

@@ -290,3 +290,10 @@ def breakdown_table(bdf: pd.DataFrame) -> pd.DataFrame:
     t = bdf.assign(time_over_macs=bdf["time_share"] / bdf["macs_share"].where(bdf["macs_share"] > 0))
     cols = ["machine", "device", "layout", "case", "part", "part_s", "time_share", "macs_share", "time_over_macs"]
     return t.sort_values("time_over_macs", ascending=False)[cols].reset_index(drop=True)
+
+
+def markdown_table(show: pd.DataFrame, cols: list[str]) -> str:
+    """``show``'s ``cols`` as a Markdown table (cells as text, ``|`` escaped)."""
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r[c]).replace("|", "\\|") for c in cols) + " |" for _, r in show.iterrows()]
+    return "\n".join(lines)

@@ -171,7 +171,7 @@ def _smoke(name: str, found: Found) -> Grid:
             "blocks": ["mbconv(in=16,out=16,k=3)@14x14"],
         },
         batches=[1],
-        devices=found.specs if found.asked else found.specs[:1] + found.accelerators,
+        devices=found.specs if found.asked else list(dict.fromkeys(found.specs[:1] + found.accelerators)),
         layouts=["nchw"],
         dtypes=["float32"],
         modes={"ops": ["inference"], "blocks": ["inference", "training"]},
@@ -270,5 +270,8 @@ def grid(name: str | None = None, device_specs: list[str] | None = None) -> Grid
     name = name or os.environ.get("CONVBENCH_GRID", "default")
     if name not in GRIDS:
         raise ValueError(f"CONVBENCH_GRID={name!r} is not a grid; accepted: {', '.join(GRIDS)}")
-    found = Found(list(device_specs), True) if device_specs else Found(detected_devices(), False)
+    # devices the user named (here, or through CONVBENCH_DEVICES in asv's processes) are taken as they are:
+    # asv's discovery must build the very grid the runner planned
+    asked = bool(device_specs) or bool(os.environ.get("CONVBENCH_DEVICES"))
+    found = Found(list(device_specs) if device_specs else detected_devices(), asked)
     return _BUILDERS[name](name, found)

@@ -338,9 +338,10 @@ def _check_devices(specs: list[str]) -> None:
 
 def _check_options(opts: RunOptions) -> str:
     """Refuse bad options with a ArgumentError naming the option; return the interpreter to benchmark."""
-    python = opts.python or sys.executable
+    # absolute, links kept: a venv's python is a link to the base interpreter, and asv runs elsewhere
+    python = os.path.abspath(opts.python) if opts.python else sys.executable
     if not Path(python).exists():
-        raise ArgumentError(f"--python {python} does not exist")
+        raise ArgumentError(f"--python {opts.python} does not exist")
     if opts.grid not in grids.GRIDS:
         raise ArgumentError(f"--grid {opts.grid!r} is not a grid; accepted: {', '.join(grids.GRIDS)}")
     if opts.rounds is not None and opts.rounds < 1:

@@ -1,0 +1,187 @@
+"""Every command a user is shown runs in a test: the lines of every fenced ``sh``, ``cron`` and ``python``
+block of README.md and docs/*.md. Each is classified in :data:`HOW`: run as written (in a sandbox
+checkout whose results start empty), run on the smoke grid where a run is needed (one combination:
+``SMOKE``), or skipped with the reason (a GPU, a second torch, an hour of machine time). A command the
+docs gain without a line here fails :func:`test_every_shown_command_is_exercised_or_says_why_not`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_asv_end_to_end import make_project
+from test_store import DENSE, GROUPED, event, run
+
+from bench_lib.store import store_path
+from bench_lib.store.writer import RunWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SMOKE = ["--grid", "smoke", "--device", "cpu-1t", "--bench", r"bench_ops\.Latency.*depthwise"]  # one combination
+ONE_NIGHTLY = [
+    "--device",
+    "cpu-1t",
+    "--bench",
+    r"bench_ops\.Latency.*'depthwise\(in=64.*1, 'cpu-1t', 'nchw', 'float32', 'inference'",
+]
+
+
+def shown_commands() -> list[tuple[str, str]]:
+    """(document, command) for each line of the fenced sh/cron blocks (trailing comments cut) and each whole
+    python block."""
+    found = []
+    for doc in DOCS:
+        for lang, body in re.findall(r"```(sh|cron|python)\n(.*?)```", doc.read_text(), re.S):
+            if lang == "python":
+                found.append((doc.name, body.strip()))
+                continue
+            for line in body.splitlines():
+                command = re.split(r"\s{2,}#", line)[0].strip()
+                if command:
+                    found.append((doc.name, " ".join(command.split())))
+    return found
+
+
+def skip(reason: str) -> tuple[str, str]:
+    return ("skip", reason)
+
+
+def smoke(extra: list[str] | None = None) -> tuple[str, list[str]]:
+    """Run as written on the smoke grid's one combination (``extra`` replaces ``SMOKE`` where given)."""
+    return ("smoke", SMOKE if extra is None else extra)
+
+
+AS_WRITTEN = ("as written", [])
+PYTHON_BLOCK = ("python", [])
+
+# every shown command → how it is exercised
+HOW: dict[str, tuple[str, object]] = {
+    "make bench": skip(
+        "the default grid on every device (about 10 minutes here) and the report; measured in "
+        "docs/verdicts.md ('Run time'); its parts run below"
+    ),
+    "make test": skip("it runs this very suite (CI's .ci/run calls it)"),
+    "convbench run": smoke(),
+    "convbench run --grid nightly": smoke(ONE_NIGHTLY),  # the nightly grid itself, one op: 5 rounds, peaks, canary
+    "convbench run --device cuda:1 --bench 'mbconv'": smoke(["--grid", "smoke"]),  # no GPU: skipped with the reason
+    "convbench run --python .venvs/torch-2.14.1/bin/python": smoke(["--python", ".venv/bin/python", *SMOKE]),
+    "convbench run --rounds 2": smoke(),
+    "convbench run --lock-gpu-clocks base": smoke(),  # a CPU-only run locks nothing and records why
+    "make venv-torch TORCH_VERSION=2.14.1": skip(
+        "installs a second torch (a CUDA build of several GB here); the "
+        "relative --python path it feeds runs above with the project's venv"
+    ),
+    "convbench report": AS_WRITTEN,
+    "convbench export --out all.parquet": AS_WRITTEN,
+    'convbench store sql "SELECT machine, count(*) FROM runs GROUP BY ALL"': AS_WRITTEN,
+    "convbench compare --baseline torch=2.13 --candidate torch=2.14 [--factor 1.05] [--alpha 0.001] "
+    "[--markdown|--json]": ("synopsis", ["--factor 1.05 --alpha 0.001 --markdown", "--json"]),
+    "convbench compare --baseline date=2026-11-20 --candidate date=2026-11-21": AS_WRITTEN,
+    "convbench compare --baseline machine=laptop --candidate machine=gpu-box": AS_WRITTEN,
+    "convbench regressions [--machine NAME] [--since 2026-11-01] [--json]": (
+        "synopsis",
+        ["--machine laptop --since 2026-11-01 --json", ""],
+    ),
+    "convbench reproduce all": skip(
+        "the paper grids on cpu-1t (minutes here); its save-and-report path is tested "
+        "with the runner stubbed (tests/test_paths.py)"
+    ),
+    "convbench measure net_efficientnet_b0 --breakdown": AS_WRITTEN,
+    "30 1 * * * cd $HOME/convbench && git pull -q && make bench GRID=nightly >> $HOME/convbench-nightly.log 2>&1; "
+    ".venv/bin/convbench store push --git-branch results >> $HOME/convbench-nightly.log 2>&1": skip(
+        "a crontab line (an hour of nightly grid); its push is tested with three machines (tests/test_fleet_push.py)"
+    ),
+}
+
+
+def _python_blocks() -> list[str]:
+    return [c for _, c in shown_commands() if "\n" in c or c.startswith("import ")]
+
+
+def test_every_shown_command_is_exercised_or_says_why_not():
+    commands = [c for _, c in shown_commands() if c not in _python_blocks()]
+    unknown = sorted({c for c in commands if c not in HOW})
+    assert unknown == [], f"commands shown in README.md or docs/ that no test exercises: {unknown}"
+    stale = sorted(set(HOW) - set(commands))
+    assert stale == [], f"HOW lists commands the docs no longer show: {stale}"
+    assert all(len(reason) > 20 for how, reason in HOW.values() if how == "skip")
+
+
+# --------------------------------------------------------------------------------------------
+# running them
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory) -> dict[str, object]:
+    """A checkout (asv config, benchmarks, notebooks, git) whose results start empty, with the project's venv
+    at ``.venv``, its own HOME and machine lock; and a store of two torch releases, two days, two machines
+    for the compare and regressions examples."""
+    tmp = tmp_path_factory.mktemp("readme")
+    project = make_project(tmp)
+    (project / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    subprocess.run(["cp", "-r", str(ROOT / "analysis"), str(project / "analysis")], check=True)
+    env = {**os.environ, "HOME": str(project), "CONVBENCH_MACHINE": "readme-box", "CONVBENCH_LOCK_DIR": str(tmp)}
+    env.pop("CONVBENCH_RESULTS", None)
+    examples = tmp / "examples"
+    nights = [
+        ("laptop", "1" * 12, "2026-11-20", "2.13.0+cpu", 1.00),
+        ("laptop", "1" * 12, "2026-11-21", "2.14.1+cpu", 1.02),
+        ("gpu-box", "2" * 12, "2026-11-21", "2.14.1+cu130", 0.20),
+    ]
+    for i, (machine, hw, day, torch_version, scale) in enumerate(nights):
+        r = run(f"{day.replace('-', '')}T010000Z-{hw[:8]}-{i:06d}", machine=machine, hw=hw, day=day)
+        r["torch_version"] = torch_version
+        RunWriter(store_path(examples), r).save(
+            r, [event(DENSE, median=1e-3 * scale), event(GROUPED, median=4e-4 * scale)]
+        )
+    return {"project": project, "env": env, "examples": examples}
+
+
+def _convbench(sandbox, words: list[str], results: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(sandbox["env"])
+    if results is not None:
+        env["CONVBENCH_RESULTS"] = str(results)
+    argv = [sys.executable, "-m", "bench_lib.cli", *words]
+    return subprocess.run(argv, cwd=sandbox["project"], env=env, capture_output=True, text=True, timeout=600)
+
+
+def _runnable() -> list[str]:
+    return [c for c, (how, _) in HOW.items() if how != "skip"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", sorted(_runnable(), key=lambda c: not c.startswith("convbench run")))
+def test_a_shown_command_runs(sandbox, command):
+    how, extra = HOW[command]
+    words = shlex.split(command)[1:]  # as the shell splits it
+    if how == "smoke":
+        forms = [[*words, *extra]]
+    elif how == "synopsis":
+        base = shlex.split(re.sub(r"\[[^\]]*\]", "", command))[1:]  # the synopsis without its [options]
+        forms = [[*base, *f.split()] for f in extra]
+    else:
+        forms = [words]
+    examples = sandbox["examples"] if any(k in command for k in ("compare", "regressions")) else None
+    for form in forms:
+        out = _convbench(sandbox, form, examples)
+        allowed = (0, 1) if form[0] in ("compare", "regressions") else (0,)  # 1: a verdict (the examples move)
+        assert out.returncode in allowed, (form, out.stdout[-3000:], out.stderr[-3000:])
+    if command == "convbench run --device cuda:1 --bench 'mbconv'":
+        assert "skipped" in out.stdout and "cuda:1" in out.stdout
+    if command == "convbench export --out all.parquet":
+        assert (sandbox["project"] / "all.parquet").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(len(_python_blocks())))
+def test_a_shown_python_block_runs(sandbox, index):
+    if not any((sandbox["project"] / "results" / "store").glob("runs/*/*/*.parquet")):
+        _convbench(sandbox, ["run", *SMOKE])
+    code = _python_blocks()[index]
+    out = subprocess.run([sys.executable, "-c", code], cwd=sandbox["project"], capture_output=True, text=True)
+    assert out.returncode == 0, (code, out.stderr[-2000:])
