@@ -115,3 +115,33 @@ def test_rocm_gpus_are_counted_from_the_kfd_driver_without_initialising_hip(tmp_
         (tmp_path / node / "properties").write_text(f"cpu_cores_count 64\nsimd_count {simds}\ngpu_id {node}\n")
     assert devices.amd_gpu_count(str(tmp_path)) == 2
     assert devices.amd_gpu_count(str(tmp_path / "absent")) == 0
+
+
+def test_run_json_puts_the_exit_code_and_the_runs_record_on_stdout_alone(tmp_path, monkeypatch, capsys):
+    import json
+
+    from bench_lib.suite import runner
+
+    def fake_run(opts, save=None):
+        print("convbench run ...: progress a person reads")
+        r = run("20261126T010000Z-bbbbbbbb-000003", day="2026-11-26", summary={"ok": 1, "failed": []})
+        save(r, [event(DENSE)], [], [])
+        return Exit.FAILED
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    assert main(["run", "--json", "--results", str(tmp_path / "results")]) == 3
+    out, err = capsys.readouterr()
+    record = json.loads(out)  # stdout is the JSON and nothing else
+    assert record["exit_code"] == 3 and record["exit"] == MEANING[Exit.FAILED]
+    assert record["run"]["run_id"] == "20261126T010000Z-bbbbbbbb-000003" and "progress a person reads" in err
+
+
+def test_regressions_markdown_is_a_table_of_the_flagged_series(tmp_path, capsys):
+    results = tmp_path / "results"
+    for i in range(6):  # five quiet nights, then the grouped conv 30 % slower twice
+        scale = 1.3 if i >= 4 else 1.0
+        r = run(f"2026112{i}T010000Z-aaaaaaaa-00000{i}", day=f"2026-11-2{i}")
+        RunWriter(store_path(results), r).save(r, [event(DENSE), event(GROUPED, median=4e-4 * scale)])
+    assert main(["regressions", "--results", str(results), "--markdown"]) == 1
+    out = capsys.readouterr().out
+    assert "\n\n| verdict | change | band |" in out and "| regression | +30.0% [" in out

@@ -83,9 +83,9 @@ HOW: dict[str, tuple[str, object]] = {
     "[--markdown|--json]": ("synopsis", ["--factor 1.05 --alpha 0.001 --markdown", "--json"]),
     "convbench compare --baseline date=2026-11-20 --candidate date=2026-11-21": AS_WRITTEN,
     "convbench compare --baseline machine=laptop --candidate machine=gpu-box": AS_WRITTEN,
-    "convbench regressions [--machine NAME] [--since 2026-11-01] [--json]": (
+    "convbench regressions [--machine NAME] [--since 2026-11-01] [--markdown|--json]": (
         "synopsis",
-        ["--machine laptop --since 2026-11-01 --json", ""],
+        ["--machine laptop --since 2026-11-01 --json", "--markdown", ""],
     ),
     "convbench reproduce all": skip(
         "the paper grids on cpu-1t (minutes here); its save-and-report path is tested "
