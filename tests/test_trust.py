@@ -302,3 +302,24 @@ def test_a_planted_lock_cannot_get_an_unrelated_process_killed(tmp_path, monkeyp
         assert decoy.wait(timeout=10) is not None
     finally:
         decoy.kill()
+
+
+def test_rows_claiming_another_machine_than_their_run_are_dropped(store):
+    from bench_lib.analysis import results
+
+    plant(
+        store,
+        "mate-11111111",
+        "20261124T201201Z-11111111",
+        machine="mate",
+        hardware_id="111111111111",
+        run_id="20261124T201201Z-11111111",
+    )
+    path = next(store.glob(f"measurements/*/{MONTH}/20261124T201201Z-11111111.parquet"))
+    rows = pq.read_table(path)
+    half = rows.num_rows // 2
+    claimed = ["mate"] * half + ["someone-else"] * (rows.num_rows - half)  # a row may not speak for another
+    pq.write_table(rows.set_column(rows.schema.get_field_index("machine"), "machine", pa.array(claimed)), path)
+    with pytest.warns(UserWarning, match=f"skipping {rows.num_rows - half} rows whose machine is not their run's"):
+        df = results.load(str(store.parent), history=True, derive=False)
+    assert len(df) == half and set(df["machine_name"]) == {"mate"}

@@ -259,15 +259,16 @@ class Store:
 
 def _own_rows(found: pa.Table, runs: pd.DataFrame) -> pa.Table:
     """The rows of ``found`` that belong to ``runs``: their run id, and (where the table has them) their
-    run's machine and hardware id; a row claiming another machine is dropped with a warning."""
-    keep = pa.compute.is_in(found["run_id"], pa.array(runs["run_id"].astype(str)))
+    run's machine and hardware id; a row claiming another machine is dropped with a warning. Each row is
+    looked up by its run's position (no per-row strings are built)."""
+    ids = pa.array(runs["run_id"].astype(str).tolist())
+    position = pa.compute.index_in(found["run_id"].cast(pa.string()), value_set=ids)
+    keep = pa.compute.is_valid(position)
+    at = pa.compute.fill_null(position, 0)
     for column in ("machine", "hardware_id"):
         if column in found.column_names and column in runs:
-            expected = pa.array((runs["run_id"].astype(str) + "|" + runs[column].astype(str)).tolist())
-            pairs = pa.compute.binary_join_element_wise(
-                found["run_id"].cast(pa.string()), found[column].cast(pa.string()), "|"
-            )
-            own = pa.compute.fill_null(pa.compute.is_in(pairs, expected), False)
+            expected = pa.array(runs[column].astype(str).tolist()).take(at)
+            own = pa.compute.fill_null(pa.compute.equal(found[column].cast(pa.string()), expected), False)
             strangers = pa.compute.sum(pa.compute.and_(keep, pa.compute.invert(own))).as_py() or 0
             if strangers:
                 warnings.warn(f"skipping {strangers} rows whose {column} is not their run's", stacklevel=4)
