@@ -237,7 +237,7 @@ def _energy_fields(args: argparse.Namespace, prepared, seconds_per_call: float) 
 
 def cmd_measure(args: argparse.Namespace) -> int:
     from bench_lib.catalogue import theory
-    from bench_lib.measure import harness, metrics, roofline
+    from bench_lib.measure import harness, kernels, metrics, roofline
 
     params = _user_workload(args)
     prepared = _prepare_for_cli(args, params, _resolve_device(args.device))
@@ -255,6 +255,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     peaks = roofline.peaks_for(args.device, args.results, dtypes=(args.dtype,))
     record["roofline_fraction"] = peaks.fraction(m.median_s, flops, c.min_bytes, args.dtype)
     record["achieved_flops_per_s"] = flops / m.median_s
+    record.update(kernels.capture(prepared).fields())
     record["context"] = m.context
     if args.json:
         print_json(record)
@@ -286,6 +287,10 @@ def _print_measurement(m, record: dict[str, Any]) -> None:
         print(f"  peak memory {record['peak_bytes'] / 2**20:,.1f} MiB ({record['memory']['source']})")
     elif "memory_reason" in record:
         print(f"  peak memory: not measured ({record['memory_reason']})")
+    ops = ", ".join(f"{op} {share:.0%}" for op, share in record["kernels"]["aten"][:4])
+    print(f"  kernel {record['kernel'] or '-'}; ATen ops by self time: {ops or '-'}")
+    if record["kernel_fallback"]:
+        print(f"  FALLBACK: {record['kernel_fallback']}")
     if "breakdown" in record:
         _print_breakdown(record["breakdown"])
     if record["energy_j_per_call"] is not None:
@@ -326,7 +331,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         grid=args.grid,
         devices=args.device or None,
         bench=args.bench,
-        python=args.python,
+        pythons=args.python or [],
+        sides=args.side or [],
+        pairs=args.pairs,
         launch_method=args.launch_method,
         chunk_size=args.chunk_size,
         project=args.project,
@@ -567,8 +574,23 @@ def _add_run(sub) -> None:
     p.add_argument(
         "--python",
         metavar="PATH",
+        action="append",
         help="interpreter of the environment to benchmark (default: this one); one venv per torch version "
-        "keeps results apart",
+        "keeps results apart. Twice or more: an A/B run, sides A, B, ... measured interleaved and paired",
+    )
+    p.add_argument(
+        "--side",
+        metavar="LABEL[:VAR=VALUE]",
+        action="append",
+        help="an A/B side and an environment variable of its own, e.g. B:THP_MEM_ALLOC_ENABLE=0 (repeat for "
+        "more variables; a new label is another side on the first interpreter)",
+    )
+    p.add_argument(
+        "--pairs",
+        type=int,
+        metavar="N",
+        help="A/B runs: processes per combination and side, each with its samples interleaved with the other "
+        "sides' (default 20; at least 2)",
     )
     p.add_argument("--launch-method", default="forkserver", choices=LAUNCH_METHODS, help="default %(default)s")
     p.add_argument("--chunk-size", type=int_at_least(1), default=200, help="combinations per asv run (default 200)")
@@ -665,7 +687,8 @@ def _add_compare(sub) -> None:
         "--baseline",
         required=True,
         metavar="SELECTOR",
-        help="key=value[,...]; keys: machine, env, torch, commit, date, run",
+        help="key=value[,...]; keys: machine, env, torch, commit, date, run, side (A/B runs: sides of the same "
+        "runs are compared pair by pair)",
     )
     p.add_argument("--candidate", required=True, metavar="SELECTOR")
     _add_verdict_options(p, "chance per combination that noise alone is called a change")

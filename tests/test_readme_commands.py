@@ -56,6 +56,13 @@ def smoke(extra: list[str] | None = None) -> tuple[str, list[str]]:
     return ("smoke", SMOKE if extra is None else extra)
 
 
+def instead(argv: list[str]) -> tuple[str, list[str]]:
+    """Run ``argv`` in place of the shown command: the project's venv for a second torch (installing one is a
+    CUDA build of several GB here), two pairs of the smoke grid's one combination for an A/B run."""
+    return ("instead", argv)
+
+
+AB = ["run", "--python", ".venv/bin/python", "--python", ".venv/bin/python", "--pairs", "2", *SMOKE]
 AS_WRITTEN = ("as written", [])
 PYTHON_BLOCK = ("python", [])
 
@@ -69,10 +76,18 @@ HOW: dict[str, tuple[str, object]] = {
     "convbench run": smoke(),
     "convbench run --grid nightly": smoke(ONE_NIGHTLY),  # the nightly grid itself, one op: 5 rounds, peaks, canary
     "convbench run --device cuda:1 --bench 'mbconv'": smoke(["--grid", "smoke"]),  # no GPU: skipped with the reason
-    "convbench run --python .venvs/torch-2.14.1/bin/python": smoke(["--python", ".venv/bin/python", *SMOKE]),
+    "convbench run --python .venvs/torch-2.14.1/bin/python": instead(["run", "--python", ".venv/bin/python", *SMOKE]),
+    "convbench run --python .venvs/torch-2.12.1/bin/python --python .venv/bin/python": instead(AB),
+    "convbench run --python .venvs/torch-2.12.1/bin/python --python .venv/bin/python --bench 'bench_ops\\.Latency' "
+    "--device cpu-1t": instead(AB),
+    "convbench run --side A --side B:THP_MEM_ALLOC_ENABLE=0 --bench 'bench_ops\\.Latency' --device cpu-1t": instead(
+        ["run", "--side", "A", "--side", "B:THP_MEM_ALLOC_ENABLE=0", "--pairs", "2", *SMOKE]
+    ),
+    "convbench compare --baseline side=A --candidate side=B": AS_WRITTEN,
+    "convbench compare --baseline torch=2.12.1 --candidate torch=2.13.0": AS_WRITTEN,
     "convbench run --rounds 2": smoke(),
     "convbench run --lock-gpu-clocks base": smoke(),  # a CPU-only run locks nothing and records why
-    "make venv-torch TORCH_VERSION=2.14.1": skip(
+    "make venv-torch TORCH_VERSION=2.12.1": skip(
         "installs a second torch (a CUDA build of several GB here); the "
         "relative --python path it feeds runs above with the project's venv"
     ),
@@ -133,6 +148,7 @@ def sandbox(tmp_path_factory) -> dict[str, object]:
         ("laptop", "1" * 12, "2026-11-21", "2.14.1+cpu", 1.02),
         ("gpu-box", "2" * 12, "2026-11-21", "2.14.1+cu130", 0.20),
     ]
+    _ab_example(examples)
     for i, (machine, hw, day, torch_version, scale) in enumerate(nights):
         r = run(f"{day.replace('-', '')}T010000Z-{hw[:8]}-{i:06d}", machine=machine, hw=hw, day=day)
         r["torch_version"] = torch_version
@@ -140,6 +156,31 @@ def sandbox(tmp_path_factory) -> dict[str, object]:
             r, [event(DENSE, median=1e-3 * scale), event(GROUPED, median=4e-4 * scale)]
         )
     return {"project": project, "env": env, "examples": examples}
+
+
+def _ab_example(examples: Path) -> None:
+    """An A/B run of 12 pairs on the laptop: side A torch 2.12.1+cu130, side B 2.13.0+cpu, the grouped conv 10 %
+    slower on B, the dense conv the same; every pair shares a drift of up to ±20 %."""
+    sides = [
+        {
+            "label": "A",
+            "python": "/a/python",
+            "env_name": "torch-2.12.1",
+            "identity": {"torch_version": "2.12.1+cu130"},
+        },
+        {"label": "B", "python": "/b/python", "env_name": "torch-2.13.0", "identity": {"torch_version": "2.13.0+cpu"}},
+    ]
+    r = run("20261119T010000Z-11111111-0000ab", machine="laptop", hw="1" * 12, day="2026-11-19")
+    r.update(sides=sides, pairs=12, env_name="torch-2.12.1 vs torch-2.13.0", torch_version=None)
+    events, pid = [], 100
+    for pair in range(12):
+        drift = 1 + 0.2 * ((pair * 7) % 5 - 2) / 2
+        for side, version, slower in (("A", "2.12.1+cu130", 1.0), ("B", "2.13.0+cpu", 1.1)):
+            for case, scale in ((DENSE, 1.0), (GROUPED, 0.4 * slower)):
+                pid += 1
+                e = event(case, median=1e-3 * scale * drift * (1 + 0.001 * pid % 3), pid=pid, side=side, pair=pair)
+                events.append({**e, "torch_version": version})
+    RunWriter(store_path(examples), r).save(r, events)
 
 
 def _convbench(sandbox, words: list[str], results: Path | None = None) -> subprocess.CompletedProcess:
@@ -161,6 +202,8 @@ def test_a_shown_command_runs(sandbox, command):
     words = shlex.split(command)[1:]  # as the shell splits it
     if how == "smoke":
         forms = [[*words, *extra]]
+    elif how == "instead":
+        forms = [extra]
     elif how == "synopsis":
         base = shlex.split(re.sub(r"\[[^\]]*\]", "", command))[1:]  # the synopsis without its [options]
         forms = [[*base, *f.split()] for f in extra]

@@ -1,8 +1,9 @@
 """``convbench compare``: did anything get slower between two sets of runs? A verdict with its noise.
 
 Selectors pick runs from the store: ``key=value[,key=value...]`` with keys ``machine`` (a name, or
-``name-<hardware id>`` where one name covers two machines), ``env``, ``torch``, ``commit`` (prefix),
-``date`` (prefix of the run's UTC start, e.g. ``2026-11-24`` or ``2026-11-24T01``) and ``run`` (a run id).
+``name-<hardware id>`` where one name covers two machines), ``env``, ``torch`` (a release or a build:
+``2.13`` and ``2.13.0`` match ``2.13.0+cpu``), ``commit`` (prefix), ``date`` (prefix of the run's UTC start,
+e.g. ``2026-11-24`` or ``2026-11-24T01``), ``run`` (a run id) and ``side`` (an A/B run's side: ``A``, ``B``).
 
 The evidence is one value per run (its best round minimum: :func:`bench_lib.analysis.series.run_values`;
 each round is a separate process), never the pooled samples of a run: those share a process and a
@@ -28,12 +29,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from bench_lib.analysis import noise, results, series, tables, verdicts
+from bench_lib.analysis import ab_compare, noise, results, series, tables, verdicts
 from bench_lib.catalogue.cases import Case, key_values
 from bench_lib.errors import ArgumentError
 from bench_lib.store import redact
@@ -46,7 +48,9 @@ SELECTOR_KEYS = {
     "commit": "commit_hash",
     "date": "run_date",
     "run": "run_id",
+    "side": "side",
 }
+ROW_KEYS = ("torch", "side")  # what each row carries, so a run is not chosen by it (an A/B run has two)
 COMBINATION = series.COMBINATION
 
 
@@ -73,9 +77,9 @@ class Selector:
     def select_runs(self, runs: pd.DataFrame) -> pd.DataFrame:
         """The store's runs this selector can match (every term but ``torch``, which rows carry): what
         ``compare`` reads, and nothing more."""
-        terms = {k: v for k, v in self.terms.items() if k != "torch"}
-        table = runs.rename(columns={"started_at": "run_date"})
-        return runs.loc[Selector(self.text, terms).select(table).index] if terms else runs
+        terms = {k: v for k, v in self.terms.items() if k not in ROW_KEYS}
+        table = _side_envs(runs.rename(columns={"started_at": "run_date"}))
+        return runs.loc[Selector(self.text, terms).select(table).index.unique()] if terms else runs
 
     def partitions(self, store) -> tuple[set[str] | None, set[str] | None]:
         """The machine folders and months this selector can touch (None: all), so only they are listed."""
@@ -116,9 +120,27 @@ class Selector:
         if key == "date":
             text = {t: pd.Timestamp(t).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S") for t in uniques}
             return {t: x.startswith(value) for t, x in text.items()}
-        if key in ("commit", "torch"):
+        if key == "commit":
             return {u: str(u).startswith(value) for u in uniques}
+        if key == "torch":
+            return {u: version_matches(value, str(u)) for u in uniques}
         return {u: str(u) == value for u in uniques}
+
+
+def version_matches(wanted: str, version: str) -> bool:
+    """``torch=2.13`` and ``torch=2.13.0`` match ``2.13.0+cpu``, ``torch=2.13.0+cu130`` only that build;
+    ``torch=2.1`` does not match ``2.12.1`` (components, not characters)."""
+    return version == wanted or version.startswith((wanted + ".", wanted + "+"))
+
+
+def _side_envs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs table with an A/B run once per side, under that side's environment name (so ``env=``
+    finds the A/B runs holding that environment)."""
+    if "sides" not in runs or runs["sides"].isna().all():
+        return runs
+    ab = runs[runs["sides"].notna()]
+    names = ab["sides"].map(lambda text: [side.get("env_name") for side in json.loads(text)])
+    return pd.concat([runs[runs["sides"].isna()], ab.assign(env_name=names).explode("env_name")])
 
 
 def _version_key(version: str) -> tuple:
@@ -131,7 +153,9 @@ def side(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     newest method version): the median of its ok runs' log values, how many runs and rounds, its status,
     its environment and method version, and any injected fault."""
     if runs.empty:
-        return pd.DataFrame(columns=[*keys, "log_value", "n_runs", "rounds", "status", "suite_version"])
+        return pd.DataFrame(columns=[*keys, "log_value", "n_runs", "rounds", "status", "suite_version", "kernel"])
+    if "kernel" not in runs:
+        runs = runs.assign(kernel=None)
     rank = runs["suite_version"].astype(str).map(_version_key)
     newest = rank == rank.groupby([runs[k] for k in keys], dropna=False, sort=False).transform("max")
     runs = runs[newest]
@@ -145,6 +169,7 @@ def side(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         unit=("unit", "last"),
         hardware_id=("hardware_id", "last"),
         injected=("injected", "first"),  # the first fault named (None where no run had one)
+        kernel=("kernel", "last"),  # the newest run's kernel (None where none was recorded)
     )
     out.insert(0, "status", np.where(out.pop("any_ok"), "ok", out.pop("last_status")))
     out["injected"] = out["injected"].astype(object).where(out["injected"].notna(), None)
@@ -184,17 +209,22 @@ def compare(
     candidate: str,
     factor: float = verdicts.FACTOR,
     alpha: float = verdicts.ALPHA,
-    history: pd.DataFrame | None = None,
+    history: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
+    runs: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """The comparison table (worst change first) and a note on how it was made.
 
     ``rows``: the store's per-round rows of the runs the selectors can match, ``machine`` the display name
     and ``run_date`` the run's start; ``history``: per-round rows of the runs the noise is estimated from
-    (default: ``rows``).
+    (default: ``rows``), or a function reading them (called only where needed); ``runs``: the store's runs
+    rows of the selected runs (an A/B comparison names what differs between the sides from them). Where both
+    selectors pick sides of the same A/B runs, the comparison is paired (:mod:`ab_compare`).
     """
     verdicts.check(factor, alpha)
     b_rows = Selector.parse(baseline).select(rows)
     c_rows = Selector.parse(candidate).select(rows)
+    if ab_compare.is_paired(b_rows, c_rows):
+        return ab_compare.compare(b_rows, c_rows, factor, alpha, runs)
     across = set(b_rows["hardware_id"]) != set(c_rows["hardware_id"])
     note = "same machine: median of each side's run values (a run: the fastest sample of its fastest round)"
     if across:
@@ -215,7 +245,7 @@ def compare(
         keys, history = COMBINATION, pd.concat([b_rows, c_rows])
     else:
         keys = ["machine", *COMBINATION]
-        history = rows if history is None else history
+        history = rows if history is None else history() if callable(history) else history
     b_runs, c_runs = series.run_values(b_rows), series.run_values(c_rows)
     table = series.noise_table(series.run_values(history))
     noise_of = dict(
@@ -252,6 +282,9 @@ def _row(r: dict, keys: list[str], noise_of: dict, factor: float, alpha: float) 
         runs=f"{r['n_runs_b']}/{r['n_runs_c']}",
         rounds=f"{r['rounds_b']}/{r['rounds_c']}",
         injected=r["injected_c"] if isinstance(r["injected_c"], str) else r["injected_b"],
+        kernel_baseline=_text(r.get("kernel_b")),
+        kernel_candidate=_text(r.get("kernel_c")),
+        kernels=verdicts.kernel_note(_text(r.get("kernel_b")), _text(r.get("kernel_c"))),
         change=math.nan,
         ratio=math.nan,
         detectable=math.nan,
@@ -279,6 +312,10 @@ def _row(r: dict, keys: list[str], noise_of: dict, factor: float, alpha: float) 
         "noise_source": src_c if src_c != "none" else src_b,
         "verdict": verdicts.pairwise(change, mde, factor),
     }
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def exit_code(table: pd.DataFrame) -> int:
@@ -317,14 +354,24 @@ def render(
     for col in ("baseline", "candidate"):
         show[col] = show[col].map(lambda x: f"{x:.4g}" if isinstance(x, float) and np.isfinite(x) else "-")
     show = show[show["verdict"] != "skipped / skipped"]  # counted in the header, not listed
-    columns = ["verdict", "change", "detectable", "benchmark", "case", "batch", "device", "layout", "dtype", "mode"]
-    columns += ["baseline", "candidate", "unit", "runs", "rounds", "injected"]
-    cols = [c for c in columns if c in show and (c != "injected" or show["injected"].notna().any())]
+    paired = "pairs" in show
+    if paired:  # an A/B comparison: the interval of the change, and the pairs it came from
+        show["interval"] = [_interval(lo, hi) for lo, hi in zip(show["low"], show["high"], strict=True)]
+    columns = ["verdict", "change", "detectable", *(["interval"] if paired else [])]
+    columns += ["benchmark", "case", "batch", "device", "layout", "dtype", "mode", "baseline", "candidate", "unit"]
+    columns += ["pairs", "injected"] if paired else ["runs", "rounds", "injected"]
+    columns += ["kernels"]
+    optional = ("injected", "kernels")  # shown where any row has one
+    cols = [c for c in columns if c in show and (c not in optional or show[c].notna().any())]
     counts = table["verdict"].value_counts().to_dict()
     head = f"{len(table)} combinations: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + f". {note}. {rule}."
     if fmt == "markdown":
         return head + "\n\n" + tables.markdown_table(show, cols)
     return head + "\n" + show[cols].to_string(index=False)
+
+
+def _interval(low: float, high: float) -> str:
+    return f"{low:+.1%} … {high:+.1%}" if np.isfinite(low) and np.isfinite(high) else "-"
 
 
 def run(results_dir: str, baseline: str, candidate: str, factor: float, alpha: float, fmt: str) -> int:
@@ -342,8 +389,8 @@ def run(results_dir: str, baseline: str, candidate: str, factor: float, alpha: f
     rows = results.rounds_of_runs(store, chosen, series.READ)
     if rows.empty:
         raise ArgumentError(f"--results {redact(results_dir)}: the selected runs hold no measurements")
-    history = _history(store, chosen, machine_keys)
-    table, note = compare(rows, baseline, candidate, factor, alpha, history=history)
+    history = lambda: _history(store, chosen, machine_keys)  # noqa: E731 (read only by an unpaired comparison)
+    table, note = compare(rows, baseline, candidate, factor, alpha, history=history, runs=chosen)
     print(render(table, note, fmt, factor, alpha))
     return exit_code(table)
 

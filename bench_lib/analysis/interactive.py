@@ -48,6 +48,7 @@ def _hover_columns(t: pd.DataFrame) -> dict[str, list[str]]:
         "batch_text": t["batch"].astype(str),
         "mode_text": t["mode"],
         "latency_text": t["latency_s"].map(units.seconds),
+        "kernel_text": _kernel_text(t),
     }
     if "theory_flops" in t:
         text["flops_text"] = t["theory_flops"].map(lambda v: units.decimal(v, "FLOP"))
@@ -67,11 +68,20 @@ def _hover_columns(t: pd.DataFrame) -> dict[str, list[str]]:
     return {k: list(v) for k, v in text.items()}
 
 
+def _kernel_text(t: pd.DataFrame) -> pd.Series:
+    """The kernel that ran, a fallback named as such ("-" where none was recorded)."""
+    kernel = t["kernel"] if "kernel" in t else pd.Series(None, index=t.index, dtype=object)
+    fallback = t["kernel_fallback"] if "kernel_fallback" in t else pd.Series(None, index=t.index, dtype=object)
+    text = kernel.where(kernel.notna(), "-").astype(str)
+    return text.where(fallback.isna(), text + " (FALLBACK: " + fallback.astype(str) + ")")
+
+
 TOOLTIP_BASE = [
     ("case", "@case_text"),
     ("where", "@where"),
     ("dtype · batch · mode", "@dtype_text · @batch_text · @mode_text"),
     ("latency", "@latency_text"),
+    ("kernel", "@kernel_text"),
 ]
 
 
@@ -378,6 +388,45 @@ def series_plot(s: pd.DataFrame, row: dict):
                 )
             )
     p.add_tools(HoverTool(tooltips=[("run", "@run"), ("value", "@value_text")]))
+    return p
+
+
+VERDICT_COLOURS = {"slower": "#b2182b", "faster": "#2166ac", "unchanged": "#555555", "inconclusive": "#bbbbbb"}
+
+
+def ratio_intervals(t: pd.DataFrame, title: str):
+    """An A/B comparison (``t``: :func:`bench_lib.analysis.compare.compare` rows of a paired comparison):
+    each combination's ratio candidate / baseline with its interval, sorted, coloured by verdict, the ±factor
+    band shaded; hover names the combination. None where no row has a ratio."""
+    t = t[np.isfinite(t["ratio"])].sort_values("ratio").reset_index(drop=True)
+    if t.empty:
+        return None
+    low = (1 + t["low"]).where(np.isfinite(t["low"]), t["ratio"])
+    high = (1 + t["high"]).where(np.isfinite(t["high"]), t["ratio"])
+    source = ColumnDataSource(
+        {
+            "x": np.arange(len(t)),
+            "ratio": t["ratio"],
+            "low": low,
+            "high": high,
+            "colour": t["verdict"].map(VERDICT_COLOURS).fillna("#000000"),
+            "what": [f"{r.case} · {r.device} · {r.layout} · {r.dtype} · b{r.batch}" for r in t.itertuples()],
+            "verdict": t["verdict"],
+            "interval": [f"{a - 1:+.1%} … {b - 1:+.1%}" for a, b in zip(low, high, strict=True)],
+        }
+    )
+    p = _panel(title, "combination (sorted by ratio)", "candidate / baseline", y_axis_type="log")
+    p.width = max(PANEL_PX[0], min(1300, 12 * len(t)))
+    p.title.text_font_size = "9pt"
+    p.segment("x", "low", "x", "high", source=source, color="colour", line_width=2)
+    dots = p.scatter("x", "ratio", source=source, size=6, color="colour")
+    p.add_layout(Span(location=1.0, dimension="width", line_color="black", line_dash="dashed"))
+    p.add_tools(
+        HoverTool(
+            renderers=[dots],
+            tooltips=[("", "@what"), ("verdict", "@verdict"), ("ratio", "@ratio{0.000}"), ("interval", "@interval")],
+        )
+    )
     return p
 
 

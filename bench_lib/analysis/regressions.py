@@ -197,8 +197,13 @@ def _wide(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def scan(
     runs: pd.DataFrame, factor: float = verdicts.FACTOR, alpha: float = verdicts.ALPHA
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every series' verdict (``runs``: :func:`series.run_values`) and the machine changes found."""
+    """Every series' verdict (``runs``: :func:`series.run_values`) and the machine changes found (both
+    empty where no run has an ok value: a store of A/B runs only, say)."""
     ok, codes, firsts = order = series.ordered(runs)
+    if ok.empty:
+        machines = pd.DataFrame(columns=["machine", "env_name", "device", "run_id", "changed"])
+        machines["changed"] = machines["changed"].astype(bool)
+        return pd.DataFrame(columns=[*series.SERIES, "verdict", "change", "n_runs"]), machines
     prior = series.noise_table(runs, order)["history_prior"].to_numpy()
     m = right_aligned(codes, firsts, ok["log_value"].to_numpy())
     keys = ok.loc[firsts, series.SERIES].reset_index(drop=True)
@@ -210,6 +215,7 @@ def scan(
     table["newest_run"] = ids[lasts]
     for column in ("started_at", "value", "unit"):
         table["newest_at" if column == "started_at" else column] = ok[column].iloc[lasts].to_numpy()
+    _kernels(table, ok, firsts, lasts, first)
     injected = ok.groupby(codes)["injected"].last()  # the newest run's fault, if any
     table["injected"] = injected.reindex(range(len(table))).astype(object).where(lambda x: x.notna(), None)
     machines = machine_changes(runs, alpha, factor)
@@ -222,6 +228,17 @@ def scan(
         if on_moved or r["suite"] == "canary":  # the canary's code never changes
             table.loc[i, "verdict"] = MACHINE_CHANGED
     return plain_text(table), plain_text(machines)
+
+
+def _kernels(table: pd.DataFrame, ok: pd.DataFrame, firsts: np.ndarray, lasts: np.ndarray, first: np.ndarray) -> None:
+    """Each series' kernel in the run before its change (the step's first run, or the newest run where there
+    is no step) and in its newest run, and what they say (:func:`verdicts.kernel_note`)."""
+    kernel = ok["kernel"].astype(object).to_numpy() if "kernel" in ok else np.full(len(ok), None, dtype=object)
+    start = firsts + np.where(first >= 0, first, lasts - firsts)
+    before, newest = kernel[np.maximum(start - 1, firsts)], kernel[lasts]
+    table["kernel_before"] = [k if isinstance(k, str) else None for k in before]
+    table["kernel_newest"] = [k if isinstance(k, str) else None for k in newest]
+    table["kernels"] = [verdicts.kernel_note(b, a) for b, a in zip(before, newest, strict=True)]
 
 
 def plain_text(df: pd.DataFrame) -> pd.DataFrame:
@@ -269,8 +286,8 @@ def render(table: pd.DataFrame, machines: pd.DataFrame, fmt: str, factor: float,
     show["change"] = [f"{c:+.1%} [{lo:+.1%}, {hi:+.1%}]" for c, lo, hi in spans]
     show["band"] = show["detectable"].map(lambda x: f"±{x:.1%}")
     cols = ["verdict", "change", "band", "confirmations", "first_run", "machine", "suite", "case", "batch"]
-    cols += ["device", "layout", "dtype", "mode", "injected"]
-    cols = [c for c in cols if c != "injected" or show["injected"].notna().any()]
+    cols += ["device", "layout", "dtype", "mode", "injected", "kernels"]
+    cols = [c for c in cols if c not in ("injected", "kernels") or show[c].notna().any()]
     if fmt == "markdown":
         return head + "\n\n" + tables.markdown_table(show, cols)
     return head + "\n" + show[cols].to_string(index=False)

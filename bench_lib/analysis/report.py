@@ -175,6 +175,7 @@ def build(
     sections = [
         _glance(df),
         _what_changed(store, machines),
+        _ab_section(store, machines),
         *_figures(df, peaks),
         _side_by_side(df),
         _all_rows(df),
@@ -285,13 +286,55 @@ def _what_changed(store, machines: list[str] | None, factor: float = verdicts.FA
     else:
         shown = flagged.assign(size=flagged["change"].abs()).sort_values("size", ascending=False)
         cols = ["verdict", "change", "change_low", "change_high", "detectable", "confirmations", "first_run"]
-        cols += ["machine", "case", "batch", "device", "layout", "dtype", "mode", "injected"]
-        body.append(interactive.table(shown[cols], page_length=10))
+        cols += ["machine", "case", "batch", "device", "layout", "dtype", "mode", "injected", "kernels"]
+        body.append(interactive.table(shown[[c for c in cols if c in shown]], page_length=10))
         for i, r in enumerate(shown.head(SERIES_PLOTS).to_dict("records")):
             s = _series_of(runs, r)
             figures[f"series{i}"] = interactive.series_plot(s, _with_band(s, r))
         body.append("<div class='figure'>" + "".join(f"{{{{{k}}}}}" for k in figures) + "</div>")
     return Section("changed", "What changed since the history", "\n".join(body), figures)
+
+
+AB_RUNS = 3  # A/B runs shown, newest first
+
+
+def _ab_section(store, machines: list[str] | None) -> Section:
+    """The newest A/B runs: per run, side A against each other side (``convbench compare``'s paired
+    verdicts): counts, the figure of ratios with their intervals, and the table."""
+    from bench_lib.analysis import compare, interactive, results, series
+
+    runs = store.runs(keys=store.machine_keys(machines))
+    runs = runs[verdicts.is_ab(runs)].sort_values("started_at", ascending=False).head(AB_RUNS)
+    if runs.empty:
+        text = "<p class='note'>No A/B run in these results (<code>convbench run --python A --python B</code>).</p>"
+        return Section("ab", "A/B runs", text)
+    body, figures = [AB_INTRO], {}
+    for i, run in enumerate(runs.itertuples()):
+        rows = results.rounds_of_runs(store, runs[runs["run_id"] == run.run_id], series.READ)
+        labels = [s["label"] for s in json.loads(run.sides)]
+        for label in labels[1:]:
+            table, note = compare.compare(
+                rows, f"run={run.run_id},side={labels[0]}", f"run={run.run_id},side={label}", runs=runs
+            )
+            key = f"ab{i}{label}"
+            title = f"run {run.run_id} on {run.machine}: side {label} / side {labels[0]}"
+            figures[key] = interactive.ratio_intervals(table, title) if not table.empty else None
+            counts = ", ".join(f"{n} {v}" for v, n in table["verdict"].value_counts().items())
+            body.append(f"<h3>{html.escape(title)}</h3><p>{html.escape(counts)}. {html.escape(note)}.</p>")
+            body.append(f"<div class='figure'>{{{{{key}}}}}</div>" if figures[key] is not None else "")
+            cols = ["verdict", "change", "low", "high", "detectable", "pairs", "case", "batch", "device", "layout"]
+            cols += ["dtype", "mode", "baseline", "candidate", "unit", "injected", "kernels"]
+            body.append(interactive.table(table[[c for c in cols if c in table]], page_length=10))
+    return Section("ab", "A/B runs: environments side by side", "\n".join(body), figures)
+
+
+AB_INTRO = (
+    "<p>Each A/B run measures its sides interleaved: for every combination, pairs of processes, one per side, "
+    "back to back. The ratio is side / side A (the Hodges-Lehmann estimate of the pairs' log ratios), the bar "
+    "its interval at the verdict's confidence; <em>slower</em> and <em>faster</em> lie beyond both the factor "
+    "and the interval, <em>unchanged</em> means a change of the factor would have been seen. docs/ab.md gives "
+    "the rates measured on identical environments (A/A).</p>"
+)
 
 
 def _series_of(runs: pd.DataFrame, row: dict) -> pd.DataFrame:

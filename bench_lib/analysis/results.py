@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
+from bench_lib.analysis import verdicts
 from bench_lib.catalogue import theory
 from bench_lib.catalogue.cases import Case
 from bench_lib.errors import ArgumentError
@@ -55,7 +56,8 @@ def store_of(results_dir: str | Path | Store) -> Store:
 
 def chosen_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs that can hold each combination's newest value: per machine, environment, grid and
-    filter, the newest complete run and any newer one (interrupted or still running)."""
+    filter, the newest complete run and any newer one (interrupted or still running); no A/B run."""
+    runs = runs[~verdicts.is_ab(runs)]  # an A/B run's sides are read by compare and the report's A/B section
     if runs.empty:
         return runs
     shape = ["hardware_id", "env_name", "grid", "bench"]
@@ -81,7 +83,7 @@ def per_run(m: pd.DataFrame) -> pd.DataFrame:
     """One row per run and combination from the store's per-round rows: the median of the rounds' values,
     the samples of every ok round together (and their quartiles), ok if any round was. Array operations
     over all combinations at once: a fleet's nights of five rounds are hundreds of thousands of groups."""
-    keys = ["run_id", *_COMBINATION]
+    keys = ["run_id", *(["side"] if "side" in m else []), *_COMBINATION]  # an A/B run: a row per side
     m = m.sort_values([*keys, "round"], kind="stable").reset_index(drop=True)
     gid = m.groupby(keys, sort=False, dropna=False, observed=True).ngroup().to_numpy()
     size = np.bincount(gid)

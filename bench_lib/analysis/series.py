@@ -27,6 +27,7 @@ SERIES = ["machine", "env_name", "suite_version", *COMBINATION]  # one line of a
 READ = [
     *("run_id", "machine", "hardware_id", "started_at", "commit_hash", "env_name", "torch_version"),
     *("suite_version", "unit", *COMBINATION, "round", "status", "reason", "value", "min", "injected"),
+    *("side", "pair", "kernel"),
 ]
 
 
@@ -40,8 +41,9 @@ def run_values(rows: pd.DataFrame) -> pd.DataFrame:
         columns = ["run_id", "started_at", "value", "log_value", "n_rounds", "round_squares", "status"]
         return pd.DataFrame(columns=[*SERIES, *columns])
     rows = rows.copy()
-    if "injected" not in rows:
-        rows["injected"] = None
+    for column in ("injected", "kernel"):
+        if column not in rows:
+            rows[column] = None
     best = rows["min"].where(rows["min"].gt(0), rows["value"]) if "min" in rows else rows["value"]
     ok = rows["status"].eq("ok") & best.gt(0)
     rows["log"] = np.where(ok, np.log(best.where(ok, 1.0)), np.nan)
@@ -57,6 +59,7 @@ def run_values(rows: pd.DataFrame) -> pd.DataFrame:
         round_var=("log", "var"),
         reason=("reason", "last"),
         injected=("injected", "first"),
+        kernel=("kernel", "first"),
         any_ok=("is_ok", "any"),
         last_status=("status", "last"),
     )

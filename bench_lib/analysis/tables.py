@@ -36,6 +36,9 @@ def panel_label(d: pd.DataFrame) -> pd.Series:
     return d["machine"] + " · " + d["device"] + " · " + d["layout"]
 
 
+KERNEL_COLUMNS = ("kernel", "kernel_fallback")  # which kernel ran (latency rows since schema 4)
+
+
 def speedup_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per non-dense case with both latencies measured: speedup vs FLOP reduction and the gap.
     Zero-FLOP ops (an infinite reduction) are left out: :func:`data_movement_table` judges them."""
@@ -61,6 +64,7 @@ def speedup_table(df: pd.DataFrame) -> pd.DataFrame:
         "achieved_flops_per_s",
         "roofline_fraction",
     ]
+    cols += [c for c in KERNEL_COLUMNS if c in d]
     return d[cols].sort_values("efficiency").reset_index(drop=True)
 
 
@@ -252,6 +256,7 @@ def roofline_table(df: pd.DataFrame) -> pd.DataFrame:
         "achieved_flops_per_s",
         "roofline_fraction",
     ]
+    cols += [c for c in KERNEL_COLUMNS if c in t]
     return t[cols].sort_values("roofline_fraction").reset_index(drop=True) if not t.empty else t
 
 

@@ -39,6 +39,7 @@ BAND_TOLERANCE = 1e-12  # a band within this of ln(factor) is the factor itself 
 SLOWER, FASTER, UNCHANGED, INCONCLUSIVE = "slower", "faster", "unchanged", "inconclusive"
 REGRESSION, IMPROVEMENT, SUSPECT, MACHINE_CHANGED = "regression", "improvement", "suspect", "machine changed"
 NEW_FAILURE, FIXED = "new failure", "fixed"
+KERNEL_CHANGED = "kernel changed"
 FLAGS = (REGRESSION, SUSPECT, IMPROVEMENT)  # what regressions flags in a series
 FAILING = frozenset({SLOWER, NEW_FAILURE, REGRESSION})  # a verdict that fails the job (exit code 1)
 JUDGED_STATES = ("complete", "interrupted")  # runs a verdict reads (a running one is not finished)
@@ -84,6 +85,23 @@ def exit_code(verdicts: Iterable[str]) -> int:
 
 def window(runs: pd.DataFrame, size: int = WINDOW_RUNS) -> pd.DataFrame:
     """The runs a verdict reads: finished (complete or interrupted) grid runs, the newest ``size`` of each
-    machine (hardware id) and environment."""
-    judged = runs[runs["state"].isin(JUDGED_STATES) & (runs["grid"] != "peaks")]
+    machine (hardware id) and environment. A/B runs are judged by their own pairs (``compare``), never as
+    a night of a series."""
+    judged = runs[runs["state"].isin(JUDGED_STATES) & (runs["grid"] != "peaks") & ~is_ab(runs)]
     return judged.sort_values("started_at").groupby(["hardware_id", "env_name"], dropna=False).tail(size)
+
+
+def is_ab(runs: pd.DataFrame) -> pd.Series:
+    """Which of the store's ``runs`` are A/B runs (they name their sides)."""
+    import pandas as pd
+
+    return runs["sides"].notna() if "sides" in runs else pd.Series(False, index=runs.index)
+
+
+def kernel_note(before: str | None, after: str | None) -> str | None:
+    """What the kernels say of a change: ``kernel changed: A → B`` where the two sides ran different kernels,
+    ``same kernel: A`` where they ran the same (a change then points at the machine, the allocator or the
+    build, not the dispatcher), None where a side has no kernel recorded."""
+    if not isinstance(before, str) or not isinstance(after, str):
+        return None
+    return f"same kernel: {before}" if before == after else f"{KERNEL_CHANGED}: {before} → {after}"

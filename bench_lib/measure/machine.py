@@ -149,6 +149,33 @@ def fingerprint() -> dict[str, Any]:
     return fp
 
 
+# what torch.__config__.show() names its math libraries by (oneDNN still calls itself MKL-DNN there)
+_LIBRARIES = {
+    "onednn_version": re.compile(r"MKL-DNN v(\S+)"),
+    "mkl_version": re.compile(r"Math Kernel Library Version (\S+)"),
+}
+
+
+def torch_build() -> dict[str, Any]:
+    """What an environment's torch is, beyond its release: the build (``2.13.0+cpu`` and ``2.13.0+cu130``
+    are two builds of one release), its commit, its CUDA, cuDNN, oneDNN and MKL versions, and the CPU
+    capability its kernels use (``ATEN_CPU_CAPABILITY`` lowers it). Reads build facts only: never
+    initialises CUDA."""
+    shown = torch.__config__.show()
+    build = {
+        "torch_version": torch.__version__,
+        "torch_git": torch.version.git_version,
+        "cuda_version": torch.version.cuda,
+        "cudnn_version": torch.backends.cudnn.version() if torch.version.cuda else None,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "python": platform.python_version(),
+    }
+    for key, pattern in _LIBRARIES.items():
+        found = pattern.search(shown)
+        build[key] = found.group(1) if found else None
+    return build
+
+
 def asv_machine_info(fp: dict[str, Any] | None = None) -> dict[str, str]:
     """The entry asv's machine file wants (machine, os, arch, cpu, num_cpu, ram) plus gpu, driver, torch."""
     fp = fp or fingerprint()

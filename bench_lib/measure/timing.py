@@ -162,6 +162,52 @@ def _warm_up(timer, fn: Callable[[], Any], overhead: float, target: float, max_w
     return calls, best
 
 
+@dataclass
+class Sampler:
+    """Timing a sample at a time: :meth:`start` warms up and sizes the block, each :meth:`sample` times one
+    block, :meth:`done` returns the :class:`Measurement`. :func:`time_callable` is its loop; an A/B pair
+    alternates the samples of two processes with it (:mod:`bench_lib.suite.ab`), so both sides see the same
+    moments of the machine."""
+
+    fn: Callable[[], Any]
+    backend: Backend
+    min_sample_s: float = 0.005
+    max_warmup_s: float = 2.0
+    block_multiple: int = 1
+    context: dict[str, Any] | None = None
+    taken: list[float] = field(default_factory=list)
+
+    def start(self) -> int:
+        """Warm up (see :func:`time_callable`) and size the block; return the calls per sample."""
+        self.timer = self.backend.block_timer()
+        self.overhead = _timer_overhead(self.timer)
+        target = max(self.min_sample_s, self.overhead / OVERHEAD_FRACTION)
+        started = time.perf_counter()
+        self.warmup_calls, best = _warm_up(self.timer, self.fn, self.overhead, target, self.max_warmup_s)
+        self.warmup_s = time.perf_counter() - started
+        block = max(1, math.ceil(round(target / best, 6)))  # round: float noise must not add a call
+        self.block = math.ceil(block / self.block_multiple) * self.block_multiple
+        self.faults0 = allocator.minor_faults()
+        return self.block
+
+    def sample(self) -> float:
+        """Time one block; its seconds per call (kept)."""
+        self.taken.append(_time_block(self.timer, self.fn, self.block) / self.block)
+        return self.taken[-1]
+
+    def done(self) -> Measurement:
+        faults = allocator.minor_faults() - self.faults0
+        return Measurement(
+            samples_s=tuple(self.taken),
+            block=self.block,
+            warmup_calls=self.warmup_calls,
+            warmup_s=self.warmup_s,
+            timer_overhead_s=self.overhead,
+            page_faults_per_call=faults / (self.block * len(self.taken)),
+            context={"timer": self.backend.timer_name, **(self.context or {})},
+        )
+
+
 def time_callable(
     fn: Callable[[], Any],
     backend: Backend,
@@ -186,32 +232,18 @@ def time_callable(
     ``block`` is rounded up to a multiple of ``block_multiple`` (a planted slowdown's period, so that every
     sample holds its share of the extra calls).
     """
-    timer = backend.block_timer()
-    overhead = _timer_overhead(timer)
-    target = max(min_sample_s, overhead / OVERHEAD_FRACTION)
-    start = time.perf_counter()
-    calls, best = _warm_up(timer, fn, overhead, target, max_warmup_s)
-    warmup_s = time.perf_counter() - start
-    block = max(1, math.ceil(round(target / best, 6)))  # round: float noise must not add a call
-    block = math.ceil(block / block_multiple) * block_multiple
-
-    faults0 = allocator.minor_faults()
-    taken: list[float] = []
+    sampler = Sampler(fn, backend, min_sample_s, max_warmup_s, block_multiple, context)
+    sampler.start()
     sampling_start = time.perf_counter()
     while True:
-        taken.append(_time_block(timer, fn, block) / block)
-        elapsed = time.perf_counter() - sampling_start
-        if len(taken) >= samples and elapsed >= min_time_s:
+        sampler.sample()
+        elapsed_s = time.perf_counter() - sampling_start
+        if enough(len(sampler.taken), elapsed_s, samples, min_samples, min_time_s, max_time_s):
             break
-        if len(taken) >= min_samples and elapsed > max_time_s:
-            break
-    faults = allocator.minor_faults() - faults0
-    return Measurement(
-        samples_s=tuple(taken),
-        block=block,
-        warmup_calls=calls,
-        warmup_s=warmup_s,
-        timer_overhead_s=overhead,
-        page_faults_per_call=faults / (block * len(taken)),
-        context={"timer": backend.timer_name, **(context or {})},
-    )
+    return sampler.done()
+
+
+def enough(taken: int, elapsed_s: float, samples: int, min_samples: int, min_time_s: float, max_time_s: float) -> bool:
+    """The stopping rule of :func:`time_callable`: ``samples`` samples over at least ``min_time_s``, or
+    ``min_samples`` once ``max_time_s`` has passed."""
+    return (taken >= samples and elapsed_s >= min_time_s) or (taken >= min_samples and elapsed_s > max_time_s)

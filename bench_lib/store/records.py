@@ -78,13 +78,21 @@ def measurement_rows(run: dict[str, Any], events: Iterable[dict[str, Any]]) -> l
             combo = (e["suite"], e["metric"], *(e["params"][k] for k in PARAM_NAMES))
         except (KeyError, TypeError):
             continue
-        if e.get("pid") not in rounds[combo]:
-            rounds[combo].append(e.get("pid"))
-        last[(*combo, e.get("pid"))] = e
+        side = e.get("side") if isinstance(e.get("side"), str) else None
+        if e.get("pid") not in rounds[(*combo, side)]:
+            rounds[(*combo, side)].append(e.get("pid"))
+        last[(*combo, side, e.get("pid"))] = e
+    sides = {s.get("label"): s for s in run.get("sides") or [] if isinstance(s, dict)}
     rows = []
     for key, e in last.items():
-        combo, pid = key[:-1], key[-1]
-        rows.append(_measurement_row(run, combo, rounds[combo].index(pid), e))
+        combo, side, pid = key[:-2], key[-2], key[-1]
+        row = _measurement_row(run, combo, rounds[(*combo, side)].index(pid), e)
+        if side is not None:  # an A/B run: the row's environment is its side's
+            pair = e.get("pair")
+            found = sides.get(side) or {}
+            row.update(side=side, pair=pair if isinstance(pair, int) and not isinstance(pair, bool) else None)
+            row["env_name"] = found.get("env_name")
+        rows.append(row)
     return rows
 
 
@@ -119,7 +127,15 @@ def _measurement_row(run: dict[str, Any], combo: tuple, round_: int, e: dict[str
         "measure_s": _finite(e.get("measure_s")),
         "measured_at": utc(e.get("time")),
         "injected": e.get("injected") if isinstance(e.get("injected"), str) else None,
+        **_kernel_fields(e),
     }
+
+
+def _kernel_fields(e: dict[str, Any]) -> dict[str, Any]:
+    """The kernel columns of an event (:mod:`bench_lib.measure.kernels`), each checked against its type."""
+    text = {k: e.get(k) if isinstance(e.get(k), str) else None for k in ("kernel", "kernel_fallback")}
+    found = e.get("kernels")
+    return {**text, "kernels": json.dumps(found, sort_keys=True, default=str) if isinstance(found, dict) else None}
 
 
 def run_row(run: dict[str, Any]) -> dict[str, Any]:
@@ -165,6 +181,8 @@ def run_row(run: dict[str, Any]) -> dict[str, Any]:
         "timing": json.dumps(run["timing"], sort_keys=True) if run.get("timing") else None,
         "overhead_fraction": _finite(summary.get("overhead_fraction")),
         "run_level_s": _finite(summary.get("run_level_s")),
+        "sides": json.dumps(run["sides"], default=str, sort_keys=True) if run.get("sides") else None,
+        "pairs": run.get("pairs"),
     }
 
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-# 2: measurements.injected; runs.faults, machine_state, timing; the canary suite. 3: runs.run_level_s
-SCHEMA_VERSION = 3
+# 2: measurements.injected; runs.faults, machine_state, timing; the canary suite. 3: runs.run_level_s.
+# 4: A/B runs: measurements.side, pair; runs.sides, pairs. Kernels: measurements.kernel, kernel_fallback, kernels
+SCHEMA_VERSION = 4
 TIME = pa.timestamp("us", tz="UTC")
 
 # Who and where: the first columns of every table.
@@ -63,6 +64,11 @@ MEASUREMENTS = pa.schema(
         ("measure_s", pa.float64()),  # seconds spent measuring this round
         ("measured_at", TIME),
         ("injected", pa.string()),  # the fault planted in this row (CONVBENCH_SLOWDOWN), null when none
+        ("side", pa.string()),  # A/B runs: the side (A, B, ...) this row's environment is; null otherwise
+        ("pair", pa.int16()),  # A/B runs: the pair (0, 1, ...) this process belongs to; null otherwise
+        ("kernel", pa.string()),  # latency: the ATen ops that ran (above 25 % of self time) [oneDNN impls]
+        ("kernel_fallback", pa.string()),  # latency: a generic or reference kernel among them, with why; else null
+        ("kernels", pa.string()),  # latency: ATen ops with self-time shares, oneDNN primitives, device kernels, JSON
     ]
 )
 
@@ -100,6 +106,8 @@ RUNS = pa.schema(
         ("timing", pa.string()),  # the grid's per-round timing settings, JSON
         ("overhead_fraction", pa.float64()),  # 1 - measure_s / wall_s
         ("run_level_s", pa.float64()),  # of measure_s: the roofline peaks, canaries and network breakdowns
+        ("sides", pa.string()),  # A/B runs: each side's label, python, variables, env_name and torch build, JSON
+        ("pairs", pa.int16()),  # A/B runs: pairs of processes per combination; null for other runs
     ]
 )
 

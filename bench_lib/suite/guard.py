@@ -182,15 +182,19 @@ def _die_with_parent() -> None:
 
 
 class Child:
-    """One asv process in its own session; :meth:`stop` ends its whole group."""
+    """One asv process (or an A/B side's server) in its own session; :meth:`stop` ends its whole group.
+    ``pipes``: talk to it through its standard input and output (text lines); its standard error goes to
+    ``log``."""
 
-    def __init__(self, cmd: list[str], cwd: Path, env: dict[str, str], log) -> None:
+    def __init__(self, cmd: list[str], cwd: Path, env: dict[str, str], log, pipes: bool = False) -> None:
         self.proc = subprocess.Popen(
             cmd,
             cwd=cwd,
             env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE if pipes else None,
+            stdout=subprocess.PIPE if pipes else log,
+            stderr=log if pipes else subprocess.STDOUT,
+            text=pipes or None,
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )

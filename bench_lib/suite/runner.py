@@ -38,8 +38,8 @@ from bench_lib import __version__
 from bench_lib.errors import ArgumentError, Exit
 from bench_lib.files import find_upward, write_atomic
 from bench_lib.measure import devices, gpu_clocks, machine, metrics
-from bench_lib.suite import grids, guard
-from bench_lib.suite.combination import SUITE_VERSION, Combination, Event
+from bench_lib.suite import ab, grids, guard
+from bench_lib.suite.combination import SUITE_VERSION, Combination
 
 # save(run record, events, peaks, breakdowns) -> paths written; raises OSError when it cannot write
 Save = Callable[[dict[str, Any], list[dict[str, Any]], list[Any], list[dict[str, Any]]], list[str]]
@@ -202,6 +202,7 @@ class Summary:
     run_level_s: float = 0.0  # inside the run's own windows: the roofline peaks, the canaries, the breakdowns
     interrupted: str | None = None  # the signal that stopped the run
     abandoned: int = 0  # combinations the stop left unmeasured
+    kernels_s: float = 0.0  # in the kernels' windows (after each timed one: bench_lib.measure.kernels)
 
     @property
     def measure_s(self) -> float:
@@ -227,6 +228,7 @@ class Summary:
             "overhead_fraction": self.overhead_fraction,
             "interrupted": self.interrupted,
             "abandoned": self.abandoned,
+            "kernels_s": self.kernels_s,
         }
 
 
@@ -270,6 +272,9 @@ def summarise(
         else:
             failed.append((p.asv_name, e.get("error", "unknown error")))
     combinations_s = sum(e.get("measure_s", 0.0) for e in events if e.get("suite") != "canary")
+    kernels_s = sum(
+        (e.get("kernels") or {}).get("capture_s") or 0.0 for e in events if isinstance(e.get("kernels"), dict)
+    )
     return Summary(
         selected=len(selected),
         ok=ok,
@@ -282,6 +287,7 @@ def summarise(
         run_level_s=run_level_s,
         interrupted=interrupted,
         abandoned=abandoned,
+        kernels_s=kernels_s,
     )
 
 
@@ -303,7 +309,8 @@ def print_summary(s: Summary, out=sys.stdout) -> None:
     print(
         f"  wall time {s.wall_s:.1f} s; inside measurements {s.measure_s:.1f} s (combinations "
         f"{s.combinations_s:.1f} s, peaks, canaries and breakdowns {s.run_level_s:.1f} s); overhead "
-        f"{s.overhead_fraction:.1%} (asv discovery, process launch, setup, reference checks)",
+        f"{s.overhead_fraction:.1%} (asv discovery, process launch, setup, reference checks, kernel capture "
+        f"{s.kernels_s:.1f} s = {s.kernels_s / s.wall_s if s.wall_s > 0 else 0.0:.1%} of the wall time)",
         file=out,
     )
 
@@ -313,7 +320,9 @@ class RunOptions:
     grid: str = "default"
     devices: list[str] | None = None
     bench: str | None = None
-    python: str | None = None
+    pythons: list[str] = field(default_factory=list)  # --python: one (or none) for a run, more for an A/B run
+    sides: list[str] = field(default_factory=list)  # --side LABEL[:VAR=VALUE]: A/B sides and their variables
+    pairs: int | None = None  # A/B: pairs of processes per combination; None: ab.DEFAULT_PAIRS
     launch_method: str = "forkserver"
     chunk_size: int = 200
     rounds: int | None = None  # latency processes per combination (asv's rounds); None: the grid's
@@ -339,15 +348,14 @@ def _check_devices(specs: list[str]) -> None:
 def _check_options(opts: RunOptions) -> str:
     """Refuse bad options with a ArgumentError naming the option; return the interpreter to benchmark."""
     # absolute, links kept: a venv's python is a link to the base interpreter, and asv runs elsewhere
-    python = os.path.abspath(opts.python) if opts.python else sys.executable
+    python = os.path.abspath(opts.pythons[0]) if opts.pythons else sys.executable
     if not Path(python).exists():
-        raise ArgumentError(f"--python {opts.python} does not exist")
+        raise ArgumentError(f"--python {opts.pythons[0]} does not exist")
     if opts.grid not in grids.GRIDS:
         raise ArgumentError(f"--grid {opts.grid!r} is not a grid; accepted: {', '.join(grids.GRIDS)}")
-    if opts.rounds is not None and opts.rounds < 1:
-        raise ArgumentError(f"--rounds {opts.rounds} must be at least 1")
-    if opts.chunk_size < 1:
-        raise ArgumentError(f"--chunk-size {opts.chunk_size} must be at least 1")
+    for name, value in (("--rounds", opts.rounds), ("--chunk-size", opts.chunk_size)):
+        if value is not None and value < 1:
+            raise ArgumentError(f"{name} {value} must be at least 1")
     if not (opts.wait_s >= 0 and math.isfinite(opts.wait_s)):
         raise ArgumentError(f"--wait {opts.wait_s} must be a number of seconds, at least 0")
     if opts.launch_method not in guard.LAUNCH_METHODS:
@@ -364,6 +372,32 @@ def _check_options(opts: RunOptions) -> str:
         except re.error as e:
             raise ArgumentError(f"--bench {opts.bench!r} is not a regular expression: {e}") from None
     return python
+
+
+def check_sides(opts: RunOptions) -> list[ab.Side]:
+    """The A/B sides (none for a plain run), checked: two or more, ``--pairs`` at least 2 and only with
+    them, each side's ``CONVBENCH_SLOWDOWN`` well formed."""
+    found = ab.sides(opts.pythons, opts.sides) if len(opts.pythons) > 1 or opts.sides else []
+    if len(found) == 1:
+        raise ArgumentError(
+            f"--side {opts.sides[0]!r}: an A/B run needs two sides (another --python or --side LABEL); "
+            "for one environment with a variable, set it in the shell"
+        )
+    if opts.pairs is not None and not found:
+        raise ArgumentError("--pairs is for A/B runs: give --python twice, or --side")
+    if opts.pairs is not None and opts.pairs < 2:
+        raise ArgumentError(f"--pairs {opts.pairs} must be at least 2 (a paired test needs two pairs)")
+    if found and opts.rounds is not None:
+        raise ArgumentError("--rounds is for one environment; an A/B run takes --pairs")
+    from bench_lib.suite import worker
+
+    for side in found:
+        planted = dict(side.variables).get("CONVBENCH_SLOWDOWN")
+        try:
+            _ = planted and worker.Slowdown.parse(planted)
+        except ValueError as e:
+            raise ArgumentError(f"--side {side.label}:{e}") from None
+    return found
 
 
 def faults() -> dict[str, Any]:
@@ -491,10 +525,13 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
     root = project_root(opts.project)
     head = git_head(root)
     python = _check_options(opts)
+    sides = check_sides(opts)
     planted = faults()  # a bad CONVBENCH_SLOWDOWN / CONVBENCH_FAIL is an argument error, before anything runs
     grid = grids.grid(opts.grid, opts.devices)
-    if opts.rounds is None:
-        opts.rounds = grid.rounds
+    if sides:
+        opts.pairs = opts.pairs or ab.DEFAULT_PAIRS
+        planted.update({f"side {s.label}": dict(s.variables) for s in sides if s.variables})
+    opts.rounds = opts.pairs or opts.rounds or grid.rounds
     the_plan = plan(grid, opts.bench)
     if not the_plan.selected:
         raise ArgumentError(f"--bench {opts.bench!r} selects no combination of the {opts.grid} grid")
@@ -516,20 +553,25 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="convbench-run-"))
     try:
         ctx = _RunContext(opts, grid, the_plan, root, head, python, fp, run_id, started, scratch, save or _no_save)
-        ctx.faults = planted
+        ctx.faults, ctx.sides, ctx.pairs = planted, sides, opts.pairs or 0
+        where = _sides_text(sides, opts.pairs) if sides else f"python {python}; {opts.rounds} latency round(s)"
         print(
             f"convbench run {run_id}: grid {opts.grid}, {len(the_plan.selected)} combinations on "
             f"{', '.join(grid.devices)}; machine {fp['machine_id']} (hardware {fp['hardware_id']})"
-            f"{'; asv entry added to ' + str(asv_machine_file()) if written else ''}; commit {head[:8]}; "
-            f"python {python}; {opts.rounds} latency round(s)"
+            f"{'; asv entry added to ' + str(asv_machine_file()) if written else ''}; commit {head[:8]}; {where}"
             + (f"; INJECTED FAULTS {json.dumps(planted)}" if planted else ""),
             flush=True,
         )
         with _gpu_clocks_locked(opts, grid.devices, ctx):
-            return ctx.execute(asv_machine, lock)
+            return ab.execute(ctx, lock) if sides else ctx.execute(asv_machine, lock)
     finally:
         lock.release()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _sides_text(sides: list[ab.Side], pairs: int) -> str:
+    shown = "; ".join(f"side {s.label}: {s.python}" + "".join(f" {k}={v}" for k, v in s.variables) for s in sides)
+    return f"A/B run, {pairs} pairs of processes per combination, interleaved; {shown}"
 
 
 @contextlib.contextmanager
@@ -586,6 +628,9 @@ class _RunContext:
     machine_state: dict[str, Any] = field(default_factory=dict)
     faults: dict[str, Any] = field(default_factory=dict)
     run_level_s: float = 0.0  # inside the run's own windows (peaks, canaries, breakdowns), summed
+    sides: list[ab.Side] = field(default_factory=list)  # an A/B run's sides (none for a plain run)
+    pairs: int = 0  # an A/B run's pairs per combination
+    identities: dict[str, dict[str, Any]] = field(default_factory=dict)  # side label → its torch build
 
     def execute(self, asv_machine: str, lock: guard.MachineLock) -> int:
         events_path, log_path = self.scratch / "events.jsonl", self.scratch / "asv.log"
@@ -682,9 +727,15 @@ def _run_record(ctx: _RunContext, state: str, summary: Summary) -> dict[str, Any
         "bench": ctx.opts.bench,
         "rounds": ctx.opts.rounds,
         "commit_hash": ctx.head,
-        "env_name": env_name(ctx.python),
+        "env_name": " vs ".join(s.env_name(env_name(s.python)) for s in ctx.sides) or env_name(ctx.python),
         "python": ctx.python,
-        "torch_version": fp["torch_version"] if ctx.python == sys.executable else None,
+        "torch_version": fp["torch_version"] if ctx.python == sys.executable and not ctx.sides else None,
+        "sides": [
+            {**s.as_dict(), "env_name": s.env_name(env_name(s.python)), "identity": ctx.identities.get(s.label)}
+            for s in ctx.sides
+        ]
+        or None,
+        "pairs": ctx.pairs or None,
         "bench_lib_version": __version__,
         "suite_version": SUITE_VERSION,
         "launch_method": ctx.opts.launch_method,
@@ -719,29 +770,25 @@ def _measure_peaks(specs: list[str]) -> tuple[list[Any], float]:
 
 def _canary(specs: list[str], events_path: Path, when: str) -> float:
     """Time the canary on every available device and append it to the events as suite ``canary`` (process
-    ``canary-start`` or ``canary-end``); return the seconds inside its windows. A failure here is reported,
-    not fatal."""
-    import torch
-
-    from bench_lib.measure import canary
+    ``canary-start`` or ``canary-end``): :func:`bench_lib.suite.worker.canary`; return the seconds inside
+    its windows. A failure here is reported, not fatal."""
+    from bench_lib.suite import worker
 
     spent_s = 0.0
-    for spec in specs:
-        try:
-            timed = canary.measure(spec)
-        except Exception as e:  # the run's results stand without it
-            print(f"  canary on {spec} failed: {type(e).__name__}: {e}", file=sys.stderr)
-            continue
-        for c, record in timed:
-            combination = Combination("canary", "latency", c.case, c.batch, spec, "nchw", "float32", "inference")
-            fields = {"measure_s": record.measure_s, **record.fields}
-            Event(combination, "ok", fields, pid=f"canary-{when}", torch_version=torch.__version__).append_to(
-                events_path
-            )
-            spent_s += record.measure_s
-        if timed:
-            shown = ", ".join(f"{c.case.split('(')[0]} {r.result.median_s * 1e3:.2f} ms" for c, r in timed)
-            print(f"  canary at the {when} on {spec}: {shown}", flush=True)
+    os.environ["CONVBENCH_EVENTS"] = str(events_path)
+    try:
+        for spec in specs:
+            try:
+                timed, spent = worker.canary(spec, when)
+            except Exception as e:  # the run's results stand without it
+                print(f"  canary on {spec} failed: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            spent_s += spent
+            if timed:
+                shown = ", ".join(f"{c.case.split('(')[0]} {r.result.median_s * 1e3:.2f} ms" for c, r in timed)
+                print(f"  canary at the {when} on {spec}: {shown}", flush=True)
+    finally:
+        os.environ.pop("CONVBENCH_EVENTS", None)
     return spent_s
 
 

@@ -24,13 +24,15 @@ import os
 import re
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from bench_lib.files import append_line
-from bench_lib.measure import devices, harness, metrics
+from bench_lib.measure import devices, harness, kernels, metrics
+from bench_lib.measure import timing as measuring
 from bench_lib.suite.combination import Combination, Event
 from bench_lib.suite.grids import Grid, grid
 
@@ -90,10 +92,38 @@ class Ready:
         return self.planted.describe() if self.planted else None
 
 
-def _event(c: Combination, status: str, **fields: Any) -> None:
+def side_fields() -> dict[str, Any]:
+    """The A/B side and pair this process measures (``CONVBENCH_SIDE``, ``CONVBENCH_PAIR``: set by
+    :mod:`bench_lib.suite.ab`), or nothing outside an A/B run."""
+    side, pair = os.environ.get("CONVBENCH_SIDE"), os.environ.get("CONVBENCH_PAIR")
+    return {"side": side, "pair": int(pair) if pair else None} if side else {}
+
+
+def _event(c: Combination, status: str, pid: int | str | None = None, **fields: Any) -> None:
     path = os.environ.get("CONVBENCH_EVENTS")
     if path:
-        Event(c, status, fields, torch_version=torch.__version__).append_to(path)
+        found = {**fields, **side_fields()}
+        Event(c, status, found, pid=pid or os.getpid(), torch_version=torch.__version__).append_to(path)
+
+
+def died(c: Combination, why: str, pid: int | None, pair: int | None) -> None:
+    """The failure of a measuring process that could not say it (killed by a signal, or timed out)."""
+    os.environ["CONVBENCH_PAIR"] = "" if pair is None else str(pair)
+    _event(c, "failed", pid=pid, error=f"the measuring process {why}")
+
+
+def canary(spec: str, when: str) -> tuple[list[tuple[Any, metrics.Record]], float]:
+    """Time the canary on ``spec`` and append its events (suite ``canary``, process ``canary-start`` or
+    ``canary-end``); return what was timed and the seconds inside its windows. Raises where it fails."""
+    from bench_lib.measure import canary as canaries
+
+    timed = canaries.measure(spec)
+    spent_s = 0.0
+    for c, record in timed:
+        combination = Combination("canary", "latency", c.case, c.batch, spec, "nchw", "float32", "inference")
+        _event(combination, "ok", pid=f"canary-{when}", measure_s=record.measure_s, **record.fields)
+        spent_s += record.measure_s
+    return timed, spent_s
 
 
 def _failure(e: BaseException) -> dict[str, str]:
@@ -177,6 +207,35 @@ def _prepare(c: Combination, g: Grid) -> harness.Prepared:
     return prepared
 
 
+def interleaved(ready: Ready, ask: Callable[[], str], answer: Callable[[str], None]) -> None:
+    """Latency a sample at a time, on request (an A/B pair: :mod:`bench_lib.suite.ab` alternates the
+    samples of its two processes): warm up and answer ``ready BLOCK``, then answer each ``sample`` with its
+    seconds per call, until ``done``; then the kernels' window, and the event as :func:`track` writes it."""
+    c, prepared, timing = ready.combination, ready.prepared, ready.grid.timing
+    period = harness.slowdown_period(ready.planted.factor) if ready.planted else 1
+    sampler = measuring.Sampler(
+        prepared.step,
+        prepared.backend,
+        min_sample_s=timing.get("min_sample_s", 0.005),
+        max_warmup_s=timing.get("max_warmup_s", 2.0),
+        block_multiple=period,
+        context=prepared.context,
+    )
+    try:
+        with prepared.grad_mode():
+            answer(f"ready {sampler.start()}")
+            while ask() == "sample":
+                answer(repr(sampler.sample()))
+        m = sampler.done()
+    except Exception as e:
+        _event(c, "failed", **_failure(e))
+        raise
+    measure_s = m.warmup_s + sum(m.samples_s) * m.block
+    extra = {"injected": ready.injected} if ready.injected else {}
+    extra.update(kernels.capture(prepared).fields())
+    _event(c, "ok", measure_s=measure_s, measurement=m.summary(), interleaved=True, **extra)
+
+
 def track(ready: Ready) -> Any:
     """Measure the combination's metric (:func:`bench_lib.measure.metrics.measure`); return what asv stores
     (the metric's unit)."""
@@ -189,5 +248,7 @@ def track(ready: Ready) -> Any:
         _event(ready.combination, "failed", **_failure(e), measure_s=time.perf_counter() - started)
         raise
     extra = {"injected": ready.injected} if ready.injected else {}
+    if ready.combination.metric == "latency":  # which kernel ran: a window of its own, after the timed one
+        extra.update(kernels.capture(ready.prepared).fields())
     _event(ready.combination, "ok", measure_s=record.measure_s, **record.fields, **extra)
     return record.value

@@ -1,0 +1,109 @@
+"""The paired test of an A/B run: per combination, the log ratios of its pairs of processes. Pure functions.
+
+An A/B run (:mod:`bench_lib.suite.ab`) measures each combination in pairs of processes, one per side, back
+to back; a pair shares its minute of the machine, so the log ratio ``d = ln(candidate) − ln(baseline)`` of
+a pair is free of the drift that separates pairs. The pairs are independent draws of ``d``:
+
+1. Each process gives one value: its fastest sample (:data:`VALUE`; the process median is the other choice,
+   docs/ab.md has both measured).
+2. The estimate of the change is the Hodges-Lehmann estimate of ``d``: the median of the Walsh averages
+   ``(d_i + d_j) / 2, i ≤ j``; its interval at confidence ``1 − alpha`` is the one Wilcoxon's signed-rank
+   test gives (the ``k``-th smallest and largest Walsh averages, ``k`` from the exact null distribution of
+   the signed-rank statistic). Chosen over the t-test on the mean and the sign test's median by an A/A
+   run of 24 pairs (docs/ab.md, "Which test"): the narrowest intervals at 20 pairs and more, and a wild
+   pair (a process in another allocator or frequency state) moves an end by the Walsh averages it takes
+   part in, where it widens a t interval by its whole size. Under no effect ``d`` is symmetric (the sides'
+   processes are exchangeable), which is all the test assumes. At ``alpha`` = 0.001 it needs 11 pairs
+   for any interval at all.
+3. ``detectable`` is the interval's half-width (the larger side): the smallest change the comparison
+   could have called; the verdict is :func:`bench_lib.analysis.verdicts.pairwise` as everywhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+VALUE = "min"  # the store's column a process contributes: its fastest sample (seconds per call)
+MIN_PAIRS = 2  # below this no interval exists at any confidence
+
+
+@functools.lru_cache(maxsize=256)
+def signed_rank_null(n: int) -> np.ndarray:
+    """P(W+ = w), w = 0 … n(n+1)/2, for n pairs with no effect (each sign ±1 with chance ½): the exact
+    distribution of Wilcoxon's signed-rank statistic, by counting subsets of ranks 1 … n."""
+    counts = np.zeros(n * (n + 1) // 2 + 1)
+    counts[0] = 1.0
+    for rank in range(1, n + 1):
+        counts[rank:] = counts[rank:] + counts[:-rank].copy()
+    return counts / 2.0**n
+
+
+def critical_rank(n: int, alpha: float) -> int:
+    """The largest ``k`` with P(W+ < k) ≤ alpha / 2: the interval runs from the k-th smallest to the
+    k-th largest Walsh average (1-based); 0 where no interval at that confidence exists for ``n`` pairs."""
+    cumulative = np.cumsum(signed_rank_null(n))
+    return int(np.searchsorted(cumulative, alpha / 2, side="right"))
+
+
+def walsh_averages(d: np.ndarray) -> np.ndarray:
+    """Every (d_i + d_j) / 2 with i ≤ j, sorted: n(n+1)/2 of them."""
+    i, j = np.triu_indices(len(d))
+    return np.sort((d[i] + d[j]) / 2.0)
+
+
+def hodges_lehmann(d, alpha: float) -> tuple[float, float, float]:
+    """(estimate, low, high) of the shift of the log ratios ``d`` (NaN dropped): the median of the Walsh
+    averages and the signed-rank interval at confidence ``1 − alpha`` (infinite where ``n`` is too small)."""
+    d = np.asarray(d, dtype=float)
+    d = d[np.isfinite(d)]
+    if len(d) < MIN_PAIRS:
+        return (float(d[0]) if len(d) else math.nan), -math.inf, math.inf
+    walsh = walsh_averages(d)
+    k = critical_rank(len(d), alpha)
+    if k < 1:
+        return float(np.median(walsh)), -math.inf, math.inf
+    return float(np.median(walsh)), float(walsh[k - 1]), float(walsh[-k])
+
+
+def paired_t(d, alpha: float) -> tuple[float, float, float]:
+    """(mean, low, high) of ``d`` by Student's t with n − 1 degrees of freedom: the other test docs/ab.md
+    measured (kept for that comparison and for ``convbench compare --paired-test t``)."""
+    from bench_lib.analysis import noise
+
+    d = np.asarray(d, dtype=float)
+    d = d[np.isfinite(d)]
+    if len(d) < MIN_PAIRS:
+        return (float(d[0]) if len(d) else math.nan), -math.inf, math.inf
+    mean = float(d.mean())
+    half = noise.t_quantile(alpha, len(d) - 1) * float(d.std(ddof=1)) / math.sqrt(len(d))
+    return mean, mean - half, mean + half
+
+
+def sign_median(d, alpha: float) -> tuple[float, float, float]:
+    """(median, low, high) of ``d``: the sign test's interval, from the k-th smallest to the k-th largest
+    ``d`` where P(Bin(n, ½) < k) ≤ alpha / 2. Robust to k − 1 wild pairs on each side."""
+    from scipy import stats
+
+    d = np.sort(np.asarray(d, dtype=float)[np.isfinite(np.asarray(d, dtype=float))])
+    if len(d) < MIN_PAIRS:
+        return (float(d[0]) if len(d) else math.nan), -math.inf, math.inf
+    k = int(np.searchsorted(stats.binom.cdf(np.arange(len(d) + 1), len(d), 0.5), alpha / 2, side="right"))
+    if k < 1:
+        return float(np.median(d)), -math.inf, math.inf
+    return float(np.median(d)), float(d[k - 1]), float(d[-k])
+
+
+TESTS = {"signed-rank": hodges_lehmann, "t": paired_t, "sign": sign_median}
+DEFAULT_TEST = "signed-rank"
+
+
+def judge(d, alpha: float, test: str = DEFAULT_TEST) -> dict[str, float]:
+    """The row of one combination: ``change`` (log), ``low``/``high`` (log interval), ``detectable`` (the
+    interval's larger half-width, log) and ``pairs``."""
+    estimate, low, high = TESTS[test](d, alpha)
+    detectable = max(estimate - low, high - estimate) if math.isfinite(low) and math.isfinite(high) else math.inf
+    n = int(np.isfinite(np.asarray(d, dtype=float)).sum())
+    return {"change": estimate, "low": low, "high": high, "detectable": detectable, "pairs": n}

@@ -1,0 +1,350 @@
+"""A/B runs: two or more environments measured side by side, interleaved and paired, into one run.
+
+asv interleaves rounds across benchmarks but not across environments, so two environments measured by two
+runs differ by everything the machine did in the minutes between them. Here every side (an interpreter,
+and environment variables of its own) keeps one server process (:mod:`bench_lib.suite.ab_server`) that
+imports the suite once and forks a fresh process per measurement, as asv's forkserver does. The runner
+walks the schedule (:func:`schedule`): for each pair, for each combination, every side once, back to back,
+the side that goes first rotating from pair to pair and from combination to combination, so that neither
+side always goes first. A pair's processes are seconds apart: the drift of a shared machine is common to
+both and cancels in their ratio (:mod:`bench_lib.analysis.paired` tests those ratios).
+
+Sides are named ``A``, ``B``, ... in the order of ``--python``; ``--side LABEL:VAR=VALUE`` gives a side an
+environment variable (and makes the side where no ``--python`` did: the first interpreter, or this one).
+Every row of the run says its side and pair, every side's identity (its torch build, oneDNN, MKL, CUDA,
+cuDNN, CPU capability and variables) is in the run's ``sides``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench_lib.errors import ArgumentError
+from bench_lib.measure import timing as measuring
+from bench_lib.suite import guard
+from bench_lib.suite.combination import Combination
+
+LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,15}$")
+VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+# set by the runner for each side: a side may not set them itself
+RESERVED = frozenset(
+    {
+        "CONVBENCH_GRID",
+        "CONVBENCH_DEVICES",
+        "CONVBENCH_EVENTS",
+        "CONVBENCH_CHECKS",
+        "CONVBENCH_REFERENCES",
+        "CONVBENCH_SIDE",
+        "CONVBENCH_PAIR",
+        "PYTHONPATH",
+    }
+)
+SIDE_HELP = "LABEL:VAR=VALUE (e.g. B:THP_MEM_ALLOC_ENABLE=0)"
+# Pairs per combination when --pairs is not given; why 20: docs/ab.md ("How many pairs").
+DEFAULT_PAIRS = 20
+MEASURE_TIMEOUT_S = 600.0  # one process's limit, as an asv benchmark's
+
+
+@dataclass(frozen=True)
+class Side:
+    """One environment of an A/B run: its label, interpreter (absolute) and its own variables."""
+
+    label: str
+    python: str
+    variables: tuple[tuple[str, str], ...] = ()
+
+    def env_name(self, base: str) -> str:
+        """The environment's name in the store: the interpreter's (``base``) and its variables."""
+        return " ".join([base, *(f"{k}={v}" for k, v in self.variables)])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "python": self.python, "variables": dict(self.variables)}
+
+
+def parse_side(text: str) -> tuple[str, tuple[str, str] | None]:
+    """``LABEL`` or ``LABEL:VAR=VALUE`` → (label, (var, value) or None); ArgumentError naming ``--side``."""
+    label, sep, assignment = text.partition(":")
+    if not LABEL.match(label):
+        raise ArgumentError(f"--side {text!r}: the label must be a letter then up to 15 letters, digits, _ or -")
+    if not sep:
+        return label, None
+    name, eq, value = assignment.partition("=")
+    if not eq or not VARIABLE.match(name):
+        raise ArgumentError(f"--side {text!r}: write {SIDE_HELP}")
+    if name in RESERVED:
+        raise ArgumentError(f"--side {text!r}: {name} is set by convbench for each side; accepted: any other variable")
+    return label, (name, value)
+
+
+def sides(pythons: list[str], specs: list[str], default: str = sys.executable) -> list[Side]:
+    """The run's sides: one per ``--python`` (labelled A, B, ... in order), and one per new label of
+    ``--side`` (on the first interpreter, else ``default``), each with the variables ``--side`` gave it.
+    A relative path is made absolute (links kept: a venv's python is a link to its base interpreter)."""
+    found: dict[str, list[Any]] = {}
+    for i, python in enumerate(pythons):
+        path = os.path.abspath(python)
+        if not Path(path).exists():
+            raise ArgumentError(f"--python {python} does not exist")
+        found[chr(ord("A") + i)] = [path, {}]
+    first = next(iter(found.values()))[0] if found else default
+    for text in specs:
+        label, assignment = parse_side(text)
+        entry = found.setdefault(label, [first, {}])
+        if assignment:
+            if assignment[0] in entry[1]:
+                raise ArgumentError(f"--side {text!r}: side {label} already sets {assignment[0]}")
+            entry[1][assignment[0]] = assignment[1]
+    return [Side(label, path, tuple(variables.items())) for label, (path, variables) in found.items()]
+
+
+def first_side(pair: int, index: int, n_sides: int) -> int:
+    """Which side goes first for ``pair`` of the combination at ``index``: (pair + index) mod sides. Over
+    the pairs of one combination each side goes first equally often (A B, B A, A B, ...), and at any pair
+    half the combinations start with each side."""
+    return (pair + index) % n_sides
+
+
+def schedule(combinations: list[Combination], pairs: int, n_sides: int, rounds_of) -> Iterator[tuple[int, int, int]]:
+    """(pair, combination index, side index) in the order they are measured: pair by pair, combination by
+    combination, every side back to back (rotated by :func:`first_side`). ``rounds_of(c)`` is 1 for a
+    metric measured once (peak memory, energy): those get pair 0 only."""
+    for pair in range(pairs):
+        for i, c in enumerate(combinations):
+            if pair >= rounds_of(c):
+                continue
+            start = first_side(pair, i, n_sides)
+            for k in range(n_sides):
+                yield pair, i, (start + k) % n_sides
+
+
+@dataclass
+class _Open:
+    """One side's open process in a pair: its server, calls per sample, samples taken, seconds sampled."""
+
+    server: Server
+    block: int
+    taken: int = 0
+    sampled_s: float = 0.0
+
+
+def interleave(servers: list[Server], c: Combination, pair: int, timing: dict[str, float]) -> None:
+    """One pair of a latency combination: every side's process warms up (in ``servers``' order), then their
+    samples alternate, A B B A A B ..., until every side has what ``timing`` asks of one process
+    (:func:`bench_lib.measure.timing.enough`, on its own sampled seconds); then each writes its event. A
+    side that is skipped or fails leaves the others to finish."""
+    request = {"op": "open", "combination": c.as_event(), "pair": pair, "timeout_s": MEASURE_TIMEOUT_S}
+    opened = []
+    for server in servers:
+        reply = server.ask(request)
+        if reply.get("status") == "ready":
+            opened.append(_Open(server, reply["block"]))
+    rule = {k: timing.get(k, v) for k, v in STOP_RULE.items()}
+    k = 0
+    while opened and not all(measuring.enough(o.taken, o.sampled_s, **rule) for o in opened):
+        for o in opened if k % 2 == 0 else opened[::-1]:
+            reply = o.server.ask({"op": "sample"})
+            if reply.get("status") != "ok":  # it ended (failed or died: its event says so)
+                opened.remove(o)
+                continue
+            o.taken += 1
+            o.sampled_s += reply["seconds_per_call"] * o.block
+        k += 1
+    for o in opened:
+        o.server.ask({"op": "close"})
+
+
+# time_callable's stopping rule and its defaults, read from the grid's timing where it sets them
+STOP_RULE = {"samples": 15, "min_samples": 5, "min_time_s": 0.0, "max_time_s": 2.0}
+
+
+class ServerDied(RuntimeError):
+    """A side's server ended (a stop signal, or a crash): its log says why."""
+
+
+@dataclass
+class Server:
+    """One side's server (:mod:`bench_lib.suite.ab_server`): requests in, one reply line each."""
+
+    side: Side
+    child: guard.Child
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        proc = self.child.proc
+        try:
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        except (BrokenPipeError, ValueError, OSError):
+            line = ""
+        if not line:
+            raise ServerDied(f"side {self.side.label}'s server ended (exit {proc.poll()})")
+        return json.loads(line)
+
+    def measure(self, c: Combination, pair: int) -> dict[str, Any]:
+        return self.ask({"op": "measure", "combination": c.as_event(), "pair": pair, "timeout_s": MEASURE_TIMEOUT_S})
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+def side_environment(base: dict[str, str], side: Side, scratch: Path, root: Path) -> dict[str, str]:
+    """A side's server's environment: the run's (``base``), its label, its own file of passed reference
+    checks and folder of references (two torch builds need not agree to the last bit), the project on
+    ``PYTHONPATH`` (the side's interpreter need not have convbench installed), then its variables."""
+    env = {
+        **base,
+        "CONVBENCH_SIDE": side.label,
+        "CONVBENCH_CHECKS": str(scratch / f"checks-{side.label}.jsonl"),
+        "CONVBENCH_REFERENCES": str(scratch / f"references-{side.label}"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), base.get("PYTHONPATH")])),
+    }
+    env.update(side.variables)
+    return env
+
+
+def describe(identity: dict[str, Any]) -> str:
+    """A side's identity in a line: ``torch 2.13.0+cpu, oneDNN 3.12.0, MKL 2024.2, CPU capability AVX2``."""
+    names = {"torch_version": "torch", "cuda_version": "CUDA", "cudnn_version": "cuDNN", "onednn_version": "oneDNN"}
+    names.update(mkl_version="MKL", cpu_capability="CPU capability", python="Python")
+    return ", ".join(f"{name} {identity[k]}" for k, name in names.items() if identity.get(k) is not None)
+
+
+def execute(ctx, lock) -> int:
+    """Run the A/B schedule of ``ctx`` (the runner's ``_RunContext``, with ``sides`` and ``pairs``) under the
+    machine lock the caller holds: roofline peaks (this interpreter), each side's server and canary, then
+    every pair, saving after every pair; stopped cleanly by SIGINT, SIGTERM or SIGHUP. The exit code."""
+    from bench_lib.measure import machine
+    from bench_lib.suite import runner
+
+    events_path, log_path = ctx.scratch / "events.jsonl", ctx.scratch / "asv.log"
+    ctx.machine_state["start"] = machine.state()
+    if ctx.opts.peaks and ctx.grid.run_level:
+        ctx.peaks, ctx.run_level_s = runner._measure_peaks(ctx.grid.devices)
+    base = runner._asv_environment(ctx.opts, events_path)
+    servers: list[Server] = []
+    stop = guard.Stop(lambda: [s.stop() for s in servers])
+    failure = None
+    with stop, open(log_path, "a") as log:
+
+        def renew() -> None:  # every side's server anew: a fresh process, a fresh memory layout
+            for s in servers:
+                s.stop()
+            servers[:] = start_servers(ctx, base, log)
+
+        try:
+            renew()
+            for server in servers:
+                ctx.identities[server.side.label] = server.identity
+                print(f"  side {server.side.label}: {describe(server.identity)}", flush=True)
+            _walk(ctx, servers, stop, events_path, renew)
+        except ServerDied as e:
+            failure = None if stop.requested else str(e)
+        finally:
+            for s in servers:
+                s.stop()
+    ctx.machine_state["end"] = machine.state()
+    summary = _summary(ctx, events_path, stop.requested, failure)
+    return ctx._finish(events_path, log_path, summary)
+
+
+def start_servers(ctx, base: dict[str, str], log) -> list[Server]:
+    """A server for every side, started together, each asked its identity."""
+    started = []
+    for side in ctx.sides:
+        cmd = [side.python, "-m", "bench_lib.suite.ab_server"]
+        env = side_environment(base, side, ctx.scratch, ctx.root)
+        started.append(Server(side, guard.Child(cmd, ctx.root, env, log, pipes=True)))
+    for server in started:
+        server.identity = server.ask({"op": "identity"})
+    return started
+
+
+def _walk(ctx, servers: list[Server], stop: guard.Stop, events_path: Path, renew: Callable[[], None]) -> None:
+    """The canaries at the start, every (pair, combination, side) of :func:`schedule`, the canaries at the
+    end; the run is saved, its progress printed and every side's server started anew after each pair: a
+    server's memory layout (its heap, where ASLR put its libraries) is inherited by every process it forks,
+    so one server per side for the whole run makes that layout a difference between the sides (docs/ab.md,
+    "Why a new server every pair")."""
+    from bench_lib.suite import runner
+
+    combos, last, started = ctx.plan.selected, 0, time.time()
+    _canaries(ctx, servers, "start")
+    for pair, i, k in schedule(combos, ctx.pairs, len(servers), lambda c: runner.rounds_of(c, ctx.pairs)):
+        if stop.requested:
+            return
+        if pair != last:
+            ctx.store(events_path, "running", None)
+            spent_s = time.time() - started
+            print(f"  pair {pair}/{ctx.pairs} done in {spent_s:.0f} s", file=sys.stderr, flush=True)
+            last = pair
+            renew()
+        if k != first_side(pair, i, len(servers)):
+            continue  # the pair was measured with its first side
+        ordered = [servers[(k + j) % len(servers)] for j in range(len(servers))]
+        if combos[i].metric == "latency":
+            interleave(ordered, combos[i], pair, ctx.grid.timing)
+        else:
+            for server in ordered:
+                server.measure(combos[i], pair)
+    _canaries(ctx, servers, "end")
+
+
+def _canaries(ctx, servers: list[Server], when: str) -> None:
+    """The canary on every device, in every side's environment (not for grids without run-level windows)."""
+    if not (ctx.opts.peaks and ctx.grid.run_level):
+        return
+    for s in servers:
+        for spec in ctx.grid.devices:
+            reply = s.ask({"op": "canary", "device": spec, "when": when})
+            if reply.get("status") != "ok":
+                print(f"  canary on {spec} in side {s.side.label}: {reply.get('status')}", file=sys.stderr)
+
+
+def _summary(ctx, events_path: Path, stopped: str | None, failure: str | None):
+    """The run's :class:`runner.Summary`: each side's, merged (a failure names its side)."""
+    from bench_lib.suite import runner
+
+    events = runner.read_events(events_path)
+    wall_s = time.time() - ctx.started
+    errors = [failure] if failure else None
+    parts = []
+    for side in ctx.sides:
+        mine = [e for e in events if e.get("side") == side.label and e.get("suite") != "canary"]
+        parts.append(
+            runner.summarise(ctx.plan.selected, mine, ctx.plan.excluded, wall_s, interrupted=stopped, asv_errors=errors)
+        )
+    canary_s = sum(e.get("measure_s") or 0.0 for e in events if e.get("suite") == "canary" and e.get("side"))
+    return merge(parts, [s.label for s in ctx.sides], ctx.run_level_s + canary_s)
+
+
+def merge(parts: list, labels: list[str], run_level_s: float):
+    """One summary of the sides' (``parts``, labelled): counts added, failures named by side."""
+    from bench_lib.suite import runner
+
+    skipped: Counter = Counter()
+    for p in parts:
+        skipped.update(p.skipped)
+    return runner.Summary(
+        selected=sum(p.selected for p in parts),
+        ok=sum(p.ok for p in parts),
+        skipped=dict(skipped),
+        failed=[(f"side {label}: {c}", e) for label, p in zip(labels, parts, strict=True) for c, e in p.failed],
+        excluded=parts[0].excluded if parts else {},
+        missing=sum(p.missing for p in parts),
+        wall_s=parts[0].wall_s if parts else 0.0,
+        combinations_s=sum(p.combinations_s for p in parts),
+        run_level_s=run_level_s,
+        interrupted=parts[0].interrupted if parts else None,
+        abandoned=sum(p.abandoned for p in parts),
+        kernels_s=sum(p.kernels_s for p in parts),
+    )

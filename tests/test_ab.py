@@ -1,0 +1,407 @@
+"""A/B runs: the sides, the interleaving order, the paired statistic, the store's rows and compare's answer."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bench_lib.analysis import ab_compare, compare, paired, verdicts
+from bench_lib.errors import ArgumentError
+from bench_lib.store import records
+from bench_lib.suite import ab
+from bench_lib.suite.combination import Combination
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- sides -------------------------------------------------------------------------------------------------
+
+
+def test_two_pythons_are_sides_a_and_b_and_a_relative_path_is_made_absolute(tmp_path, monkeypatch):
+    link = tmp_path / "venv" / "bin" / "python"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(sys.executable)
+    monkeypatch.chdir(tmp_path)
+    found = ab.sides(["venv/bin/python", sys.executable], [])
+    assert [s.label for s in found] == ["A", "B"]
+    assert found[0].python == str(link)  # absolute, the link kept (a venv's python is a link)
+    assert found[1].python == sys.executable
+
+
+def test_a_side_variable_makes_a_side_on_the_first_interpreter():
+    found = ab.sides([], ["A", "B:THP_MEM_ALLOC_ENABLE=0", "B:LD_PRELOAD=/usr/lib/x.so"], default="/bin/py")
+    assert found == [
+        ab.Side("A", "/bin/py"),
+        ab.Side("B", "/bin/py", (("THP_MEM_ALLOC_ENABLE", "0"), ("LD_PRELOAD", "/usr/lib/x.so"))),
+    ]
+    assert found[1].env_name("base") == "base THP_MEM_ALLOC_ENABLE=0 LD_PRELOAD=/usr/lib/x.so"
+    slowed = ab.sides([], ["B:CONVBENCH_SLOWDOWN=^depthwise\\(=1.05"], default="/bin/py")
+    assert slowed[0].variables == (("CONVBENCH_SLOWDOWN", "^depthwise\\(=1.05"),)  # the first = splits
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("1A", "the label must be a letter"),
+        ("B:NOVALUE", "write LABEL:VAR=VALUE"),
+        ("B:1X=2", "write LABEL:VAR=VALUE"),
+        ("B:CONVBENCH_EVENTS=/tmp/x", "CONVBENCH_EVENTS is set by convbench for each side"),
+    ],
+)
+def test_a_bad_side_is_an_argument_error_naming_the_flag(spec, message):
+    with pytest.raises(ArgumentError, match=r"^--side .*" + message):
+        ab.sides([], [spec])
+
+
+def test_a_missing_python_is_named():
+    with pytest.raises(ArgumentError, match="--python nowhere/bin/python does not exist"):
+        ab.sides([sys.executable, "nowhere/bin/python"], [])
+
+
+# --- the order -------------------------------------------------------------------------------------------
+
+
+def _combos(n: int, metric: str = "latency") -> list[Combination]:
+    params = ("cpu-1t", "nchw", "float32", "inference")
+    return [Combination("ops", metric, f"depthwise(in={8 * (i + 1)},k=3)@14x14", 1, *params) for i in range(n)]
+
+
+def test_every_pair_is_back_to_back_and_each_side_goes_first_equally_often():
+    combos, pairs = _combos(5), 6
+    order = list(ab.schedule(combos, pairs, 2, lambda c: pairs))
+    assert len(order) == 5 * 6 * 2
+    for at in range(0, len(order), 2):  # the two processes of a pair follow each other
+        (p1, i1, s1), (p2, i2, s2) = order[at], order[at + 1]
+        assert (p1, i1) == (p2, i2) and {s1, s2} == {0, 1}
+    firsts = pd.DataFrame(order[::2], columns=["pair", "combination", "side"])
+    assert (firsts.groupby("combination")["side"].mean() == 0.5).all()  # A first in half of each one's pairs
+    assert (firsts.groupby("pair")["side"].sum().between(2, 3)).all()  # and about half the combinations at a time
+    assert [p for p, _, _ in order] == sorted(p for p, _, _ in order)  # pair by pair: the grid cycles
+
+
+def test_a_metric_measured_once_gets_one_pair_and_three_sides_rotate():
+    combos = _combos(2, "peak_memory")
+    assert list(ab.schedule(combos, 4, 2, lambda c: 1)) == [(0, 0, 0), (0, 0, 1), (0, 1, 1), (0, 1, 0)]
+    three = [s for _, _, s in ab.schedule(_combos(1), 3, 3, lambda c: 3)]
+    assert three == [0, 1, 2, 1, 2, 0, 2, 0, 1]
+
+
+# --- the paired statistic ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [5, 11, 20])
+def test_the_signed_rank_null_is_scipys_exact_distribution(n):
+    null = paired.signed_rank_null(n)
+    assert null.sum() == pytest.approx(1.0)
+    d = np.arange(1, n + 1) * np.where(np.arange(n) % 3 == 0, -1, 1)  # W+ = sum of the positive ranks
+    w_plus = int(np.arange(1, n + 1)[d > 0].sum())
+    w = min(w_plus, n * (n + 1) // 2 - w_plus)
+    exact = 2 * null[: w + 1].sum()
+    assert exact == pytest.approx(stats.wilcoxon(d, method="exact").pvalue)
+
+
+def test_the_interval_needs_eleven_pairs_at_the_default_alpha():
+    assert paired.critical_rank(10, 0.001) == 0  # 2 / 2^10 > 0.001: no interval
+    assert paired.critical_rank(11, 0.001) == 1
+    assert paired.critical_rank(12, 0.001) == 2
+    assert math.isinf(paired.judge(np.zeros(10), 0.001)["detectable"])
+
+
+@pytest.mark.parametrize("test", list(paired.TESTS))
+def test_pure_noise_crosses_the_interval_at_alpha(test):
+    """20,000 synthetic sets of 12 pairs without effect: the share whose interval excludes 0 is the test's
+    level (alpha = 0.05 to be measurable here; the signed-rank test's exact level is 2 P(W+ < k))."""
+    rng = np.random.default_rng(1)
+    d = rng.normal(0.0, 0.03, size=(20000, 12))
+    hits = 0
+    for row in d:
+        _, low, high = paired.TESTS[test](row, 0.05)
+        hits += low > 0 or high < 0
+    levels = {
+        "signed-rank": 2 * paired.signed_rank_null(12)[: paired.critical_rank(12, 0.05)].sum(),
+        "sign": 2 * stats.binom.cdf(2, 12, 0.5),  # 12 pairs at 0.05: the 3rd smallest and largest d
+        "t": 0.05,
+    }
+    level = levels[test]
+    assert level <= 0.05
+    assert hits / len(d) == pytest.approx(level, abs=0.006)
+
+
+def test_a_known_effect_is_found_and_estimated():
+    rng = np.random.default_rng(2)
+    d = np.log(1.08) + rng.normal(0.0, 0.01, size=16)
+    judged = paired.judge(d, 0.001)
+    assert judged["low"] > 0 and abs(judged["change"] - np.log(1.08)) < 0.01
+    assert verdicts.pairwise(judged["change"], judged["detectable"], 1.05) == verdicts.SLOWER
+
+
+def test_one_wild_pair_in_twenty_moves_the_signed_rank_interval_a_little_and_the_t_interval_a_lot():
+    """At 20 pairs and alpha 0.001 the interval's ends are the 22nd smallest and largest of 210 Walsh
+    averages: a wild pair moves its end by the 20 averages it takes part in, never to itself."""
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.0, 0.01, size=20)
+    calm = paired.judge(d, 0.001, "signed-rank")
+    d[5] = 0.4  # one process in another state
+    hl, t = paired.judge(d, 0.001, "signed-rank"), paired.judge(d, 0.001, "t")
+    assert calm["detectable"] < hl["detectable"] < 0.03 < 0.05 < t["detectable"]
+    assert hl["low"] < 0 < hl["high"] < 0.03  # not a change
+
+
+# --- the store and compare ---------------------------------------------------------------------------------
+
+
+def _ab_rows(effects: dict[str, float], pairs: int = 12, drift: float = 0.3, seed: int = 4) -> pd.DataFrame:
+    """Per-round rows of one A/B run: side B is ``effect`` slower than A on each case; every pair shares
+    a drift of up to ±``drift`` (log), far above the effects, and the processes' own noise is 1 %."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for case, effect in effects.items():
+        for pair in range(pairs):
+            shared = rng.uniform(-drift, drift)
+            for side, extra in (("A", 0.0), ("B", math.log1p(effect))):
+                value = 1e-3 * math.exp(shared + extra + rng.normal(0, 0.01))
+                rows.append(
+                    {
+                        "run_id": "r1",
+                        "machine": "vm",
+                        "hardware_id": "h",
+                        "started_at": pd.Timestamp("2026-12-02", tz="UTC"),
+                        "commit_hash": "c",
+                        "env_name": f"env-{side}",
+                        "torch_version": "2.13.0+cpu" if side == "B" else "2.12.1+cu128",
+                        "suite_version": "1",
+                        "unit": "seconds",
+                        "suite": "ops",
+                        "metric": "latency",
+                        "case": case,
+                        "batch": 1,
+                        "device": "cpu-1t",
+                        "layout": "nchw",
+                        "dtype": "float32",
+                        "mode": "inference",
+                        "round": pair,
+                        "status": "ok",
+                        "reason": None,
+                        "value": value * 1.01,
+                        "min": value,
+                        "injected": None,
+                        "side": side,
+                        "pair": pair,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_compare_pairs_the_sides_and_the_shared_drift_cancels():
+    rows = _ab_rows({"a(x=1)@8x8": 0.0, "b(x=1)@8x8": 0.0, "c(x=1)@8x8": 0.10, "d(x=1)@8x8": -0.10})
+    table, note = compare.compare(rows, "torch=2.12.1", "torch=2.13.0")
+    verdict = dict(zip(table["case"], table["verdict"], strict=True))
+    assert verdict == {
+        "a(x=1)@8x8": verdicts.UNCHANGED,
+        "b(x=1)@8x8": verdicts.UNCHANGED,
+        "c(x=1)@8x8": verdicts.SLOWER,
+        "d(x=1)@8x8": verdicts.FASTER,
+    }
+    assert note.startswith("paired: 1 A/B run(s), side A vs side B")
+    assert (table["pairs"] == 12).all() and (table["detectable"] < 0.03).all()
+    c = table.set_index("case").loc["c(x=1)@8x8"]
+    assert c["low"] > 0.05 and c["high"] < 0.15 and c["ratio"] == pytest.approx(1.10, abs=0.02)
+
+
+def test_the_json_of_a_paired_comparison():
+    rows = _ab_rows({"a(x=1)@8x8": 0.0})
+    table, note = compare.compare(rows, "side=A", "side=B")
+    out = json.loads(compare.render(table, note, "json"))
+    (row,) = out["rows"]
+    assert {"verdict", "change", "ratio", "detectable", "low", "high", "pairs", "noise_source"} <= set(row)
+    assert row["noise_source"] == "paired: 12 pairs" and row["verdict"] == verdicts.UNCHANGED
+
+
+def test_selecting_one_side_twice_is_refused():
+    rows = _ab_rows({"a(x=1)@8x8": 0.0})
+    with pytest.raises(ArgumentError, match="both select side A of A/B run r1"):
+        compare.compare(rows, "side=A", "run=r1")
+
+
+def test_the_sides_differences_are_named():
+    rows = _ab_rows({"a(x=1)@8x8": 0.0})
+    sides = [
+        {"label": "A", "variables": {}, "identity": {"torch_version": "2.12.1+cu128", "onednn_version": "3.7.1"}},
+        {
+            "label": "B",
+            "variables": {"X": "1"},
+            "identity": {"torch_version": "2.13.0+cpu", "onednn_version": "3.12.0"},
+        },
+    ]
+    runs = pd.DataFrame({"run_id": ["r1"], "sides": [json.dumps(sides)]})
+    _, note = compare.compare(rows, "side=A", "side=B", runs=runs)
+    assert note.endswith(
+        "the sides differ in torch_version 2.12.1+cu128 → 2.13.0+cpu; onednn_version 3.7.1 → 3.12.0; X (unset) → 1"
+    )
+
+
+def test_ab_events_become_rows_with_their_side_pair_and_environment():
+    run = {
+        "run_id": "r1",
+        "env_name": "x vs y",
+        "sides": [{"label": "A", "env_name": "env-a"}, {"label": "B", "env_name": "env-b"}],
+    }
+    combo = Combination("ops", "latency", "depthwise(in=8,k=3)@14x14", 1, "cpu-1t", "nchw", "float32", "inference")
+    events = []
+    for pair in range(2):
+        for side in ("B", "A") if pair else ("A", "B"):
+            e = {**combo.as_event(), "pid": 100 + len(events), "status": "ok", "side": side, "pair": pair}
+            events.append({**e, "measurement": {"median_s": 1e-3, "min_s": 1e-3, "samples_s": [1e-3]}})
+    rows = records.measurement_rows(run, events)
+    got = sorted((r["side"], r["pair"], r["round"], r["env_name"]) for r in rows)
+    assert got == [("A", 0, 0, "env-a"), ("A", 1, 1, "env-a"), ("B", 0, 0, "env-b"), ("B", 1, 1, "env-b")]
+
+
+def test_ab_runs_stay_out_of_the_history_verdicts_read():
+    runs = pd.DataFrame(
+        {
+            "run_id": ["plain", "ab"],
+            "state": ["complete", "complete"],
+            "grid": ["default", "default"],
+            "hardware_id": ["h", "h"],
+            "env_name": ["e", "e vs e"],
+            "started_at": pd.to_datetime(["2026-12-01", "2026-12-02"], utc=True),
+            "sides": [None, "[]"],
+        }
+    )
+    assert list(verdicts.window(runs)["run_id"]) == ["plain"]
+    assert ab_compare.shared_runs(pd.DataFrame(), pd.DataFrame()) == set()
+
+
+# --- a real A/B run ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_an_ab_run_interleaves_two_sides_and_a_side_variable_reaches_its_workers(tmp_path):
+    """``--python`` relative, a second side with a planted slowdown, two pairs of one smoke combination."""
+    from tests.test_asv_end_to_end import make_project
+
+    project = make_project(tmp_path)
+    python = os.path.relpath(sys.executable, project)
+    env = {**os.environ, "CONVBENCH_MACHINE": "ab-box", "HOME": str(project), "CONVBENCH_LOCK_DIR": str(project)}
+    cmd = [sys.executable, "-m", "bench_lib.cli", "run", "--project", str(project), "--grid", "smoke"]
+    cmd += ["--bench", r"bench_ops\.Latency.*depthwise", "--device", "cpu-1t", "--pairs", "2"]
+    cmd += ["--python", python, "--side", r"B:CONVBENCH_SLOWDOWN=^depthwise\(=2"]
+    out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "A/B run, 2 pairs of processes per combination" in out.stdout
+    from bench_lib.store.query import Store
+
+    store = Store(project / "results" / "store")
+    (run,) = store.runs().itertuples()
+    sides = json.loads(run.sides)
+    assert [s["label"] for s in sides] == ["A", "B"] and run.pairs == 2
+    assert sides[1]["variables"] == {"CONVBENCH_SLOWDOWN": r"^depthwise\(=2"}
+    assert sides[0]["identity"]["torch_version"] == __import__("torch").__version__
+    rows = store.frame("measurements").sort_values("measured_at")
+    rows = rows[rows["suite"] == "ops"]
+    assert list(zip(rows["side"], rows["pair"], strict=True)) == [("A", 0), ("B", 0), ("B", 1), ("A", 1)]
+    assert rows["status"].eq("ok").all()
+    assert rows.loc[rows["side"] == "B", "injected"].str.startswith("slowdown x2").all()
+    assert rows.loc[rows["side"] == "A", "injected"].isna().all()
+
+
+class FakeServer:
+    """A side's server as :func:`ab.interleave` sees it: ``open`` answers ready (block 2) or ``status``,
+    each sample takes ``per_call_s`` per call; every request is logged with the side's label."""
+
+    def __init__(self, label: str, log: list, per_call_s: float = 0.01, status: str = "ready", dies_at: int = -1):
+        self.label, self.log, self.per_call_s, self.status, self.dies_at = label, log, per_call_s, status, dies_at
+        self.samples = 0
+
+    def ask(self, request: dict) -> dict:
+        self.log.append((self.label, request["op"]))
+        if request["op"] == "open":
+            return {"status": self.status, "block": 2}
+        if request["op"] == "sample":
+            self.samples += 1
+            if self.samples == self.dies_at:
+                return {"status": "died: killed by SIGSEGV"}
+            return {"status": "ok", "seconds_per_call": self.per_call_s}
+        return {"status": "ok"}
+
+
+def test_a_pairs_samples_alternate_abba_until_both_sides_have_a_process_worth():
+    log: list = []
+    a, b = FakeServer("A", log), FakeServer("B", log, per_call_s=0.02)
+    timing = {"samples": 4, "min_samples": 2, "min_time_s": 0.05, "max_time_s": 1.0}
+    ab.interleave([a, b], _combos(1)[0], 0, timing)
+    assert log[:2] == [("A", "open"), ("B", "open")] and log[-2:] == [("A", "close"), ("B", "close")]
+    samples = "".join(label for label, op in log if op == "sample")
+    assert samples == "ABBAABBA"  # 4 samples each: A has 4 x 2 x 10 ms = 80 ms >= 50 ms, and B more
+    assert a.samples == b.samples == 4
+
+
+def test_a_side_that_is_skipped_or_dies_leaves_the_other_to_finish():
+    log: list = []
+    skipped, b = FakeServer("A", log, status="skipped"), FakeServer("B", log)
+    timing = {"samples": 3, "min_samples": 2, "min_time_s": 0.0, "max_time_s": 1.0}
+    ab.interleave([skipped, b], _combos(1)[0], 0, timing)
+    assert [op for label, op in log if label == "A"] == ["open"] and b.samples == 3
+    log.clear()
+    dying, b = FakeServer("A", log, dies_at=2), FakeServer("B", log)
+    ab.interleave([dying, b], _combos(1)[0], 0, timing)
+    assert dying.samples == 2 and b.samples == 3 and ("A", "close") not in log
+
+
+def test_the_report_shows_an_ab_run_with_its_figure_and_table(tmp_path):
+    from test_readme_commands import _ab_example
+
+    from bench_lib.analysis import report
+
+    _ab_example(tmp_path / "results")
+    index, _ = report.build(str(tmp_path / "results"), str(tmp_path / "report"), publish=False, run_notebooks=False)
+    page = index.read_text()
+    section = page[page.index("<section id='ab'>") :]
+    section = section[: section.index("</section>")]
+    assert "A/B runs: environments side by side" in section
+    assert "side B / side A" in section and "1 slower, 1 unchanged" in section
+    assert "the sides differ in torch_version 2.12.1+cu130 → 2.13.0+cpu" in section
+    assert "data-figure=" in section  # the ratio figure
+
+
+@pytest.mark.parametrize(
+    "wanted, version, matches",
+    [
+        ("2.13", "2.13.0+cpu", True),
+        ("2.13.0", "2.13.0+cpu", True),
+        ("2.13.0+cu130", "2.13.0+cpu", False),
+        ("2.1", "2.12.1", False),
+        ("2.12.1", "2.12.1", True),
+    ],
+)
+def test_a_torch_selector_matches_releases_and_builds_by_component(wanted, version, matches):
+    assert compare.version_matches(wanted, version) is matches
+
+
+def test_an_env_selector_finds_the_ab_runs_that_hold_that_environment():
+    sides = json.dumps([{"label": "A", "env_name": "torch-2.12.1"}, {"label": "B", "env_name": "torch-2.13.0"}])
+    runs = pd.DataFrame(
+        {
+            "run_id": ["plain", "ab"],
+            "env_name": ["torch-2.13.0", "torch-2.12.1 vs torch-2.13.0"],
+            "sides": [None, sides],
+            "started_at": pd.to_datetime(["2026-12-01", "2026-12-02"], utc=True),
+        }
+    )
+    assert list(compare.Selector.parse("env=torch-2.12.1").select_runs(runs)["run_id"]) == ["ab"]
+    assert sorted(compare.Selector.parse("env=torch-2.13.0").select_runs(runs)["run_id"]) == ["ab", "plain"]
+
+
+def test_the_run_help_states_the_default_pairs():
+    from bench_lib import cli
+
+    text = " ".join(cli.build_parser()._subparsers._group_actions[0].choices["run"].format_help().split())
+    assert f"(default {ab.DEFAULT_PAIRS}; at least 2)" in text
