@@ -41,7 +41,7 @@ def test_a_side_variable_makes_a_side_on_the_first_interpreter():
         ab.Side("A", "/bin/py"),
         ab.Side("B", "/bin/py", (("THP_MEM_ALLOC_ENABLE", "0"), ("LD_PRELOAD", "/usr/lib/x.so"))),
     ]
-    assert found[1].env_name("base") == "base THP_MEM_ALLOC_ENABLE=0 LD_PRELOAD=/usr/lib/x.so"
+    assert found[1].env_name("base") == "base THP_MEM_ALLOC_ENABLE=0 LD_PRELOAD=_usr_lib_x.so"  # a path part
     slowed = ab.sides([], ["B:CONVBENCH_SLOWDOWN=^depthwise\\(=1.05"], default="/bin/py")
     assert slowed[0].variables == (("CONVBENCH_SLOWDOWN", "^depthwise\\(=1.05"),)  # the first = splits
 
@@ -111,7 +111,8 @@ def test_the_interval_needs_eleven_pairs_at_the_default_alpha():
     assert paired.critical_rank(10, 0.001) == 0  # 2 / 2^10 > 0.001: no interval
     assert paired.critical_rank(11, 0.001) == 1
     assert paired.critical_rank(12, 0.001) == 2
-    assert math.isinf(paired.judge(np.zeros(10), 0.001)["detectable"])
+    assert math.isinf(paired.judge(np.zeros(10), 0.001, "signed-rank")["detectable"])
+    assert math.isinf(paired.judge(np.zeros(1), 0.001, "t")["detectable"])  # t: from 2 pairs
 
 
 @pytest.mark.parametrize("test", list(paired.TESTS))

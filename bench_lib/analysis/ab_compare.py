@@ -69,8 +69,8 @@ def compare(
     sides_b, sides_c = sorted(set(b["side"])), sorted(set(c["side"]))
     note = (
         f"paired: {len(shared)} A/B run(s), side {'/'.join(sides_b)} vs side {'/'.join(sides_c)}; per "
-        f"combination the log ratios of its pairs of processes (each measured back to back), "
-        f"{paired.DEFAULT_TEST} test: Hodges-Lehmann estimate and its interval"
+        f"combination the log ratios of its pairs of processes (their samples interleaved; each process's "
+        f"{'median' if paired.VALUE == 'value' else 'fastest sample'}): {paired.DESCRIPTION[paired.DEFAULT_TEST]}"
     )
     if left_out:
         note += f"; {left_out} rows of other runs or the canary left out"

@@ -396,8 +396,8 @@ VERDICT_COLOURS = {"slower": "#b2182b", "faster": "#2166ac", "unchanged": "#5555
 
 def ratio_intervals(t: pd.DataFrame, title: str):
     """An A/B comparison (``t``: :func:`bench_lib.analysis.compare.compare` rows of a paired comparison):
-    each combination's ratio candidate / baseline with its interval, sorted, coloured by verdict, the ±factor
-    band shaded; hover names the combination. None where no row has a ratio."""
+    each combination's ratio candidate / baseline with its interval, sorted, coloured by verdict; hover
+    names the combination. None where no row has a ratio."""
     t = t[np.isfinite(t["ratio"])].sort_values("ratio").reset_index(drop=True)
     if t.empty:
         return None

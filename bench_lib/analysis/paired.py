@@ -4,17 +4,16 @@ An A/B run (:mod:`bench_lib.suite.ab`) measures each combination in pairs of pro
 to back; a pair shares its minute of the machine, so the log ratio ``d = ln(candidate) − ln(baseline)`` of
 a pair is free of the drift that separates pairs. The pairs are independent draws of ``d``:
 
-1. Each process gives one value: its fastest sample (:data:`VALUE`; the process median is the other choice,
-   docs/ab.md has both measured).
-2. The estimate of the change is the Hodges-Lehmann estimate of ``d``: the median of the Walsh averages
-   ``(d_i + d_j) / 2, i ≤ j``; its interval at confidence ``1 − alpha`` is the one Wilcoxon's signed-rank
-   test gives (the ``k``-th smallest and largest Walsh averages, ``k`` from the exact null distribution of
-   the signed-rank statistic). Chosen over the t-test on the mean and the sign test's median by an A/A
-   run of 24 pairs (docs/ab.md, "Which test"): the narrowest intervals at 20 pairs and more, and a wild
-   pair (a process in another allocator or frequency state) moves an end by the Walsh averages it takes
-   part in, where it widens a t interval by its whole size. Under no effect ``d`` is symmetric (the sides'
-   processes are exchangeable), which is all the test assumes. At ``alpha`` = 0.001 it needs 11 pairs
-   for any interval at all.
+1. Each process gives one value: the median of its samples (:data:`VALUE`).
+2. The estimate of the change is the mean of ``d``, its interval Student's t with n − 1 degrees of
+   freedom at confidence ``1 − alpha`` (:func:`paired_t`). Chosen by A/A runs (docs/ab.md, "Which test,
+   and which value per process") over the fastest sample and over the signed-rank test's Hodges-Lehmann
+   interval (:func:`hodges_lehmann`) and the sign test's (:func:`sign_median`): with every side's server
+   started anew each pair, a process's fastest sample depends on the memory layout its server drew, and
+   its ratios spread by 5.3-5.7 % against 3.0-3.5 % for the process median; on those, the t interval was
+   the narrowest (median ±3.4-3.8 % at 20 pairs, against ±4.0-4.2 % for the signed-rank one) and no test
+   called any A/A combination slower or faster. A wild pair widens a t interval by its whole size: the
+   verdict then errs toward ``inconclusive``, never toward a false change.
 3. ``detectable`` is the interval's half-width (the larger side): the smallest change the comparison
    could have called; the verdict is :func:`bench_lib.analysis.verdicts.pairwise` as everywhere.
 """
@@ -26,7 +25,7 @@ import math
 
 import numpy as np
 
-VALUE = "min"  # the store's column a process contributes: its fastest sample (seconds per call)
+VALUE = "value"  # the store's column a process contributes: the median of its samples (seconds per call)
 MIN_PAIRS = 2  # below this no interval exists at any confidence
 
 
@@ -56,7 +55,8 @@ def walsh_averages(d: np.ndarray) -> np.ndarray:
 
 def hodges_lehmann(d, alpha: float) -> tuple[float, float, float]:
     """(estimate, low, high) of the shift of the log ratios ``d`` (NaN dropped): the median of the Walsh
-    averages and the signed-rank interval at confidence ``1 − alpha`` (infinite where ``n`` is too small)."""
+    averages and the signed-rank interval at confidence ``1 − alpha`` (infinite where ``n`` is too small;
+    at alpha 0.001 it needs 11 pairs). Measured against :func:`paired_t` in docs/ab.md."""
     d = np.asarray(d, dtype=float)
     d = d[np.isfinite(d)]
     if len(d) < MIN_PAIRS:
@@ -69,8 +69,8 @@ def hodges_lehmann(d, alpha: float) -> tuple[float, float, float]:
 
 
 def paired_t(d, alpha: float) -> tuple[float, float, float]:
-    """(mean, low, high) of ``d`` by Student's t with n − 1 degrees of freedom: the other test docs/ab.md
-    measured (kept for that comparison and for ``convbench compare --paired-test t``)."""
+    """(mean, low, high) of ``d`` by Student's t with n − 1 degrees of freedom (NaN dropped; infinite with
+    fewer than 2 pairs)."""
     from bench_lib.analysis import noise
 
     d = np.asarray(d, dtype=float)
@@ -97,7 +97,9 @@ def sign_median(d, alpha: float) -> tuple[float, float, float]:
 
 
 TESTS = {"signed-rank": hodges_lehmann, "t": paired_t, "sign": sign_median}
-DEFAULT_TEST = "signed-rank"
+DEFAULT_TEST = "t"
+DESCRIPTION = {"t": "mean and t interval", "signed-rank": "Hodges-Lehmann estimate and signed-rank interval"}
+DESCRIPTION["sign"] = "median and sign-test interval"
 
 
 def judge(d, alpha: float, test: str = DEFAULT_TEST) -> dict[str, float]:

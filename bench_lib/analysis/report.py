@@ -330,8 +330,9 @@ def _ab_section(store, machines: list[str] | None) -> Section:
 
 AB_INTRO = (
     "<p>Each A/B run measures its sides interleaved: for every combination, pairs of processes, one per side, "
-    "back to back. The ratio is side / side A (the Hodges-Lehmann estimate of the pairs' log ratios), the bar "
-    "its interval at the verdict's confidence; <em>slower</em> and <em>faster</em> lie beyond both the factor "
+    "taking their samples alternately. The ratio is side / side A (the geometric mean of the pairs' ratios of "
+    "process medians), the bar its t interval at the verdict's confidence; <em>slower</em> and <em>faster</em> "
+    "lie beyond both the factor "
     "and the interval, <em>unchanged</em> means a change of the factor would have been seen. docs/ab.md gives "
     "the rates measured on identical environments (A/A).</p>"
 )

@@ -60,7 +60,9 @@ def write(store: Store, out_dir: str | Path) -> list[Path]:
     runs = store.runs()
     if runs.empty:
         return []
-    m = store.of_runs("measurements", runs[runs["grid"].isin(["peaks", "breakdowns"]) == False]).to_pandas()  # noqa: E712
+    # asv keeps one environment per result file: an A/B run's sides (one run, several environments) stay out
+    plain = runs[~runs["grid"].isin(["peaks", "breakdowns"]) & runs["sides"].isna()]
+    m = store.of_runs("measurements", plain).to_pandas()
     if m.empty:
         return []
     m = m[m["round"] == 0].sort_values("started_at")

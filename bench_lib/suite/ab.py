@@ -17,6 +17,7 @@ cuDNN, CPU capability and variables) is in the run's ``sides``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -49,8 +50,8 @@ RESERVED = frozenset(
     }
 )
 SIDE_HELP = "LABEL:VAR=VALUE (e.g. B:THP_MEM_ALLOC_ENABLE=0)"
-# Pairs per combination when --pairs is not given; why 20: docs/ab.md ("How many pairs").
-DEFAULT_PAIRS = 20
+# Pairs per combination when --pairs is not given; why 30: docs/ab.md ("How many pairs").
+DEFAULT_PAIRS = 30
 MEASURE_TIMEOUT_S = 600.0  # one process's limit, as an asv benchmark's
 
 
@@ -63,11 +64,30 @@ class Side:
     variables: tuple[tuple[str, str], ...] = ()
 
     def env_name(self, base: str) -> str:
-        """The environment's name in the store: the interpreter's (``base``) and its variables."""
-        return " ".join([base, *(f"{k}={v}" for k, v in self.variables)])
+        """The environment's name in the store: the interpreter's (``base``) and its variables, as a name
+        the store accepts (:func:`safe_name`)."""
+        return safe_name(" ".join([base, *(f"{k}={v}" for k, v in self.variables)]))
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "python": self.python, "variables": dict(self.variables)}
+
+
+UNSAFE = re.compile(r'[\x00-\x1f<>:"/\\|?*]')  # what an environment name may not hold (a path part)
+MAX_NAME = 200  # characters of an environment name kept before its hash
+
+
+def safe_name(text: str) -> str:
+    """``text`` as an environment name the store accepts: characters a path part may not hold become
+    ``_``; a name over :data:`MAX_NAME` characters keeps its start and a hash of the whole."""
+    name = UNSAFE.sub("_", text)
+    if len(name) > MAX_NAME:
+        name = name[: MAX_NAME - 13] + "..." + hashlib.sha256(text.encode()).hexdigest()[:10]
+    return name
+
+
+def run_env_name(names: list[str]) -> str:
+    """An A/B run's environment name: its sides' joined by `` vs `` (made safe)."""
+    return safe_name(" vs ".join(names))
 
 
 def parse_side(text: str) -> tuple[str, tuple[str, str] | None]:

@@ -727,7 +727,7 @@ def _run_record(ctx: _RunContext, state: str, summary: Summary) -> dict[str, Any
         "bench": ctx.opts.bench,
         "rounds": ctx.opts.rounds,
         "commit_hash": ctx.head,
-        "env_name": " vs ".join(s.env_name(env_name(s.python)) for s in ctx.sides) or env_name(ctx.python),
+        "env_name": ab.run_env_name([s.env_name(env_name(s.python)) for s in ctx.sides]) or env_name(ctx.python),
         "python": ctx.python,
         "torch_version": fp["torch_version"] if ctx.python == sys.executable and not ctx.sides else None,
         "sides": [

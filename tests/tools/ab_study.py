@@ -1,6 +1,6 @@
 """How the paired A/B verdict behaves on real A/A runs: which test, which per-process value, how many pairs.
 
-    python tests/tools/ab_study.py /tmp/study/aa1 [/tmp/study/aa2 ...] --pairs 8 12 16 20 30
+    python tests/tools/ab_study.py /tmp/study/aa1 [/tmp/study/aa2 ...] --pairs 8 12 16 20 30 [--sides B C]
 
 Reads every A/B run of the given result folders (an A/A run: the same environment as both sides). For each
 pair count N it cuts each run's pairs into disjoint blocks of N consecutive pairs (each block is an A/A
@@ -23,14 +23,17 @@ from bench_lib.analysis import noise, paired, results, series, verdicts
 from bench_lib.analysis.series import COMBINATION
 
 
-def pairs_of(results_dir: str) -> pd.DataFrame:
-    """One row per (run, combination, pair) of the A/B runs: both sides' ``min`` and ``value``."""
+def pairs_of(results_dir: str, sides: tuple[str, str] = ("A", "B"), exclude: str | None = None) -> pd.DataFrame:
+    """One row per (run, combination, pair) of the A/B runs: both sides' ``min`` and ``value`` (suffixes
+    ``_a`` and ``_b`` for the two ``sides``), less the cases matching ``exclude``."""
     store = results.store_of(results_dir)
     runs = store.runs()
     runs = runs[verdicts.is_ab(runs)]
     rows = results.rounds_of_runs(store, runs, series.READ)
     rows = rows[(rows["suite"] != "canary") & (rows["status"] == "ok") & rows["pair"].notna()]
-    a, b = rows[rows["side"] == "A"], rows[rows["side"] == "B"]
+    if exclude:
+        rows = rows[~rows["case"].str.contains(exclude)]
+    a, b = rows[rows["side"] == sides[0]], rows[rows["side"] == sides[1]]
     return a.merge(b, on=[*COMBINATION, "run_id", "pair"], suffixes=("_a", "_b"))
 
 
@@ -75,8 +78,10 @@ def main() -> None:
     p.add_argument("--pairs", type=int, nargs="+", default=[8, 12, 16, 20, 30])
     p.add_argument("--alpha", type=float, default=verdicts.ALPHA)
     p.add_argument("--factor", type=float, default=verdicts.FACTOR)
+    p.add_argument("--sides", nargs=2, default=["A", "B"], help="the two sides compared (default A B)")
+    p.add_argument("--exclude", metavar="REGEX", help="leave out cases matching (e.g. a planted slowdown's)")
     args = p.parse_args()
-    merged = pd.concat([pairs_of(r) for r in args.results], ignore_index=True)
+    merged = pd.concat([pairs_of(r, tuple(args.sides), args.exclude) for r in args.results], ignore_index=True)
     print(f"{merged['run_id'].nunique()} A/A run(s), {len(merged)} pairs of processes")
     table = study(merged, args.pairs, args.alpha, args.factor)
     with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
