@@ -590,7 +590,7 @@ def _add_run(sub) -> None:
         type=int,
         metavar="N",
         help="A/B runs: processes per combination and side, each with its samples interleaved with the other "
-        "sides' (default 30; at least 2)",
+        "sides' (default 20; at least 2)",
     )
     p.add_argument("--launch-method", default="forkserver", choices=LAUNCH_METHODS, help="default %(default)s")
     p.add_argument("--chunk-size", type=int_at_least(1), default=200, help="combinations per asv run (default 200)")

@@ -50,8 +50,8 @@ RESERVED = frozenset(
     }
 )
 SIDE_HELP = "LABEL:VAR=VALUE (e.g. B:THP_MEM_ALLOC_ENABLE=0)"
-# Pairs per combination when --pairs is not given; why 30: docs/ab.md ("How many pairs").
-DEFAULT_PAIRS = 30
+# Pairs per combination when --pairs is not given; why 20: docs/ab.md ("How many pairs").
+DEFAULT_PAIRS = 20
 MEASURE_TIMEOUT_S = 600.0  # one process's limit, as an asv benchmark's
 
 

@@ -102,14 +102,14 @@ def side_fields() -> dict[str, Any]:
 def _event(c: Combination, status: str, pid: int | str | None = None, **fields: Any) -> None:
     path = os.environ.get("CONVBENCH_EVENTS")
     if path:
-        found = {**fields, **side_fields()}
+        found = {**side_fields(), **fields}  # a field given here (a dead process's pair) wins
         Event(c, status, found, pid=pid or os.getpid(), torch_version=torch.__version__).append_to(path)
 
 
 def died(c: Combination, why: str, pid: int | None, pair: int | None) -> None:
-    """The failure of a measuring process that could not say it (killed by a signal, or timed out)."""
-    os.environ["CONVBENCH_PAIR"] = "" if pair is None else str(pair)
-    _event(c, "failed", pid=pid, error=f"the measuring process {why}")
+    """The failure of a measuring process that could not say it (killed by a signal, or timed out), written
+    by its server for it."""
+    _event(c, "failed", pid=pid, error=f"the measuring process {why}", pair=pair)
 
 
 def canary(spec: str, when: str) -> tuple[list[tuple[Any, metrics.Record]], float]:
