@@ -559,18 +559,8 @@ def _add_measure(sub) -> None:
     p.set_defaults(func=cmd_measure)
 
 
-def _add_run(sub) -> None:
-    p = sub.add_parser(
-        "run", help="run a grid of benchmarks through asv into results/ (the main job)", epilog=EXIT_HELP
-    )
-    p.add_argument("--grid", default="default", choices=GRIDS, metavar="GRID", help=CHOICE_HELP)
-    p.add_argument(
-        "--device",
-        action="append",
-        metavar="SPEC",
-        help="device spec to run (repeatable; default: cpu-1t, all cores, and every GPU/MPS present)",
-    )
-    p.add_argument("--bench", metavar="REGEX", help="only combinations whose asv name matches")
+def _add_sides(p) -> None:
+    """``--python`` (one environment, or the sides of an A/B run), ``--side`` and ``--pairs``."""
     p.add_argument(
         "--python",
         metavar="PATH",
@@ -592,6 +582,21 @@ def _add_run(sub) -> None:
         help="A/B runs: processes per combination and side, each with its samples interleaved with the other "
         "sides' (default 20; at least 2)",
     )
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser(
+        "run", help="run a grid of benchmarks through asv into results/ (the main job)", epilog=EXIT_HELP
+    )
+    p.add_argument("--grid", default="default", choices=GRIDS, metavar="GRID", help=CHOICE_HELP)
+    p.add_argument(
+        "--device",
+        action="append",
+        metavar="SPEC",
+        help="device spec to run (repeatable; default: cpu-1t, all cores, and every GPU/MPS present)",
+    )
+    p.add_argument("--bench", metavar="REGEX", help="only combinations whose asv name matches")
+    _add_sides(p)
     p.add_argument("--launch-method", default="forkserver", choices=LAUNCH_METHODS, help="default %(default)s")
     p.add_argument("--chunk-size", type=int_at_least(1), default=200, help="combinations per asv run (default 200)")
     p.add_argument("--project", metavar="DIR", help="project directory holding asv.conf.json (default: here)")

@@ -107,9 +107,11 @@ def start_run(project: Path, tmp: Path, *args: str) -> subprocess.Popen:
 
 
 def wait_for_first_chunk(project: Path, timeout_s: float = 120) -> None:
-    """Until the run's measurements file exists (the runner saves after every chunk)."""
+    """Until the run's measurements and runs files exist (the runner saves after every chunk, the runs row
+    last: a kill between the two would leave measurements no run names)."""
     deadline = time.monotonic() + timeout_s
-    while not list((project / "results" / "store" / "measurements").glob("*/*/*.parquet")):
+    store = project / "results" / "store"
+    while not (list((store / "measurements").glob("*/*/*.parquet")) and list((store / "runs").glob("*/*/*.parquet"))):
         assert time.monotonic() < deadline, "no chunk was saved"
         time.sleep(0.2)
 

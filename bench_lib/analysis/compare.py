@@ -143,6 +143,11 @@ def _side_envs(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([runs[runs["sides"].isna()], ab.assign(env_name=names).explode("env_name")])
 
 
+def _plain(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` less those of A/B runs (they carry a side)."""
+    return rows[rows["side"].isna()] if "side" in rows else rows
+
+
 def _version_key(version: str) -> tuple:
     """``"0.1.0-12"`` → ``(0, 1, 0, 12)``: method versions compare as numbers, not as text."""
     return tuple(int(x) if x.isdigit() else x for x in str(version).replace("-", ".").split("."))
@@ -225,6 +230,7 @@ def compare(
     c_rows = Selector.parse(candidate).select(rows)
     if ab_compare.is_paired(b_rows, c_rows):
         return ab_compare.compare(b_rows, c_rows, factor, alpha, runs)
+    b_rows, c_rows = _plain(b_rows), _plain(c_rows)  # an A/B run is judged by its pairs, not as runs
     across = set(b_rows["hardware_id"]) != set(c_rows["hardware_id"])
     note = "same machine: median of each side's run values (a run: the fastest sample of its fastest round)"
     if across:
@@ -245,7 +251,7 @@ def compare(
         keys, history = COMBINATION, pd.concat([b_rows, c_rows])
     else:
         keys = ["machine", *COMBINATION]
-        history = rows if history is None else history() if callable(history) else history
+        history = _plain(rows if history is None else history() if callable(history) else history)
     b_runs, c_runs = series.run_values(b_rows), series.run_values(c_rows)
     table = series.noise_table(series.run_values(history))
     noise_of = dict(
