@@ -60,6 +60,18 @@ def _copy_committed(store: Path) -> None:
     shutil.copytree(COMMITTED, store, dirs_exist_ok=True)
 
 
+def plant_mate(store) -> None:
+    """An honest teammate's run: machine ``mate``, hardware 1111…, run 20261124T201201Z-11111111."""
+    plant(
+        store,
+        "mate-11111111",
+        "20261124T201201Z-11111111",
+        machine="mate",
+        hardware_id="111111111111",
+        run_id="20261124T201201Z-11111111",
+    )
+
+
 def test_a_script_in_a_machine_name_never_reaches_the_page(store, tmp_path):
     from bench_lib.analysis import report
 
@@ -70,14 +82,7 @@ def test_a_script_in_a_machine_name_never_reaches_the_page(store, tmp_path):
         machine=f"teammate{SCRIPT}",
         run_id="20261124T201201Z-00000000",
     )
-    plant(
-        store,
-        "mate-11111111",
-        "20261124T201201Z-11111111",
-        machine="mate",
-        hardware_id="111111111111",
-        run_id="20261124T201201Z-11111111",
-    )
+    plant_mate(store)
     with pytest.warns(
         UserWarning, match=r"skipping run '20261124T201201Z-00000000': its machine 'teammate<img src=x onerr"
     ):
@@ -307,14 +312,7 @@ def test_a_planted_lock_cannot_get_an_unrelated_process_killed(tmp_path, monkeyp
 def test_rows_claiming_another_machine_than_their_run_are_dropped(store):
     from bench_lib.analysis import results
 
-    plant(
-        store,
-        "mate-11111111",
-        "20261124T201201Z-11111111",
-        machine="mate",
-        hardware_id="111111111111",
-        run_id="20261124T201201Z-11111111",
-    )
+    plant_mate(store)
     path = next(store.glob(f"measurements/*/{MONTH}/20261124T201201Z-11111111.parquet"))
     rows = pq.read_table(path)
     half = rows.num_rows // 2

@@ -299,7 +299,9 @@ def _walk(ctx, servers: list[Server], stop: guard.Stop, events_path: Path, renew
 
     combos, last, started = ctx.plan.selected, 0, time.time()
     _canaries(ctx, servers, "start")
-    for pair, i, k in schedule(combos, ctx.pairs, len(servers), lambda c: runner.rounds_of(c, ctx.pairs)):
+    order = list(schedule(combos, ctx.pairs, len(servers), lambda c: runner.rounds_of(c, ctx.pairs)))
+    for at in range(0, len(order), len(servers)):  # one (pair, combination) at a time, its sides in order
+        pair, i = order[at][:2]
         if stop.requested:
             return
         if pair != last:
@@ -308,9 +310,7 @@ def _walk(ctx, servers: list[Server], stop: guard.Stop, events_path: Path, renew
             print(f"  pair {pair}/{ctx.pairs} done in {spent_s:.0f} s", file=sys.stderr, flush=True)
             last = pair
             renew()
-        if k != first_side(pair, i, len(servers)):
-            continue  # the pair was measured with its first side
-        ordered = [servers[(k + j) % len(servers)] for j in range(len(servers))]
+        ordered = [servers[k] for _, _, k in order[at : at + len(servers)]]
         if combos[i].metric == "latency":
             interleave(ordered, combos[i], pair, ctx.grid.timing)
         else:
