@@ -15,6 +15,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -240,7 +241,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from bench_lib.measure import harness, kernels, metrics, roofline
 
     params = _user_workload(args)
-    prepared = _prepare_for_cli(args, params, _resolve_device(args.device))
+    backend = _resolve_device(args.device)
+    if args.processes or args.allocator == "plain":
+        return _measure_processes(args, params, backend)
+    prepared = _prepare_for_cli(args, params, backend)
     if prepared is None:
         return EXIT_FAILED
     timing = {"samples": args.samples, "max_time_s": args.max_time}
@@ -262,6 +266,70 @@ def cmd_measure(args: argparse.Namespace) -> int:
     else:
         _print_measurement(m, record)
     return EXIT_OK
+
+
+PLAIN_PROCESSES = 12  # fresh processes of `convbench measure --allocator plain` (a share of 1 in 12 is seen)
+
+
+def _measure_processes(args: argparse.Namespace, params: dict[str, Any], backend) -> int:
+    """``convbench measure --processes N`` (or ``--allocator plain``): N fresh interpreters, each line and the
+    modes of their medians (:mod:`bench_lib.measure.fresh`, :mod:`bench_lib.analysis.modes`)."""
+    from bench_lib.analysis import modes
+    from bench_lib.measure import fresh
+
+    if args.breakdown or args.graph:
+        flag = "--breakdown" if args.breakdown else "--graph"
+        raise ArgumentError(f"{flag} is measured in one process: leave out --processes and --allocator plain")
+    if backend.spec.kind != "cpu":
+        raise ArgumentError(
+            f"--processes and --allocator plain measure the host allocator: --device cpu, not {args.device}"
+        )
+    spec = fresh.ProcessSpec(
+        args.name,
+        params,
+        args.device,
+        args.layout,
+        args.dtype,
+        args.mode,
+        args.batch,
+        args.height,
+        args.width,
+        {"samples": args.samples, "max_time_s": args.max_time},
+        args.allocator,
+    )
+    try:
+        records = fresh.run(spec, args.processes or PLAIN_PROCESSES)
+    except RuntimeError as e:
+        print(f"convbench measure: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    found = modes.find([r.get("median_s", math.nan) for r in records])
+    out = {"processes": records, "modes": [asdict(m) for m in found], "multimodal": modes.is_multimodal(found)}
+    out["modes_text"] = modes.describe(found)
+    if args.json:
+        print_json(out)
+    else:
+        _print_processes(args, records, out["modes_text"])
+    return EXIT_OK if any("median_s" in r for r in records) else EXIT_FAILED
+
+
+def _print_processes(args: argparse.Namespace, records: list[dict[str, Any]], text: str) -> None:
+    print(
+        f"{args.name} {' '.join(args.params)} on {args.device} ({args.layout}, {args.dtype}, {args.mode}, batch "
+        f"{args.batch}, {args.height}x{args.width}), allocator {args.allocator}, {len(records)} fresh processes"
+    )
+    print(f"  {'process':>7s} {'median':>10s} {'faults/call':>11s} {'heap mapped':>11s} {'out offset':>10s}  kernel")
+    for i, r in enumerate(records, 1):
+        if "error" in r:
+            print(f"  {i:7d} failed: {r['error']}")
+            continue
+        mapped = r["heap"]["mapped_bytes"] / 2**20 if r.get("heap") else math.nan
+        print(
+            f"  {i:7d} {r['median_s'] * 1e3:8.3f}ms {r['page_faults_per_call']:11.1f} {mapped:9.1f}MiB "
+            f"{r['page_offset_bytes']['output']!s:>10s}  {r['kernel'] or '-'}"
+        )
+    print(f"  {text}")
+    kernels = {r.get("kernel") for r in records if "median_s" in r}
+    print(f"  kernel: {'the same in every process' if len(kernels) == 1 else f'{len(kernels)} different'}")
 
 
 def _print_measurement(m, record: dict[str, Any]) -> None:
@@ -543,7 +611,20 @@ def _add_measure(sub) -> None:
     p.add_argument("--mode", default="inference", choices=MODE_CHOICES, metavar="MODE", help=CHOICE_HELP)
     _add_geometry(p)
     p.add_argument("--graph", action="store_true", help="CUDA only: replay the call from a CUDA graph")
-    p.add_argument("--allocator", default="steady", choices=("steady", "cold"), help="default %(default)s")
+    p.add_argument(
+        "--allocator",
+        default="steady",
+        choices=("steady", "cold", "plain"),
+        help="steady: memory kept (best case); cold: glibc's first thresholds held (worst case); plain: "
+        "nothing set, as a user's script runs, in fresh processes (default %(default)s)",
+    )
+    p.add_argument(
+        "--processes",
+        type=int_at_least(1),
+        metavar="N",
+        help=f"measure in N fresh interpreters, one after another, and report each and their modes (default "
+        f"{PLAIN_PROCESSES} with --allocator plain, else one measurement in this process)",
+    )
     p.add_argument("--samples", type=int_at_least(3), default=15, help="samples to take (default %(default)s)")
     p.add_argument(
         "--max-time",

@@ -137,12 +137,14 @@ def test_cold_policy_keeps_a_fresh_process_page_faults_and_steady_removes_them()
 
 def test_cold_after_steady_needs_a_fresh_process():
     allocator.apply("steady")
-    with pytest.raises(RuntimeError, match="allocator='cold' needs a fresh process"):
+    with pytest.raises(RuntimeError, match="allocator='cold' needs a fresh process: this one is already under"):
         allocator.apply("cold")
+    with pytest.raises(RuntimeError, match="allocator='plain' needs a fresh process"):
+        allocator.apply("plain")
 
 
 def test_unknown_allocator_policy():
-    with pytest.raises(ValueError, match="allocator='warm' is not valid; accepted: steady, cold"):
+    with pytest.raises(ValueError, match="allocator='warm' is not valid; accepted: steady, cold, plain"):
         allocator.apply("warm")
 
 

@@ -110,7 +110,7 @@ def _row(key: tuple, g: pd.DataFrame, factor: float, alpha: float) -> dict:
         status_b, status_c = _status(g, "_b"), _status(g, "_c")
         verdict = {("ok", "failed"): verdicts.NEW_FAILURE, ("failed", "ok"): verdicts.FIXED}.get((status_b, status_c))
         return {**out, "verdict": verdict or f"{status_b} / {status_c}"}
-    return {**out, "verdict": verdicts.pairwise(judged["change"], judged["detectable"], factor)}
+    return {**out, "verdict": verdicts.by_interval(judged["low"], judged["high"], factor)}
 
 
 def _most_common(g: pd.DataFrame, column: str) -> str | None:

@@ -15,7 +15,7 @@ a pair is free of the drift that separates pairs. The pairs are independent draw
    called any A/A combination slower or faster. A wild pair widens a t interval by its whole size: the
    verdict then errs toward ``inconclusive``, never toward a false change.
 3. ``detectable`` is the interval's half-width (the larger side): the smallest change the comparison
-   could have called; the verdict is :func:`bench_lib.analysis.verdicts.pairwise` as everywhere.
+   could have called; the verdict reads the interval itself (:func:`bench_lib.analysis.verdicts.by_interval`).
 """
 
 from __future__ import annotations

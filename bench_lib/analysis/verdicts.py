@@ -78,6 +78,30 @@ def pairwise(change, detectable, factor: float):
     return str(out) if out.ndim == 0 else out
 
 
+def by_interval(low: float, high: float, factor: float) -> str:
+    """The paired comparison's verdict (an A/B run, :mod:`bench_lib.analysis.ab_compare`), read off the
+    interval ``[low, high]`` of the change (logs, confidence 1 − alpha), where the noise is that of the
+    pairs themselves, measured in the same run:
+
+    1. ``slower`` where the interval lies above 0 (the change is real at alpha) and reaches ``ln factor``
+       (a change that large is what the data say, or within their reach); ``faster`` the mirror image.
+    2. ``unchanged`` where the whole interval lies within ``±ln factor`` (equivalence, as in a two one-sided
+       test: a change of the factor is excluded), a real but smaller change included.
+    3. ``inconclusive`` otherwise: the interval holds 0 and reaches beyond the factor.
+
+    Unlike :func:`pairwise`, a real change near the factor is called: a true 5 % slowdown measured to
+    ±2.6 % lies above 0 almost always, where its estimate exceeds 5 % only half the time. Identical sides
+    are called ``slower`` or ``faster`` with chance alpha at most, the rate of an interval missing 0."""
+    edge = math.log(factor)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return INCONCLUSIVE
+    if low > 0 and high >= edge:
+        return SLOWER
+    if high < 0 and low <= -edge:
+        return FASTER
+    return UNCHANGED if -edge < low and high < edge else INCONCLUSIVE
+
+
 def exit_code(verdicts: Iterable[str]) -> int:
     """1 when any verdict fails the job (:data:`FAILING`), else 0."""
     return 1 if FAILING.intersection(verdicts) else 0

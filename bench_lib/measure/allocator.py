@@ -12,6 +12,10 @@ asv worker is in the first. Policies:
 - ``cold``: a fresh process's first calls, held there: glibc's initial thresholds (mmap and trim at
   128 KiB) set explicitly, which also stops glibc from raising its mmap threshold after the first large
   free (it would otherwise drift to ``steady`` after a single big tensor, e.g. the float64 reference).
+- ``plain``: nothing set, as a user's script runs: glibc's dynamic thresholds move with what the process
+  allocated and freed so far, so the state is whatever this process's history made it. Meaningful in a
+  fresh interpreter that did nothing else (:mod:`bench_lib.measure.fresh` starts one per process); the
+  state each process ended up in is recorded (:func:`heap_state`).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import ctypes
 import ctypes.util
 import os
 import resource
+from dataclasses import dataclass
 
-POLICIES = ("steady", "cold")
+POLICIES = ("steady", "cold", "plain")
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
 _GLIBC_DEFAULT_THRESHOLD = 128 * 1024  # glibc's initial mmap and trim thresholds
@@ -34,6 +39,7 @@ _COLD = [
 _DESCRIPTIONS = {
     "steady": "glibc mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=1GiB) (steady)",
     "cold": "glibc mallopt(M_MMAP_THRESHOLD=M_TRIM_THRESHOLD=128KiB, fixed) (cold)",
+    "plain": "glibc defaults, no mallopt (plain)",
 }
 
 _applied: dict[str, str | None] = {"policy": None}
@@ -80,10 +86,13 @@ def apply(policy: str = "steady") -> str:
     if libc is None:
         _applied["policy"] = policy
         return f"system allocator (no mallopt; policy not enforced){huge_pages()}"
-    if policy == "cold" and _applied["policy"] == "steady":
-        # glibc serves large requests from free heap chunks before it maps new ones: what steady kept stays.
-        raise RuntimeError("allocator='cold' needs a fresh process: the memory kept under 'steady' would be reused")
-    settings = _COLD if policy == "cold" else _STEADY
+    if policy in ("cold", "plain") and _applied["policy"] not in (None, policy):
+        # glibc serves large requests from free heap chunks before it maps new ones: what steady kept stays;
+        # and no mallopt can be taken back.
+        raise RuntimeError(
+            f"allocator={policy!r} needs a fresh process: this one is already under {_applied['policy']!r}"
+        )
+    settings = {"cold": _COLD, "steady": _STEADY, "plain": []}[policy]
     if _applied["policy"] != policy:
         if not all(libc.mallopt(param, value) == 1 for param, value in settings):
             raise RuntimeError(f"mallopt refused the {policy} settings")
@@ -117,3 +126,34 @@ def huge_pages(mode_file: str | None = None) -> str:
 def minor_faults() -> int:
     """Minor page faults of this process so far (all threads)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+@dataclass(frozen=True)
+class HeapState:
+    """glibc's heap as ``mallinfo2`` sees it (bytes): ``mapped_bytes`` in chunks glibc mapped on their own
+    (above its mmap threshold at the time), ``mapped_chunks`` their number, ``arena_bytes`` the main heap,
+    ``free_bytes`` free inside it, ``top_bytes`` releasable at its top."""
+
+    mapped_bytes: int
+    mapped_chunks: int
+    arena_bytes: int
+    free_bytes: int
+    top_bytes: int
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
+    ] + [("keepcost", ctypes.c_size_t)]
+
+
+def heap_state() -> HeapState | None:
+    """This process's :class:`HeapState`, or None without glibc's ``mallinfo2`` (glibc before 2.33, musl,
+    macOS, or a preloaded allocator, whose heap glibc does not see)."""
+    libc = _libc()
+    if libc is None or preloaded_allocator() is not None or not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = _Mallinfo2
+    info = libc.mallinfo2()
+    return HeapState(info.hblkhd, info.hblks, info.arena, info.fordblks, info.keepcost)

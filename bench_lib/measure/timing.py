@@ -190,6 +190,14 @@ class Sampler:
         self.faults0 = allocator.minor_faults()
         return self.block
 
+    def resize(self, calls: int) -> None:
+        """Time ``calls`` calls per sample from now on: an A/B pair's sides time the same number of calls
+        per sample (:func:`bench_lib.suite.ab.common_block`). ValueError unless a positive multiple of
+        ``block_multiple`` (a planted slowdown must stay whole in every sample)."""
+        if calls < 1 or calls % self.block_multiple:
+            raise ValueError(f"a block of {calls} calls is not a positive multiple of {self.block_multiple}")
+        self.block = calls
+
     def sample(self) -> float:
         """Time one block; its seconds per call (kept)."""
         self.taken.append(_time_block(self.timer, self.fn, self.block) / self.block)

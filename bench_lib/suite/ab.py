@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -152,8 +153,21 @@ class _Open:
 
     server: Server
     block: int
+    multiple: int = 1  # its block must stay a multiple of this (a planted slowdown's period)
     taken: int = 0
     sampled_s: float = 0.0
+
+
+def common_block(opened: list[_Open]) -> int:
+    """The calls per sample of every side of a pair: the largest block any side sized for itself, rounded
+    up to a multiple of every side's ``multiple``. Equal blocks make the sides' samples alike: a block of
+    20 calls amortises the first call after the other side ran (caches it left cold) better than a block
+    of 3, and a planted slowdown's side, its block a multiple of the slowdown's period, would otherwise be
+    measured in longer blocks than its partner (a planted 5 % then showed as 2-4 %, docs/ab.md)."""
+    if not opened:
+        return 1
+    multiple = math.lcm(*(o.multiple for o in opened))
+    return math.ceil(max(o.block for o in opened) / multiple) * multiple
 
 
 def interleave(servers: list[Server], c: Combination, pair: int, timing: dict[str, float]) -> None:
@@ -166,7 +180,12 @@ def interleave(servers: list[Server], c: Combination, pair: int, timing: dict[st
     for server in servers:
         reply = server.ask(request)
         if reply.get("status") == "ready":
-            opened.append(_Open(server, reply["block"]))
+            opened.append(_Open(server, reply["block"], reply.get("multiple", 1)))
+    block = common_block(opened)
+    for o in list(opened):
+        if o.block != block and o.server.ask({"op": "block", "calls": block}).get("status") != "ok":
+            opened.remove(o)  # it ended instead: its event says why
+        o.block = block
     rule = {k: timing.get(k, v) for k, v in STOP_RULE.items()}
     k = 0
     while opened and not all(measuring.enough(o.taken, o.sampled_s, **rule) for o in opened):

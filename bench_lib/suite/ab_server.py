@@ -104,9 +104,10 @@ def _wait(pid: int, timeout_s: float) -> str:
 
 
 class Interleaved:
-    """The process of one side of an A/B pair, kept open between requests: it warms up (``open``), times
-    one sample per ``sample`` and writes its event at ``close`` (:func:`bench_lib.suite.worker.interleaved`).
-    The runner alternates the two sides' samples, so both see the same moments of the machine."""
+    """The process of one side of an A/B pair, kept open between requests: it warms up (``open``), takes the
+    pair's calls per sample (``block``), times one sample per ``sample`` and writes its event at ``close``
+    (:func:`bench_lib.suite.worker.interleaved`). The runner alternates the two sides' samples, so both see
+    the same moments of the machine."""
 
     def __init__(self, request: dict) -> None:
         self.combination = Combination.from_event(request["combination"])
@@ -183,17 +184,18 @@ def _interleaved(op: str, request: dict) -> dict:
         if _open:
             _open.pop().end(kill=True)
         _open.append(Interleaved(request))
-        reply = _open[0].ask(None)  # "ready BLOCK", or its end (skipped, failed)
+        reply = _open[0].ask(None)  # "ready BLOCK MULTIPLE", or its end (skipped, failed)
         if reply["status"] == "ok":
-            return {"status": "ready", "block": int(reply["reply"].split()[1])}
+            _, block, multiple = reply["reply"].split()
+            return {"status": "ready", "block": int(block), "multiple": int(multiple)}
         _open.clear()
         return reply
     if not _open:
         return {"error": f"{op}: no process is open"}
-    if op == "sample":
-        reply = _open[0].ask("sample")
+    if op in ("sample", "block"):
+        reply = _open[0].ask("sample" if op == "sample" else f"block {int(request['calls'])}")
         if reply["status"] == "ok":
-            return {"status": "ok", "seconds_per_call": float(reply["reply"])}
+            return {"status": "ok", "seconds_per_call": float(reply["reply"])} if op == "sample" else reply
         _open.clear()
         return reply
     process = _open.pop()
@@ -210,7 +212,7 @@ def _handle(request: dict) -> dict:
         spec, when = request["device"], request["when"]
         status, _ = _in_process(lambda: _canary(spec, when), None, request.get("timeout_s", 600.0))
         return {"status": status}
-    if op in ("open", "sample", "close"):
+    if op in ("open", "block", "sample", "close"):
         return _interleaved(op, request)
     if op == "measure":
         c = Combination.from_event(request["combination"])

@@ -209,8 +209,10 @@ def _prepare(c: Combination, g: Grid) -> harness.Prepared:
 
 def interleaved(ready: Ready, ask: Callable[[], str], answer: Callable[[str], None]) -> None:
     """Latency a sample at a time, on request (an A/B pair: :mod:`bench_lib.suite.ab` alternates the
-    samples of its two processes): warm up and answer ``ready BLOCK``, then answer each ``sample`` with its
-    seconds per call, until ``done``; then the kernels' window, and the event as :func:`track` writes it."""
+    samples of its two processes): warm up and answer ``ready BLOCK MULTIPLE`` (its calls per sample, and
+    the number they must stay a multiple of), then answer each ``sample`` with its
+    seconds per call, until ``done``; ``block N`` makes every later sample N calls (answered ``ok``); then
+    the kernels' window, and the event as :func:`track` writes it."""
     c, prepared, timing = ready.combination, ready.prepared, ready.grid.timing
     period = harness.slowdown_period(ready.planted.factor) if ready.planted else 1
     sampler = measuring.Sampler(
@@ -223,9 +225,13 @@ def interleaved(ready: Ready, ask: Callable[[], str], answer: Callable[[str], No
     )
     try:
         with prepared.grad_mode():
-            answer(f"ready {sampler.start()}")
-            while ask() == "sample":
-                answer(repr(sampler.sample()))
+            answer(f"ready {sampler.start()} {period}")
+            while (request := ask()).startswith(("sample", "block")):
+                if request.startswith("block"):
+                    sampler.resize(int(request.split()[1]))
+                    answer("ok")
+                else:
+                    answer(repr(sampler.sample()))
         m = sampler.done()
     except Exception as e:
         _event(c, "failed", **_failure(e))

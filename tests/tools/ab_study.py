@@ -48,7 +48,7 @@ def study(merged: pd.DataFrame, sizes: list[int], alpha: float, factor: float) -
                 judged = []
                 for _, g in d[full].groupby([merged["run_id"], merged["block"], *(merged[k] for k in COMBINATION)]):
                     j = paired.judge(g.to_numpy(), alpha, test)
-                    j["verdict"] = verdicts.pairwise(j["change"], j["detectable"], factor)
+                    j["verdict"] = verdicts.by_interval(j["low"], j["high"], factor)
                     j["spread"] = 1.4826 * float(np.median(np.abs(g - np.median(g))))
                     judged.append(j)
                 t = pd.DataFrame(judged)

@@ -1,0 +1,183 @@
+"""Fresh processes, as a user's script runs them: the allocator state a user's process really has.
+
+convbench's other processes are forked (asv's forkserver, an A/B side's server) and put their allocator
+under a policy: ``steady`` (memory kept: the best case) or ``cold`` (glibc's first thresholds held: the
+worst case). A user's script is neither. A fresh interpreter imports torch, builds the module and runs it
+under glibc's defaults, whose mmap threshold moves with what the process allocated and freed so far: a
+large buffer is then either kept in the heap or mapped afresh on every call (a page fault per 4 KiB it
+touches), by that process's history. :func:`run` measures that state, one process at a time:
+
+1. the answer is checked once, in a process of its own (:func:`check`): the float64 reference frees
+   large buffers, which would move glibc's threshold in a measured process;
+2. each measured process is a fresh interpreter (``python -m bench_lib.measure.fresh SPEC``) that builds
+   the workload under its allocator policy (``plain`` by default: no ``mallopt``) without the reference,
+   times its latency as everywhere (:func:`bench_lib.measure.timing.time_callable`), captures its
+   kernels, then records what it had (:func:`facts`: page faults per call, glibc's heap, the buffers'
+   alignment, huge pages);
+3. it prints one JSON line; a process that fails or times out gives a record with its ``error``.
+
+The per-process values are what a mode analysis reads (:mod:`bench_lib.analysis.modes`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PROCESS_TIMEOUT_S = 300.0  # one fresh process: import torch, build, time, capture
+SMAPS_ROLLUP = "/proc/self/smaps_rollup"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """What every fresh process measures: a workload (``name`` and ``params``), where and how, the
+    timing's keyword arguments, and the relative error an earlier process found (None: check here)."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu-1t"
+    layout: str = "nchw"
+    dtype: str = "float32"
+    mode: str = "inference"
+    batch: int = 1
+    height: int = 56
+    width: int = 56
+    timing: dict[str, float] = field(default_factory=dict)
+    allocator: str = "plain"  # the policy each process puts its allocator under (bench_lib.measure.allocator)
+    checked_error: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ProcessSpec:
+        return cls(**json.loads(text))
+
+
+def _prepare(spec: ProcessSpec, policy: str):
+    from bench_lib.measure import harness
+
+    return harness.prepare(
+        spec.name,
+        device=spec.device,
+        layout=spec.layout,
+        dtype=spec.dtype,
+        mode=spec.mode,
+        batch=spec.batch,
+        height=spec.height,
+        width=spec.width,
+        allocator_policy=policy,
+        checked_error=spec.checked_error,
+        **spec.params,
+    )
+
+
+def _offset(t: Any) -> int | None:
+    """A tensor's address modulo 4 KiB (a page), or None where the step returned no tensor."""
+    return int(t.data_ptr() % 4096) if hasattr(t, "data_ptr") else None
+
+
+def _huge_pages_bytes() -> int | None:
+    """Anonymous memory of this process on transparent huge pages (``AnonHugePages``), or None."""
+    try:
+        with open(SMAPS_ROLLUP) as f:
+            for line in f:
+                if line.startswith("AnonHugePages:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def facts(prepared) -> dict[str, Any]:
+    """What this process had after its timed window: glibc's heap (:func:`allocator.heap_state`), the page
+    offsets of the input, the weight and one call's output, and its memory on huge pages."""
+    from bench_lib.measure import allocator
+
+    with prepared.grad_mode():
+        out = prepared.step()
+    weight = next(iter(prepared.module.parameters()), None)
+    heap = allocator.heap_state()
+    return {
+        "heap": asdict(heap) if heap else None,
+        "page_offset_bytes": {
+            "input": _offset(prepared.inputs),
+            "weight": _offset(weight),
+            "output": _offset(out),
+        },
+        "anon_huge_pages_bytes": _huge_pages_bytes(),
+    }
+
+
+def measure_here(spec: ProcessSpec) -> dict[str, Any]:
+    """Measure ``spec`` in this process, which must be fresh (a policy refuses another one before it)."""
+    import os
+
+    from bench_lib.measure import kernels, metrics
+
+    prepared = _prepare(spec, spec.allocator)
+    m = metrics.measure(prepared, "latency", metrics.Settings(timing=spec.timing)).result
+    found = kernels.capture(prepared)
+    return {
+        "pid": os.getpid(),
+        "median_s": m.median_s,
+        "min_s": m.min_s,
+        "samples": len(m.samples_s),
+        "block": m.block,
+        "page_faults_per_call": m.page_faults_per_call,
+        "kernel": found.kernel,
+        "kernel_fallback": found.fallback,
+        "allocator": m.context["allocator"],
+        **facts(prepared),
+    }
+
+
+def _child(python: str, args: list[str], timeout_s: float) -> dict[str, Any]:
+    try:
+        out = subprocess.run(
+            [python, "-m", "bench_lib.measure.fresh", *args], capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"no answer within {timeout_s:g} s"}
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        tail = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+        return {"error": f"the process failed (exit {out.returncode}): {tail}"}
+    return json.loads(lines[-1])
+
+
+def check(spec: ProcessSpec, python: str = sys.executable, timeout_s: float = PROCESS_TIMEOUT_S) -> float:
+    """The workload's relative error against float64, found in a fresh process of its own. RuntimeError
+    with the process's last line where the check fails (a wrong result included)."""
+    found = _child(python, ["--check", spec.to_json()], timeout_s)
+    if "error" in found:
+        raise RuntimeError(f"the reference check {found['error']}")
+    return float(found["relative_error"])
+
+
+def run(
+    spec: ProcessSpec, processes: int, python: str = sys.executable, timeout_s: float = PROCESS_TIMEOUT_S
+) -> list[dict[str, Any]]:
+    """``processes`` fresh processes of ``spec``, one after another (see the module docstring): one record
+    each, in order."""
+    if spec.checked_error is None:
+        spec = ProcessSpec(**{**asdict(spec), "checked_error": check(spec, python, timeout_s)})
+    return [_child(python, [spec.to_json()], timeout_s) for _ in range(processes)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[0] == "--check":
+        prepared = _prepare(ProcessSpec.from_json(args[1]), "steady")
+        record = {"relative_error": prepared.relative_error}
+    else:
+        record = measure_here(ProcessSpec.from_json(args[0]))
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
