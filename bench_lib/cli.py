@@ -273,9 +273,8 @@ PLAIN_PROCESSES = 12  # fresh processes of `convbench measure --allocator plain`
 
 def _measure_processes(args: argparse.Namespace, params: dict[str, Any], backend) -> int:
     """``convbench measure --processes N`` (or ``--allocator plain``): N fresh interpreters, each line and the
-    modes of their medians (:mod:`bench_lib.measure.fresh`, :mod:`bench_lib.analysis.modes`)."""
-    from bench_lib.analysis import modes
-    from bench_lib.measure import fresh
+    modes of their medians (:mod:`bench_lib.measure.fresh`, :mod:`bench_lib.measure.modes`)."""
+    from bench_lib.measure import fresh, modes
 
     if args.breakdown or args.graph:
         flag = "--breakdown" if args.breakdown else "--graph"
@@ -299,6 +298,8 @@ def _measure_processes(args: argparse.Namespace, params: dict[str, Any], backend
     )
     try:
         records = fresh.run(spec, args.processes or PLAIN_PROCESSES)
+    except NotImplementedError as e:  # harness.Unsupported, from the fresh process
+        raise ArgumentError(f"{args.name} cannot run on {args.device} as asked: {e}") from None
     except RuntimeError as e:
         print(f"convbench measure: {e}", file=sys.stderr)
         return EXIT_FAILED

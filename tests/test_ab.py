@@ -265,6 +265,7 @@ def test_the_json_of_a_paired_comparison():
     (row,) = out["rows"]
     assert {"verdict", "change", "ratio", "detectable", "low", "high", "pairs", "noise_source"} <= set(row)
     assert row["noise_source"] == "paired: 12 pairs" and row["verdict"] == verdicts.UNCHANGED
+    assert out["rule"].startswith("paired verdicts read the interval at 0.999 confidence: slower or faster where")
 
 
 def test_selecting_one_side_twice_is_refused():

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench_lib.analysis import modes
-from bench_lib.measure import allocator, fresh
+from bench_lib.measure import allocator, fresh, modes
 
 
 def test_two_modes_are_found_with_their_shares():
@@ -122,3 +121,137 @@ def test_measure_with_processes_prints_each_process_and_the_modes(tmp_path):
         .splitlines()[-1]
         .endswith("--breakdown is measured in one process: leave out --processes and --allocator plain")
     )
+
+
+def _latency_event(suite: str, case: str, median_s: float, side: str | None = None) -> dict:
+    params = {"case": case, "batch": 1, "device": "cpu-1t", "layout": "nchw", "dtype": "float32", "mode": "inference"}
+    event = {"suite": suite, "metric": "latency", "params": params, "status": "ok"}
+    return {**event, "measurement": {"median_s": median_s}, **({"side": side} if side else {})}
+
+
+def test_a_runs_summary_names_multimodal_and_allocator_sensitive_combinations():
+    from bench_lib.suite import runner
+
+    case = "grouped(in=64,g=4)@56x56"
+    events = [_latency_event("ops", case, v) for v in (0.6e-3, 0.61e-3, 0.59e-3, 0.6e-3, 0.62e-3)]
+    events += [_latency_event("plain", case, v) for v in [0.6e-3] * 2 + [2.0e-3] * 10]
+    events += [_latency_event("plain", "depthwise(in=64)@56x56", v) for v in [1e-4] * 12]  # no steady: not judged
+    events += [_latency_event("canary", case, v) for v in (1e-3, 3e-3, 9e-3)]  # never judged
+    multimodal, allocator = runner.process_findings(events)
+    assert multimodal == [
+        (
+            "bench_plain.Latency.track_latency('grouped(in=64,g=4)@56x56', 1, 'cpu-1t', 'nchw', 'float32', "
+            "'inference')",
+            "2 modes: 600 us in 2 of 12 processes, 2 ms in 10",
+        )
+    ]
+    ((name, text),) = allocator
+    assert name.startswith("bench_plain.Latency") and text.startswith(
+        "10 of 12 fresh processes 1.2x or more slower than steady (600 us); 2 modes"
+    )
+    sides = [_latency_event("ops", case, v, side) for side in "AB" for v in (1e-3, 1e-3, 3e-3)]
+    found, _ = runner.process_findings(sides)
+    assert [name.rsplit(" ", 2)[-2:] for name, _ in found] == [["[side", "A]"], ["[side", "B]"]]
+
+
+def test_a_fresh_process_that_cannot_run_here_is_a_skip_with_its_reason():
+    from bench_lib.measure import harness
+
+    spec = fresh.ProcessSpec("depthwise", {"in_channels": 8}, device="cuda:0", height=16, width=16, checked_error=0.0)
+    with pytest.raises(harness.Unsupported, match="cuda:0: "):
+        fresh.one(spec)
+
+
+def _rows(env: str, suite: str, values: list[float], faults: list[float] | None = None, run: str = "r1"):
+    import pandas as pd
+
+    base = {
+        "run_id": run,
+        "machine": "vm",
+        "hardware_id": "h",
+        "env_name": env,
+        "suite_version": "1",
+        "unit": "seconds",
+    }
+    base.update(metric="latency", case="grouped(in=64,g=4)@56x56", batch=1, device="cpu-1t", layout="nchw")
+    base.update(dtype="float32", mode="inference", status="ok", kernel="aten::mkldnn_convolution", injected=None)
+    return pd.DataFrame(
+        [
+            {
+                **base,
+                "suite": suite,
+                "round": i,
+                "value": v,
+                "min": v,
+                "page_faults_per_call": (faults or [0.0] * 99)[i],
+            }
+            for i, v in enumerate(values)
+        ]
+    )
+
+
+def test_findings_give_each_plain_combination_its_modes_against_steady_and_its_faults():
+    import pandas as pd
+
+    from bench_lib.analysis import processes
+
+    plain = _rows("e", "plain", [0.6e-3] * 2 + [2.0e-3] * 10, faults=[0.0] * 2 + [900.0] * 10)
+    steady = _rows("e", "ops", [0.6e-3, 0.59e-3, 0.61e-3, 0.6e-3, 0.6e-3])
+    found = processes.findings(pd.concat([plain, steady])).set_index("suite")
+    assert found.loc["plain", "modes"] == "2 modes: 600 us in 2 of 12 processes, 2 ms in 10"
+    assert found.loc["plain", "multimodal"] and found.loc["plain", "allocator_sensitive"]
+    assert found.loc["plain", "slow"] == 10 and found.loc["plain", "steady_s"] == pytest.approx(0.6e-3)
+    assert (found.loc["plain", "faults_fast"], found.loc["plain", "faults_slow"]) == (0.0, 900.0)
+    assert found.loc["plain", "kernels"] == 1
+    assert not found.loc["ops", "multimodal"] and found.loc["ops", "processes"] == 5
+
+
+def test_compare_tests_the_share_of_processes_in_the_slow_mode():
+    import pandas as pd
+
+    from bench_lib.analysis import compare, verdicts
+
+    before = _rows("torch-2.12.1", "plain", [0.6e-3] * 12, run="r1").assign(torch_version="2.12.1")
+    after = _rows("torch-2.13.0", "plain", [0.6e-3] * 2 + [2.0e-3] * 10, run="r2").assign(torch_version="2.13.0")
+    rows = pd.concat([before, after]).assign(
+        started_at=pd.Timestamp("2026-12-02", tz="UTC"), commit_hash="c", reason=None, side=None, pair=None
+    )
+    table, _ = compare.compare(rows, "env=torch-2.12.1", "env=torch-2.13.0")
+    (row,) = table.to_dict("records")
+    assert row["slow_share"] == f"0/12 → 10/12 (p {modes.share_test(0, 12, 10, 12):.2g})"
+    assert row["verdict"] == verdicts.SLOWER  # the fastest process did not move; the share did
+    same = pd.concat([before, before.assign(env_name="torch-2.13.0", run_id="r2")]).assign(
+        started_at=pd.Timestamp("2026-12-02", tz="UTC"), commit_hash="c", reason=None, side=None, pair=None
+    )
+    table, _ = compare.compare(same, "env=torch-2.12.1", "env=torch-2.13.0")
+    assert table["slow_share"].isna().all()  # one mode on both sides: nothing to count
+
+
+def test_the_store_keeps_each_process_and_the_report_lists_the_allocator_sensitive_ones(tmp_path):
+    from test_store import GROUPED, event, run, save
+
+    from bench_lib.analysis import report, results
+
+    events, pid = [], 0
+    for suite, medians in (("ops", [0.6e-3] * 5), ("plain", [0.6e-3] * 2 + [2.0e-3] * 10)):
+        for median in medians:
+            pid += 1
+            e = event(GROUPED, median=median, pid=pid, suite=suite)
+            faults = 900.0 if median > 1e-3 else 0.0
+            e["measurement"]["page_faults_per_call"] = faults
+            if suite == "plain":
+                e["process"] = {"pid": 5000 + pid, "heap": {"mapped_bytes": 4 << 20}, "page_faults_per_call": faults}
+            events.append(e)
+    save(tmp_path / "results", run(), events)
+    store = results.store_of(str(tmp_path / "results"))
+    rows = store.of_runs("measurements", store.runs(), columns=None).to_pandas()
+    plain = rows[rows["suite"] == "plain"]
+    assert len(plain) == 12 and plain["page_faults_per_call"].tolist() == [0.0] * 2 + [900.0] * 10
+    assert json.loads(plain["process"].iloc[0])["heap"] == {"mapped_bytes": 4 << 20}
+    assert rows.loc[rows["suite"] == "ops", "process"].isna().all()
+    index, _ = report.build(str(tmp_path / "results"), str(tmp_path / "report"), publish=False, run_notebooks=False)
+    page = index.read_text()
+    section = page[page.index("<section id='processes'>") :]
+    section = section[: section.index("</section>")]
+    assert "1 multimodal, 1 allocator-sensitive combination(s)" in section
+    assert "2 modes: 600 us in 2 of 12 processes, 2 ms in 10" in section

@@ -51,23 +51,32 @@ def test_nightly_adds_half_types_op_training_and_four_stage_shapes():
     # ops 28 cases x 2 batches x 2 layouts x 2 dtypes x 2 modes, blocks 25 x 16 less the 12 dense equivalents
     # trained at batch 8 (x 2 layouts x 2 dtypes), networks 7 x 2 batches x 2 layouts in float32: what fits an
     # hour per CPU device with 5 rounds (docs/verdicts.md)
-    assert per_device[("cpu-1t", "latency")] == 448 + 448 - 48 + 28
+    # and the plain suite: the 7 ops at 56x56 in fresh processes, batch 1, NCHW, inference, 2 dtypes
+    assert per_device[("cpu-1t", "latency")] == 448 + 448 - 48 + 28 + 14
     assert {c.dtype for c in kept if c.suite == "networks" and c.device == "cpu-1t"} == {"float32"}
+    plain = [c for c in kept if c.suite == "plain"]
+    assert {(c.device, c.metric, c.batch, c.layout, c.mode) for c in plain} == {
+        ("cpu-1t", "latency", 1, "nchw", "inference")
+    }
+    assert len(plain) == 14 and {Case.parse(c.case).height for c in plain} == {56}
 
 
 def test_full_grid_leaves_nothing_out():
     g = grids.grid("full", ["cpu-1t"])
     assert {Case.parse(c).height for c in g.cases["blocks"]} == {56, 28, 14, 7}
     assert g.modes["networks"] == ["inference", "training"] and g.batches == grids.FULL_BATCHES
-    assert all(g.excluded(c) is None for c in g.all_combinations())
+    out = {g.excluded(c) for c in g.all_combinations()} - {None}
+    assert out == {"the plain suite times latency only (peak memory and energy are the ops suite's)"}
+    assert all(g.excluded(c) is None for c in g.all_combinations() if c.suite != "plain")
 
 
 def test_smoke_grid_covers_every_benchmark_method_in_a_few_combinations():
     g = grids.grid("smoke", ["cpu-1t"])
     p = runner.plan(g)
     assert {x.metric for x in p.selected} == set(METRICS)
-    assert {x.suite for x in p.selected} == {"ops", "blocks"}
-    assert len(p.selected) <= 12 and not p.excluded
+    assert {x.suite for x in p.selected} == {"ops", "blocks", "plain"}
+    assert len(p.selected) <= 13
+    assert set(p.excluded) == {"the plain suite times latency only (peak memory and energy are the ops suite's)"}
 
 
 @pytest.mark.parametrize(
@@ -119,7 +128,11 @@ def test_combination_names_match_asv_parameterised_names():
 def test_plan_filters_by_regex_and_chunks_keep_order():
     g = grids.grid("smoke", ["cpu-1t"])
     only = runner.plan(g, bench=r"Latency.*depthwise")
-    assert [x.params[0] for x in only.selected] == ["depthwise(in=32,k=3,bias=false)@14x14"]
+    assert [(x.suite, x.params[0]) for x in only.selected] == [
+        ("ops", "depthwise(in=32,k=3,bias=false)@14x14"),
+        ("plain", "depthwise(in=32,k=3,bias=false)@14x14"),
+    ]
+    assert [x.suite for x in runner.plan(g, bench=r"bench_plain").selected] == ["plain"]
     everything = runner.plan(g).selected
     assert [x for chunk in runner.chunks(everything, 3) for x in chunk] == everything
     assert [len(c) for c in runner.chunks(everything, 3)][:1] == [3]

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench_lib.analysis import ab_compare, noise, results, series, tables, verdicts
+from bench_lib.analysis import ab_compare, noise, processes, results, series, tables, verdicts
 from bench_lib.catalogue.cases import Case, key_values
 from bench_lib.errors import ArgumentError
 from bench_lib.store import redact
@@ -229,7 +229,8 @@ def compare(
     b_rows = Selector.parse(baseline).select(rows)
     c_rows = Selector.parse(candidate).select(rows)
     if ab_compare.is_paired(b_rows, c_rows):
-        return ab_compare.compare(b_rows, c_rows, factor, alpha, runs)
+        table, note = ab_compare.compare(b_rows, c_rows, factor, alpha, runs)
+        return processes.with_shares(table, b_rows, c_rows, ["machine", *COMBINATION], alpha), note
     b_rows, c_rows = _plain(b_rows), _plain(c_rows)  # an A/B run is judged by its pairs, not as runs
     across = set(b_rows["hardware_id"]) != set(c_rows["hardware_id"])
     note = "same machine: median of each side's run values (a run: the fastest sample of its fastest round)"
@@ -267,6 +268,8 @@ def compare(
     table = pd.DataFrame(rows_out)
     if not table.empty:
         table = table.sort_values("change", ascending=False, na_position="first").reset_index(drop=True)
+    if not across:  # the plain suite's shares of processes in the slow mode (relative rows have no modes)
+        table = processes.with_shares(table, b_rows, c_rows, keys, alpha)
     return table, note
 
 
@@ -348,6 +351,12 @@ def render(
         f"(about {alpha:.2g} of unchanged combinations cross the noise by chance; docs/verdicts.md has the rate "
         "measured on identical code)"
     )
+    if "pairs" in table:
+        rule = (
+            f"paired verdicts read the interval at {1 - alpha:.3g} confidence: slower or faster where it excludes "
+            f"0 and reaches {factor - 1:.0%}, unchanged where it lies within ±{factor - 1:.0%} (identical sides "
+            "cross 0 with chance alpha at most; docs/ab.md has the rates measured on A/A runs)"
+        )
     if fmt == "json":
         rows = json.loads(table.to_json(orient="records"))
         return json.dumps({"note": note, "rule": rule, "factor": factor, "alpha": alpha, "rows": rows}, indent=2)
@@ -366,8 +375,8 @@ def render(
     columns = ["verdict", "change", "detectable", *(["interval"] if paired else [])]
     columns += ["benchmark", "case", "batch", "device", "layout", "dtype", "mode", "baseline", "candidate", "unit"]
     columns += ["pairs", "injected"] if paired else ["runs", "rounds", "injected"]
-    columns += ["kernels"]
-    optional = ("injected", "kernels")  # shown where any row has one
+    columns += ["slow_share", "kernels"]
+    optional = ("injected", "slow_share", "kernels")  # shown where any row has one
     cols = [c for c in columns if c in show and (c not in optional or show[c].notna().any())]
     counts = table["verdict"].value_counts().to_dict()
     head = f"{len(table)} combinations: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + f". {note}. {rule}."

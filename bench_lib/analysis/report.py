@@ -176,6 +176,7 @@ def build(
         _glance(df),
         _what_changed(store, machines),
         _ab_section(store, machines),
+        _processes_section(store, machines),
         *_figures(df, peaks),
         _side_by_side(df),
         _all_rows(df),
@@ -332,10 +333,46 @@ AB_INTRO = (
     "<p>Each A/B run measures its sides interleaved: for every combination, pairs of processes, one per side, "
     "taking their samples alternately. The ratio is side / side A (the geometric mean of the pairs' ratios of "
     "process medians), the bar its t interval at the verdict's confidence; <em>slower</em> and <em>faster</em> "
-    "lie beyond both the factor "
-    "and the interval, <em>unchanged</em> means a change of the factor would have been seen. docs/ab.md gives "
-    "the rates measured on identical environments (A/A).</p>"
+    "have an interval that excludes no change and reaches the factor, <em>unchanged</em> one that lies within "
+    "the factor. docs/ab.md gives the rates measured on identical environments (A/A).</p>"
 )
+
+
+def _processes_section(store, machines: list[str] | None) -> Section:
+    """The newest run of each machine and environment: its multimodal combinations (processes in separate
+    modes) and its allocator-sensitive ones (the plain suite's fresh processes slower than steady)."""
+    from bench_lib.analysis import interactive, processes, results, series
+
+    chosen = verdicts.window(store.runs(keys=store.machine_keys(machines)), size=1)
+    rows = results.rounds_of_runs(store, chosen, [*series.READ, "page_faults_per_call"], metric="latency")
+    found = processes.findings(rows) if not rows.empty else pd.DataFrame()
+    title = "Processes: modes and the allocator state"
+    if found.empty:
+        return Section("processes", title, f"<p class='note'>{PROCESSES_NONE}</p>")
+    flagged = found["multimodal"] | found.get("allocator_sensitive", pd.Series(False, index=found.index)).eq(True)
+    found = found[flagged].sort_values(["suite", "case", "dtype"])
+    counts = (
+        f"{int(found['multimodal'].sum())} multimodal, "
+        f"{int(found.get('allocator_sensitive', pd.Series(dtype=bool)).eq(True).sum())} allocator-sensitive "
+        f"combination(s) in the newest run of each machine and environment."
+    )
+    cols = ["machine", "env_name", "suite", "case", "batch", "device", "layout", "dtype", "processes", "modes"]
+    cols += ["steady_s", "slow", "faults_fast", "faults_slow", "kernels"]
+    body = PROCESSES_INTRO + f"<p>{html.escape(counts)}</p>" + interactive.table(found[[c for c in cols if c in found]])
+    return Section("processes", title, body)
+
+
+PROCESSES_INTRO = (
+    "<p>Each latency round is a process of its own. A combination whose processes' values fall into separate "
+    "modes (neighbours more than 20 % apart) is <em>multimodal</em>: which mode a process lands in is decided "
+    "per process (its allocator state, its memory layout), so one process's number is not the whole story. "
+    "The <em>plain</em> suite runs the ops at 56x56 in fresh interpreters under glibc's defaults, as a user's "
+    "script runs them; it is <em>allocator-sensitive</em> where some of those processes ran 1.2x or more "
+    "slower than the same op under the steady policy (<code>slow</code> of <code>processes</code>). "
+    "<code>faults_fast</code> and <code>faults_slow</code> are the page faults per call of the fastest mode and "
+    "of the others: docs/allocator.md says what predicts the mode.</p>"
+)
+PROCESSES_NONE = "No combination with three or more processes in the newest runs (the nightly grid has five)."
 
 
 def _series_of(runs: pd.DataFrame, row: dict) -> pd.DataFrame:

@@ -14,9 +14,10 @@ touches), by that process's history. :func:`run` measures that state, one proces
    times its latency as everywhere (:func:`bench_lib.measure.timing.time_callable`), captures its
    kernels, then records what it had (:func:`facts`: page faults per call, glibc's heap, the buffers'
    alignment, huge pages);
-3. it prints one JSON line; a process that fails or times out gives a record with its ``error``.
+3. it prints one JSON line (exit 3 and ``{"unsupported": why}`` where the combination cannot run here); a
+   process that fails or times out gives a record with its ``error``.
 
-The per-process values are what a mode analysis reads (:mod:`bench_lib.analysis.modes`).
+The per-process values are what a mode analysis reads (:mod:`bench_lib.measure.modes`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 PROCESS_TIMEOUT_S = 300.0  # one fresh process: import torch, build, time, capture
+UNSUPPORTED_EXIT = 3  # a fresh process that cannot run its combination here (its one line says why)
 SMAPS_ROLLUP = "/proc/self/smaps_rollup"
 
 
@@ -120,7 +122,6 @@ def measure_here(spec: ProcessSpec) -> dict[str, Any]:
 
     prepared = _prepare(spec, spec.allocator)
     m = metrics.measure(prepared, "latency", metrics.Settings(timing=spec.timing)).result
-    found = kernels.capture(prepared)
     return {
         "pid": os.getpid(),
         "median_s": m.median_s,
@@ -128,11 +129,14 @@ def measure_here(spec: ProcessSpec) -> dict[str, Any]:
         "samples": len(m.samples_s),
         "block": m.block,
         "page_faults_per_call": m.page_faults_per_call,
-        "kernel": found.kernel,
-        "kernel_fallback": found.fallback,
         "allocator": m.context["allocator"],
+        **kernels.capture(prepared).fields(),
         **facts(prepared),
+        "measurement": m.summary(),
     }
+
+
+PROCESS_FACTS = ("pid", "page_faults_per_call", "allocator", "heap", "page_offset_bytes", "anon_huge_pages_bytes")
 
 
 def _child(python: str, args: list[str], timeout_s: float) -> dict[str, Any]:
@@ -143,19 +147,37 @@ def _child(python: str, args: list[str], timeout_s: float) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         return {"error": f"no answer within {timeout_s:g} s"}
     lines = out.stdout.strip().splitlines()
+    if out.returncode == UNSUPPORTED_EXIT and lines:
+        return json.loads(lines[-1])  # {"unsupported": why}
     if out.returncode != 0 or not lines:
         tail = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
         return {"error": f"the process failed (exit {out.returncode}): {tail}"}
     return json.loads(lines[-1])
 
 
+def _raise_unless_measured(found: dict[str, Any], what: str) -> None:
+    if "unsupported" in found:
+        from bench_lib.measure.harness import Unsupported
+
+        raise Unsupported(found["unsupported"])
+    if "error" in found:
+        raise RuntimeError(f"{what} {found['error']}")
+
+
 def check(spec: ProcessSpec, python: str = sys.executable, timeout_s: float = PROCESS_TIMEOUT_S) -> float:
     """The workload's relative error against float64, found in a fresh process of its own. RuntimeError
     with the process's last line where the check fails (a wrong result included)."""
     found = _child(python, ["--check", spec.to_json()], timeout_s)
-    if "error" in found:
-        raise RuntimeError(f"the reference check {found['error']}")
+    _raise_unless_measured(found, "the reference check")
     return float(found["relative_error"])
+
+
+def one(spec: ProcessSpec, python: str = sys.executable, timeout_s: float = PROCESS_TIMEOUT_S) -> dict[str, Any]:
+    """One fresh process of ``spec`` (its answer checked already: ``checked_error``): its record.
+    :class:`bench_lib.measure.harness.Unsupported` where it cannot run here, RuntimeError where it failed."""
+    found = _child(python, [spec.to_json()], timeout_s)
+    _raise_unless_measured(found, "the fresh process")
+    return found
 
 
 def run(
@@ -164,19 +186,25 @@ def run(
     """``processes`` fresh processes of ``spec``, one after another (see the module docstring): one record
     each, in order."""
     if spec.checked_error is None:
-        spec = ProcessSpec(**{**asdict(spec), "checked_error": check(spec, python, timeout_s)})
+        spec = replace(spec, checked_error=check(spec, python, timeout_s))
     return [_child(python, [spec.to_json()], timeout_s) for _ in range(processes)]
 
 
 def main(argv: list[str] | None = None) -> None:
+    from bench_lib.measure.harness import Unsupported
+
     args = sys.argv[1:] if argv is None else argv
-    if args[0] == "--check":
-        prepared = _prepare(ProcessSpec.from_json(args[1]), "steady")
-        record = {"relative_error": prepared.relative_error}
-    else:
-        record = measure_here(ProcessSpec.from_json(args[0]))
-    sys.stdout.write(json.dumps(record) + "\n")
+    code = 0
+    try:
+        if args[0] == "--check":
+            record = {"relative_error": _prepare(ProcessSpec.from_json(args[1]), "steady").relative_error}
+        else:
+            record = measure_here(ProcessSpec.from_json(args[0]))
+    except Unsupported as e:
+        record, code = {"unsupported": str(e)}, UNSUPPORTED_EXIT
+    sys.stdout.write(json.dumps(record, default=str) + "\n")
     sys.stdout.flush()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

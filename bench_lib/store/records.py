@@ -132,10 +132,18 @@ def _measurement_row(run: dict[str, Any], combo: tuple, round_: int, e: dict[str
 
 
 def _kernel_fields(e: dict[str, Any]) -> dict[str, Any]:
-    """The kernel columns of an event (:mod:`bench_lib.measure.kernels`), each checked against its type."""
+    """The kernel and process columns of an event (:mod:`bench_lib.measure.kernels`,
+    :mod:`bench_lib.measure.fresh`), each checked against its type."""
     text = {k: e.get(k) if isinstance(e.get(k), str) else None for k in ("kernel", "kernel_fallback")}
-    found = e.get("kernels")
-    return {**text, "kernels": json.dumps(found, sort_keys=True, default=str) if isinstance(found, dict) else None}
+    found, process = e.get("kernels"), e.get("process")
+    measured = e.get("measurement") if isinstance(e.get("measurement"), dict) else {}
+    faults = measured.get("page_faults_per_call")
+    return {
+        **text,
+        "kernels": json.dumps(found, sort_keys=True, default=str) if isinstance(found, dict) else None,
+        "page_faults_per_call": _finite(faults),
+        "process": json.dumps(process, sort_keys=True, default=str) if isinstance(process, dict) else None,
+    }
 
 
 def run_row(run: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,8 @@ import pyarrow as pa
 
 # 2: measurements.injected; runs.faults, machine_state, timing; the canary suite. 3: runs.run_level_s.
 # 4: A/B runs: measurements.side, pair; runs.sides, pairs. Kernels: measurements.kernel, kernel_fallback, kernels
-SCHEMA_VERSION = 4
+# 5: measurements.page_faults_per_call, process (the plain suite's fresh processes)
+SCHEMA_VERSION = 5
 TIME = pa.timestamp("us", tz="UTC")
 
 # Who and where: the first columns of every table.
@@ -41,7 +42,7 @@ MEASUREMENTS = pa.schema(
         ("torch_version", pa.string()),
         ("suite_version", pa.string()),  # the method version: never compare across it
         ("grid", pa.string()),
-        ("suite", pa.string()),  # ops, blocks, networks, papers
+        ("suite", pa.string()),  # ops, blocks, networks, papers, plain (the ops in fresh processes)
         ("metric", pa.string()),  # latency, peak_memory, energy
         ("unit", pa.string()),  # seconds, bytes, joules
         ("case", pa.string()),
@@ -69,6 +70,8 @@ MEASUREMENTS = pa.schema(
         ("kernel", pa.string()),  # latency: the ATen ops that ran (above 25 % of self time) [oneDNN impls]
         ("kernel_fallback", pa.string()),  # latency: a generic or reference kernel among them, with why; else null
         ("kernels", pa.string()),  # latency: ATen ops with self-time shares, oneDNN primitives, device kernels, JSON
+        ("page_faults_per_call", pa.float64()),  # latency: minor page faults per timed call of the process
+        ("process", pa.string()),  # plain suite: what the fresh process had (pid, glibc heap, page offsets), JSON
     ]
 )
 

@@ -33,7 +33,7 @@ from typing import Any
 from bench_lib.errors import ArgumentError
 from bench_lib.measure import timing as measuring
 from bench_lib.suite import guard
-from bench_lib.suite.combination import Combination
+from bench_lib.suite.combination import PLAIN, Combination
 
 LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,15}$")
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
@@ -330,7 +330,7 @@ def _walk(ctx, servers: list[Server], stop: guard.Stop, events_path: Path, renew
             last = pair
             renew()
         ordered = [servers[k] for _, _, k in order[at : at + len(servers)]]
-        if combos[i].metric == "latency":
+        if combos[i].metric == "latency" and combos[i].suite != PLAIN:  # a plain process is a fresh interpreter
             interleave(ordered, combos[i], pair, ctx.grid.timing)
         else:
             for server in ordered:

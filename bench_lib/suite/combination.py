@@ -24,7 +24,8 @@ from bench_lib.measure.metrics import METRICS as _METRICS
 
 PARAM_NAMES = ("case", "batch", "device", "layout", "dtype", "mode")
 METRICS = {name: m.unit for name, m in _METRICS.items()}  # metric → asv unit
-SUITES = ("ops", "blocks", "networks", "papers")
+SUITES = ("ops", "blocks", "networks", "papers", "plain")
+PLAIN = "plain"  # the ops again, each process a fresh interpreter under glibc's defaults (bench_lib.measure.fresh)
 METRIC_CLASSES = {name: m.asv_class for name, m in _METRICS.items()}
 # The results' method version. Bump the suffix when a benchmark's method changes: results of another
 # SUITE_VERSION are never pooled or compared with these.

@@ -24,7 +24,7 @@ from bench_lib.catalogue import registry
 from bench_lib.catalogue.cases import Case
 from bench_lib.measure import devices, kinds
 from bench_lib.suite import papers
-from bench_lib.suite.combination import METRICS, SUITES, Combination
+from bench_lib.suite.combination import METRICS, PLAIN, SUITES, Combination
 
 # One round (process) of a latency combination: warm up at most 0.25 s, then sample for at least 0.25 s
 # (a fast op takes more samples, not a shorter window) and at most 0.5 s. The default and nightly grids
@@ -39,6 +39,10 @@ ROUND_TIMING = {
 }
 # Latency rounds (processes) per combination in the nightly and full grids; why five: docs/verdicts.md.
 NIGHTLY_ROUNDS = 5
+# Fresh processes per combination of the plain suite (the allocator state a user's script has): a share
+# of one in twelve is seen, and 0 of 12 against 10 of 12 in the slow mode is a change at alpha 0.001
+# (Fisher's exact test: bench_lib.measure.modes.share_test). Why: docs/allocator.md.
+PLAIN_ROUNDS = 12
 # Why no float16 on CPU outside the full grid: docs/verdicts.md ("The grids").
 CPU_FLOAT16 = "float16 runs on GPUs only in this grid (CPU float16 convs take reference kernels: 20x float32)"
 STAGE_SIZES = list(registry.STAGE_CHANNELS)  # the four stage shapes of ImageNet-style networks
@@ -48,6 +52,12 @@ def op_cases(size: int) -> list[str]:
     """Every registered op at one stage (:data:`registry.STAGE_CHANNELS`), as its ``at_stage`` says."""
     channels = registry.STAGE_CHANNELS[size]
     return [str(Case(name, registry.get(name).at_stage(channels), size, size)) for name in registry.names("op")]
+
+
+def plain_cases() -> list[str]:
+    """The ops at the earliest stage (56×56): the largest activations, the buffers that cross glibc's mmap
+    threshold, where the allocator state decides a call's page faults."""
+    return op_cases(max(STAGE_SIZES))
 
 
 def block_cases(sizes: list[int] | None = None) -> list[str]:
@@ -87,6 +97,7 @@ class Grid:
     metrics: tuple[str, ...] = tuple(METRICS)
     timing: dict[str, float] = field(default_factory=dict)  # keyword arguments for time_callable
     rounds: int = 1  # latency rounds (processes) per combination; other metrics run once
+    plain_rounds: int = PLAIN_ROUNDS  # fresh processes per combination of the plain suite
     batches_by_kind: dict[str, list[int]] | None = None  # None: batch 1 and each device kind's throughput batch
     leaves_out: bool = True  # the exclusions by design below apply (smoke exercises every method, full all)
     run_level: bool = True  # the run measures roofline peaks, canaries and breakdowns too (not for smoke)
@@ -116,8 +127,13 @@ class Grid:
         allowed = self.batches_by_kind.get(kind) if self.batches_by_kind else [1, kinds.kind(kind).throughput_batch]
         if batch not in allowed:
             return f"batch {batch} is not a batch of this grid on {kind} ({' and '.join(map(str, allowed))})"
-        if not self.leaves_out:
-            return None
+        plain = _plain_excluded(c) if c.suite == PLAIN else None
+        if plain or not self.leaves_out:
+            return plain
+        if c.suite == PLAIN and (spec := devices.parse_spec(device)).threads != 1:
+            return f"the plain suite runs at one thread here ({spec.threads} threads in the full grid)"
+        if c.suite == PLAIN and (batch, c.layout) != (1, "nchw"):
+            return "the plain suite runs at batch 1, NCHW here (every batch and layout in the full grid)"
         if mode == "training" and Case.parse(case).params.get("dense") and batch != 1:
             return "dense equivalents are trained at batch 1 here (every batch in the full grid)"
         if c.dtype == "float16" and kind == "cpu":
@@ -130,6 +146,16 @@ class Grid:
         if metric == "energy" and kind == "cpu" and spec.threads != devices.physical_cores():
             return "CPU energy is measured with all cores (RAPL meters the whole package)"
         return None
+
+
+def _plain_excluded(c: Combination) -> str | None:
+    """What the plain suite never measures: it asks which allocator state a user's process has, of the host
+    allocator, through each process's latency."""
+    if c.metric != "latency":
+        return "the plain suite times latency only (peak memory and energy are the ops suite's)"
+    if devices.parse_spec(c.device).kind != "cpu":
+        return "the plain suite measures the host allocator: CPU devices only"
+    return None
 
 
 def detected_devices() -> list[str]:
@@ -169,13 +195,15 @@ def _smoke(name: str, found: Found) -> Grid:
         cases={
             "ops": ["depthwise(in=32,k=3,bias=false)@14x14", "standard(in=32,out=32,k=3,bias=false)@14x14"],
             "blocks": ["mbconv(in=16,out=16,k=3)@14x14"],
+            "plain": ["depthwise(in=32,k=3,bias=false)@14x14"],
         },
         batches=[1],
         devices=found.specs if found.asked else list(dict.fromkeys(found.specs[:1] + found.accelerators)),
         layouts=["nchw"],
         dtypes=["float32"],
-        modes={"ops": ["inference"], "blocks": ["inference", "training"]},
+        modes={"ops": ["inference"], "blocks": ["inference", "training"], "plain": ["inference"]},
         timing={"samples": 5, "max_time_s": 0.1, "max_warmup_s": 0.1},
+        plain_rounds=2,
         leaves_out=False,
         run_level=False,
     )
@@ -226,12 +254,18 @@ def _nightly(name: str, found: Found) -> Grid:
             "ops": [c for s in STAGE_SIZES for c in op_cases(s)],
             "blocks": block_cases(),
             "networks": network_cases(),
+            "plain": plain_cases(),
         },
         batches=sorted({1, *(k.throughput_batch for k in kinds.KINDS.values())}),
         devices=found.cpu + found.accelerators,
         layouts=["nchw", "channels_last"],
         dtypes=["float32", "bfloat16", "float16"],
-        modes={"ops": ["inference", "training"], "blocks": ["inference", "training"], "networks": ["inference"]},
+        modes={
+            "ops": ["inference", "training"],
+            "blocks": ["inference", "training"],
+            "networks": ["inference"],
+            "plain": ["inference"],
+        },
         timing=ROUND_TIMING,
         rounds=NIGHTLY_ROUNDS,
     )
@@ -247,12 +281,13 @@ def _full(name: str, found: Found) -> Grid:
             "ops": [c for s in STAGE_SIZES for c in op_cases(s)],
             "blocks": block_cases(STAGE_SIZES),
             "networks": network_cases(),
+            "plain": plain_cases(),
         },
         batches=FULL_BATCHES,
         devices=threads + found.accelerators,
         layouts=["nchw", "channels_last"],
         dtypes=["float32", "bfloat16", "float16"],
-        modes={suite: ["inference", "training"] for suite in ("ops", "blocks", "networks")},
+        modes={**{suite: ["inference", "training"] for suite in ("ops", "blocks", "networks")}, "plain": ["inference"]},
         rounds=NIGHTLY_ROUNDS,
         batches_by_kind={kind: FULL_BATCHES for kind in kinds.KINDS},
         leaves_out=False,

@@ -28,18 +28,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bench_lib import __version__
 from bench_lib.errors import ArgumentError, Exit
 from bench_lib.files import find_upward, write_atomic
-from bench_lib.measure import devices, gpu_clocks, machine, metrics
+from bench_lib.measure import devices, gpu_clocks, machine, metrics, modes
 from bench_lib.suite import ab, grids, guard
-from bench_lib.suite.combination import SUITE_VERSION, Combination
+from bench_lib.suite.combination import PLAIN, SUITE_VERSION, Combination
 
 # save(run record, events, peaks, breakdowns) -> paths written; raises OSError when it cannot write
 Save = Callable[[dict[str, Any], list[dict[str, Any]], list[Any], list[dict[str, Any]]], list[str]]
@@ -71,17 +71,22 @@ def chunks(items: list[Combination], size: int) -> Iterable[list[Combination]]:
         yield items[i : i + size]
 
 
-def rounds_of(c: Combination, rounds: int) -> int:
-    """A per-round metric (latency) runs ``rounds`` processes; the others once (peak memory is deterministic,
-    energy meters its own window): :attr:`bench_lib.measure.metrics.Metric.per_round`."""
-    return rounds if metrics.get(c.metric).per_round else 1
+def rounds_of(c: Combination, rounds: int, plain_rounds: int | None = None) -> int:
+    """A per-round metric (latency) runs ``rounds`` processes (the plain suite ``plain_rounds`` where given);
+    the others once (peak memory is deterministic, energy meters its own window):
+    :attr:`bench_lib.measure.metrics.Metric.per_round`."""
+    if not metrics.get(c.metric).per_round:
+        return 1
+    return plain_rounds if c.suite == PLAIN and plain_rounds else rounds
 
 
-def chunk_plan(selected: list[Combination], size: int, rounds: int) -> list[tuple[int, list[Combination]]]:
+def chunk_plan(
+    selected: list[Combination], size: int, rounds: int, plain_rounds: int | None = None
+) -> list[tuple[int, list[Combination]]]:
     """(rounds, chunk) pairs: the combinations of each rounds count in chunks of ``size``, in plan order."""
     groups: dict[int, list[Combination]] = {}
     for c in selected:
-        groups.setdefault(rounds_of(c, rounds), []).append(c)
+        groups.setdefault(rounds_of(c, rounds, plain_rounds), []).append(c)
     return [(r, chunk) for r, items in groups.items() for chunk in chunks(items, size)]
 
 
@@ -203,6 +208,8 @@ class Summary:
     interrupted: str | None = None  # the signal that stopped the run
     abandoned: int = 0  # combinations the stop left unmeasured
     kernels_s: float = 0.0  # in the kernels' windows (after each timed one: bench_lib.measure.kernels)
+    multimodal: list[tuple[str, str]] = field(default_factory=list)  # (combination, its modes)
+    allocator: list[tuple[str, str]] = field(default_factory=list)  # (plain combination, against steady)
 
     @property
     def measure_s(self) -> float:
@@ -229,6 +236,8 @@ class Summary:
             "interrupted": self.interrupted,
             "abandoned": self.abandoned,
             "kernels_s": self.kernels_s,
+            "multimodal": [{"combination": c, "modes": t} for c, t in self.multimodal],
+            "allocator_sensitive": [{"combination": c, "against_steady": t} for c, t in self.allocator],
         }
 
 
@@ -275,7 +284,10 @@ def summarise(
     kernels_s = sum(
         (e.get("kernels") or {}).get("capture_s") or 0.0 for e in events if isinstance(e.get("kernels"), dict)
     )
+    multimodal, allocator = process_findings(events)
     return Summary(
+        multimodal=multimodal,
+        allocator=allocator,
         selected=len(selected),
         ok=ok,
         skipped=dict(skipped),
@@ -291,6 +303,33 @@ def summarise(
     )
 
 
+def process_findings(events: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """What a run's per-process latencies say (:mod:`bench_lib.measure.modes`): the combinations whose
+    processes fell into separate modes, and the plain-suite combinations whose fresh processes ran
+    :data:`modes.ALLOCATOR_RATIO` or more slower than the same op under ``steady`` (the ops suite), each
+    with its description. An A/B run's sides are judged apart."""
+    values: dict[tuple, list[float]] = defaultdict(list)
+    for e in events:
+        median = (e.get("measurement") or {}).get("median_s") if isinstance(e.get("measurement"), dict) else None
+        if e.get("status") == "ok" and e.get("metric") == "latency" and e.get("suite") != "canary" and median:
+            values[(e.get("side"), Combination.from_event(e))].append(float(median))
+    multimodal = []
+    for (side, c), found in values.items():
+        if modes.is_multimodal(m := modes.find(found)):
+            multimodal.append((_named(c, side), modes.describe(m)))
+    allocator = []
+    for (side, c), found in values.items():
+        steady = values.get((side, replace(c, suite="ops")))
+        judged = modes.sensitivity(found, steady or []) if c.suite == PLAIN else None
+        if judged and judged.sensitive:
+            allocator.append((_named(c, side), judged.describe()))
+    return multimodal, allocator
+
+
+def _named(c: Combination, side: str | None) -> str:
+    return c.asv_name + (f" [side {side}]" if side else "")
+
+
 def print_summary(s: Summary, out=sys.stdout) -> None:
     print(
         f"\nconvbench run: {s.ok} combinations measured, {sum(s.skipped.values())} skipped, {len(s.failed)} "
@@ -302,6 +341,14 @@ def print_summary(s: Summary, out=sys.stdout) -> None:
         print(f"  skipped {n:4d}: {reason}", file=out)
     for reason, n in sorted(s.excluded.items(), key=lambda kv: -kv[1]):
         print(f"  not in this grid {n:4d}: {reason}", file=out)
+    if s.multimodal:
+        print(f"  multimodal {len(s.multimodal):4d}: per-process values in separate modes", file=out)
+    for combo, text in s.multimodal[:50]:
+        print(f"    {combo}: {text}", file=out)
+    if s.allocator:
+        print(f"  allocator-sensitive {len(s.allocator):4d}: fresh processes slower than steady", file=out)
+    for combo, text in s.allocator[:50]:
+        print(f"    {combo}: {text}", file=out)
     for combo, error in s.failed[:50]:
         print(f"  FAILED {combo}\n         {error}", file=out)
     if len(s.failed) > 50:
@@ -326,6 +373,7 @@ class RunOptions:
     launch_method: str = "forkserver"
     chunk_size: int = 200
     rounds: int | None = None  # latency processes per combination (asv's rounds); None: the grid's
+    plain_rounds: int | None = None  # fresh processes per plain-suite combination; None: --rounds or the grid's
     project: str | None = None
     progress: bool = True
     peaks: bool = True  # measure the roofline peaks of every device with the run (not for smoke)
@@ -531,6 +579,7 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
     if sides:
         opts.pairs = opts.pairs or ab.DEFAULT_PAIRS
         planted.update({f"side {s.label}": dict(s.variables) for s in sides if s.variables})
+    opts.plain_rounds = opts.pairs or opts.rounds or grid.plain_rounds
     opts.rounds = opts.pairs or opts.rounds or grid.rounds
     the_plan = plan(grid, opts.bench)
     if not the_plan.selected:
@@ -650,7 +699,7 @@ class _RunContext:
         )
         try:
             stopped = runner.run(
-                chunk_plan(self.plan.selected, self.opts.chunk_size, self.opts.rounds),
+                chunk_plan(self.plan.selected, self.opts.chunk_size, self.opts.rounds, self.opts.plain_rounds),
                 on_start=lock.record_child,
             )
         except OSError as e:  # the store could not write (disk full, permissions)

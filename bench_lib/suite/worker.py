@@ -25,15 +25,16 @@ import re
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
+from bench_lib.catalogue.cases import Case
 from bench_lib.files import append_line
-from bench_lib.measure import devices, harness, kernels, metrics
+from bench_lib.measure import devices, fresh, harness, kernels, metrics
 from bench_lib.measure import timing as measuring
-from bench_lib.suite.combination import Combination, Event
+from bench_lib.suite.combination import PLAIN, Combination, Event
 from bench_lib.suite.grids import Grid, grid
 
 TRACEBACK_FRAMES = 5  # frames of a failure's traceback kept in its event
@@ -67,7 +68,9 @@ class Slowdown:
         return cls(regex, factor)
 
     def touches(self, c: Combination) -> bool:
-        return c.metric in ("latency", "energy") and re.search(self.pattern, c.case) is not None
+        """Latency and energy of matching cases (not the plain suite: its process is a fresh interpreter)."""
+        planted = c.metric in ("latency", "energy") and c.suite != PLAIN
+        return planted and re.search(self.pattern, c.case) is not None
 
     def describe(self) -> str:
         return f"slowdown x{self.factor:g} (CONVBENCH_SLOWDOWN={self.pattern}={self.factor:g})"
@@ -130,13 +133,23 @@ def _failure(e: BaseException) -> dict[str, str]:
     return {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=TRACEBACK_FRAMES)}
 
 
-def setup(c: Combination) -> Ready:
+@dataclass
+class Fresh:
+    """A combination of the plain suite, ready: what its fresh process will measure, the answer checked."""
+
+    combination: Combination
+    spec: fresh.ProcessSpec
+
+
+def setup(c: Combination) -> Ready | Fresh:
     """Prepare one combination, or raise ``NotImplementedError`` (asv: skipped) with the reason.
 
     A wrong result or any other error is logged as a failure and re-raised (asv: failed).
     """
     g = grid()
     try:
+        if c.suite == PLAIN:
+            return _setup_plain(c, g)
         prepared = _prepare(c, g)
         planted = slowdown()
         if planted and planted.touches(c):
@@ -150,6 +163,30 @@ def setup(c: Combination) -> Ready:
         _event(c, "failed", **_failure(e))
         raise
     return Ready(c, prepared, g, planted)
+
+
+def _setup_plain(c: Combination, g: Grid) -> Fresh:
+    """The plain suite's combination: its answer checked in a fresh process of its own (or by an earlier
+    process of the run: the ops suite's same combination shares the check), so that the measured process
+    never holds the float64 reference's large buffers (:mod:`bench_lib.measure.fresh`)."""
+    reason = g.excluded(c)
+    if reason:
+        raise harness.Unsupported(reason)
+    _inject_failure(c)
+    case = Case.parse(c.case)
+    where = {"device": c.device, "layout": c.layout, "dtype": c.dtype, "mode": c.mode, "batch": c.batch}
+    spec = fresh.ProcessSpec(case.workload, dict(case.params), **where, height=case.height, width=case.width)
+    spec = replace(spec, timing=dict(g.timing), checked_error=_checked_error(c))
+    if spec.checked_error is None:
+        spec = replace(spec, checked_error=fresh.check(spec))
+        _remember_check(c, spec.checked_error)
+    return Fresh(c, spec)
+
+
+def _inject_failure(c: Combination) -> None:
+    inject = os.environ.get("CONVBENCH_FAIL")  # fault injection: proves one failure loses nothing else
+    if inject and re.search(inject, c.case):
+        raise RuntimeError(f"injected failure: CONVBENCH_FAIL={inject!r} matches {c.case!r}")
 
 
 def _check_key(c: Combination) -> str:
@@ -184,9 +221,7 @@ def _prepare(c: Combination, g: Grid) -> harness.Prepared:
     reason = g.excluded(c)
     if reason:
         raise harness.Unsupported(reason)
-    inject = os.environ.get("CONVBENCH_FAIL")  # fault injection: proves one failure loses nothing else
-    if inject and re.search(inject, c.case):
-        raise RuntimeError(f"injected failure: CONVBENCH_FAIL={inject!r} matches {c.case!r}")
+    _inject_failure(c)
     backend = devices.backend(c.device)
     ok, why = metrics.get(c.metric).available(backend)
     if not ok:
@@ -242,9 +277,11 @@ def interleaved(ready: Ready, ask: Callable[[], str], answer: Callable[[str], No
     _event(c, "ok", measure_s=measure_s, measurement=m.summary(), interleaved=True, **extra)
 
 
-def track(ready: Ready) -> Any:
-    """Measure the combination's metric (:func:`bench_lib.measure.metrics.measure`); return what asv stores
-    (the metric's unit)."""
+def track(ready: Ready | Fresh) -> Any:
+    """Measure the combination's metric (:func:`bench_lib.measure.metrics.measure`; the plain suite: one
+    fresh process, :func:`track_fresh`); return what asv stores (the metric's unit)."""
+    if isinstance(ready, Fresh):
+        return track_fresh(ready)
     started = time.perf_counter()
     period = harness.slowdown_period(ready.planted.factor) if ready.planted else 1
     settings = metrics.Settings(timing=ready.grid.timing, block_multiple=period)
@@ -258,3 +295,22 @@ def track(ready: Ready) -> Any:
         extra.update(kernels.capture(ready.prepared).fields())
     _event(ready.combination, "ok", measure_s=record.measure_s, **record.fields, **extra)
     return record.value
+
+
+def track_fresh(ready: Fresh) -> float:
+    """One fresh process of a plain-suite combination (:func:`bench_lib.measure.fresh.one`): its event
+    holds the measurement, the kernels and what the process had (``process``); returns its median."""
+    c, started = ready.combination, time.perf_counter()
+    try:
+        record = fresh.one(ready.spec)
+    except NotImplementedError as e:
+        _event(c, "skipped", reason=str(e))
+        raise
+    except Exception as e:
+        _event(c, "failed", **_failure(e), measure_s=time.perf_counter() - started)
+        raise
+    process = {k: record.get(k) for k in fresh.PROCESS_FACTS}
+    found = {k: record.get(k) for k in ("kernel", "kernel_fallback", "kernels")}
+    measure_s = time.perf_counter() - started
+    _event(c, "ok", measure_s=measure_s, measurement=record["measurement"], process=process, **found)
+    return record["median_s"]

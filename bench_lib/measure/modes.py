@@ -9,6 +9,8 @@ Pure functions.
 3. :func:`share_test`: whether two sets of processes put different shares in the slow mode (Fisher's exact
    test on the 2 × 2 counts, two-sided): a release that sends 10 of 12 processes to the slow mode where
    its predecessor sent none is a change a user feels, whatever the fastest process shows.
+4. :func:`sensitivity`: the plain suite's fresh processes against the same op under ``steady``: how many
+   ran :data:`ALLOCATOR_RATIO` or more slower (allocator-sensitive where any did).
 """
 
 from __future__ import annotations
@@ -92,3 +94,37 @@ def share_test(slow_a: int, n_a: int, slow_b: int, n_b: int) -> float:
     if n_a == 0 or n_b == 0:
         return 1.0
     return float(stats.fisher_exact([[slow_a, n_a - slow_a], [slow_b, n_b - slow_b]]).pvalue)
+
+
+ALLOCATOR_RATIO = 1.2  # a plain process this much slower than the steady median ran in a costlier allocator state
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """A plain-suite combination against the same combination under ``steady`` (the ops suite): how many of
+    its fresh processes ran :data:`ALLOCATOR_RATIO` or more slower than the steady median."""
+
+    modes: list[Mode]
+    steady_s: float
+    slow: int
+    processes: int
+
+    @property
+    def sensitive(self) -> bool:
+        return self.slow > 0
+
+    def describe(self) -> str:
+        return (
+            f"{self.slow} of {self.processes} fresh processes {ALLOCATOR_RATIO:g}x or more slower than steady "
+            f"({_seconds(self.steady_s)}); {describe(self.modes)}"
+        )
+
+
+def sensitivity(plain, steady) -> Sensitivity | None:
+    """``plain`` processes' values against the median of ``steady`` ones (seconds); None without both."""
+    p, s = (np.asarray(v, dtype=float) for v in (plain, steady))
+    p, s = p[np.isfinite(p) & (p > 0)], s[np.isfinite(s) & (s > 0)]
+    if len(p) == 0 or len(s) == 0:
+        return None
+    steady_s = float(np.median(s))
+    return Sensitivity(find(p), steady_s, int((p >= ALLOCATOR_RATIO * steady_s).sum()), len(p))
