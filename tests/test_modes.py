@@ -255,3 +255,10 @@ def test_the_store_keeps_each_process_and_the_report_lists_the_allocator_sensiti
     section = section[: section.index("</section>")]
     assert "1 multimodal, 1 allocator-sensitive combination(s)" in section
     assert "2 modes: 600 us in 2 of 12 processes, 2 ms in 10" in section
+
+
+def test_a_fresh_process_has_the_users_environment_not_the_runs_huge_pages():
+    run_set = {"THP_MEM_ALLOC_ENABLE": "1", fresh.RUN_SET_THP: "1", "PATH": "/bin"}
+    assert fresh.user_environment(run_set) == {"PATH": "/bin"}
+    user_set = {"THP_MEM_ALLOC_ENABLE": "1", "PATH": "/bin"}
+    assert fresh.user_environment(user_set) == user_set

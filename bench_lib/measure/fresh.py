@@ -23,6 +23,7 @@ The per-process values are what a mode analysis reads (:mod:`bench_lib.measure.m
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field, replace
@@ -30,6 +31,20 @@ from typing import Any
 
 PROCESS_TIMEOUT_S = 300.0  # one fresh process: import torch, build, time, capture
 UNSUPPORTED_EXIT = 3  # a fresh process that cannot run its combination here (its one line says why)
+# Set where `convbench run` asked its workers for PyTorch's huge pages itself (THP_MEM_ALLOC_ENABLE=1): a
+# fresh process is then started without that setting, as a user's script would be.
+RUN_SET_THP = "CONVBENCH_THP_SET_BY_RUN"
+
+
+def user_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) as a user's script would have it: without the huge pages a run
+    asked for on its own (:data:`RUN_SET_THP`); a setting the user made stays."""
+    env = dict(os.environ if env is None else env)
+    if env.pop(RUN_SET_THP, None) == "1":
+        env.pop("THP_MEM_ALLOC_ENABLE", None)
+    return env
+
+
 SMAPS_ROLLUP = "/proc/self/smaps_rollup"
 
 
@@ -116,8 +131,6 @@ def facts(prepared) -> dict[str, Any]:
 
 def measure_here(spec: ProcessSpec) -> dict[str, Any]:
     """Measure ``spec`` in this process, which must be fresh (a policy refuses another one before it)."""
-    import os
-
     from bench_lib.measure import kernels, metrics
 
     prepared = _prepare(spec, spec.allocator)
@@ -142,7 +155,11 @@ PROCESS_FACTS = ("pid", "page_faults_per_call", "allocator", "heap", "page_offse
 def _child(python: str, args: list[str], timeout_s: float) -> dict[str, Any]:
     try:
         out = subprocess.run(
-            [python, "-m", "bench_lib.measure.fresh", *args], capture_output=True, text=True, timeout=timeout_s
+            [python, "-m", "bench_lib.measure.fresh", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=user_environment(),
         )
     except subprocess.TimeoutExpired:
         return {"error": f"no answer within {timeout_s:g} s"}

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_lib.errors import ArgumentError
+from bench_lib.measure import fresh
 from bench_lib.measure import timing as measuring
 from bench_lib.suite import guard
 from bench_lib.suite.combination import PLAIN, Combination
@@ -248,6 +249,8 @@ def side_environment(base: dict[str, str], side: Side, scratch: Path, root: Path
         "PYTHONPATH": os.pathsep.join(filter(None, [str(root), base.get("PYTHONPATH")])),
     }
     env.update(side.variables)
+    if "THP_MEM_ALLOC_ENABLE" in dict(side.variables):
+        env.pop(fresh.RUN_SET_THP, None)  # the side's own setting: its plain processes keep it too
     return env
 
 

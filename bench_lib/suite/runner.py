@@ -37,7 +37,7 @@ from typing import Any
 from bench_lib import __version__
 from bench_lib.errors import ArgumentError, Exit
 from bench_lib.files import find_upward, write_atomic
-from bench_lib.measure import devices, gpu_clocks, machine, metrics, modes
+from bench_lib.measure import devices, fresh, gpu_clocks, machine, metrics, modes
 from bench_lib.suite import ab, grids, guard
 from bench_lib.suite.combination import PLAIN, SUITE_VERSION, Combination
 
@@ -482,7 +482,8 @@ def _asv_environment(opts: RunOptions, events_path: Path) -> dict[str, str]:
         "CONVBENCH_CHECKS": str(events_path.with_name("checks.jsonl")),
         "CONVBENCH_REFERENCES": str(events_path.with_name("references")),
     }
-    env.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages for large CPU tensors: docs/verdicts.md §4
+    if "THP_MEM_ALLOC_ENABLE" not in env:  # huge pages for large CPU tensors: docs/verdicts.md §4
+        env.update({"THP_MEM_ALLOC_ENABLE": "1", fresh.RUN_SET_THP: "1"})  # not for a plain process: a user's
     env.pop("CONVBENCH_DEVICES", None)
     if opts.devices:
         env["CONVBENCH_DEVICES"] = ",".join(opts.devices)
