@@ -64,6 +64,7 @@ def instead(argv: list[str]) -> tuple[str, list[str]]:
 
 AB = ["run", "--python", ".venv/bin/python", "--python", ".venv/bin/python", "--pairs", "2", *SMOKE]
 AS_WRITTEN = ("as written", [])
+FEW_PROCESSES = ["--processes", "2", "--samples", "5", "--max-time", "0.1"]
 PYTHON_BLOCK = ("python", [])
 
 # every shown command → how it is exercised
@@ -107,6 +108,9 @@ HOW: dict[str, tuple[str, object]] = {
         "with the runner stubbed (tests/test_paths.py)"
     ),
     "convbench measure net_efficientnet_b0 --breakdown": AS_WRITTEN,
+    # as written, in two fresh processes of a short window each instead of 12 or 6 of the default one
+    "convbench measure grouped in_channels=64 groups=4 --allocator plain": smoke(FEW_PROCESSES),
+    "convbench measure grouped in_channels=64 groups=4 --processes 6 --allocator steady": smoke(FEW_PROCESSES),
     "30 1 * * * cd $HOME/convbench && git pull -q && make bench GRID=nightly >> $HOME/convbench-nightly.log 2>&1; "
     ".venv/bin/convbench store push --git-branch results >> $HOME/convbench-nightly.log 2>&1": skip(
         "a crontab line (an hour of nightly grid); its push is tested with three machines (tests/test_fleet_push.py)"
