@@ -60,8 +60,9 @@ def runs(project: Path):
     return Store(project / "results" / "store").runs()
 
 
-def latency(df, case: str, device: str = "cpu-1t"):
+def latency(df, case: str, device: str = "cpu-1t", suite: str = "ops"):
     row = df[(df.metric == "latency") & (df.case == case) & (df.device == device) & (df["mode"] == "inference")]
+    row = row[row.suite == suite]
     assert len(row) == 1, row
     return row.iloc[0]
 
@@ -83,6 +84,9 @@ def test_smoke_grid_through_asv_keeps_results_when_one_combination_fails(tmp_pat
     assert failed.status == "failed" and "injected failure" in failed.reason
     skipped = latency(df, "depthwise(in=32,k=3,bias=false)@14x14", "cuda:7")
     assert skipped.status == "skipped" and "cuda:7" in skipped.reason
+    plain = latency(df, "depthwise(in=32,k=3,bias=false)@14x14", suite="plain")  # a fresh interpreter's
+    assert plain.status == "ok" and plain.value > 0 and len(plain.samples) >= 5
+    assert not ((df.suite == "plain") & (df.device == "cuda:7")).any()  # host allocator: CPU only, by design
     blocks = df[(df.suite == "blocks") & (df.metric == "latency") & (df.device == "cpu-1t")]
     assert (blocks.status == "ok").all() and set(blocks["mode"]) == {"inference", "training"}
     (run,) = runs(project).itertuples()
