@@ -342,6 +342,28 @@ def test_slowdown_does_factor_times_the_calls_spread_evenly():
         harness.slowed(lambda: None, 0.9)
 
 
+def test_a_slowed_call_releases_its_first_output_before_the_extra_one():
+    """As between two ordinary calls: a held output makes the extra call write a second buffer."""
+    import weakref
+
+    from bench_lib.measure import harness
+
+    class Out:
+        pass
+
+    last: list = [None]
+    held = []
+
+    def step():
+        held.append(last[0] is not None and last[0]() is not None)
+        out = Out()
+        last[0] = weakref.ref(out)
+        return out
+
+    harness.slowed(step, 2.0)()  # one call: the step twice
+    assert held == [False, False]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
