@@ -605,6 +605,8 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
         ctx = _RunContext(opts, grid, the_plan, root, head, python, fp, run_id, started, scratch, save or _no_save)
         ctx.faults, ctx.sides, ctx.pairs = planted, sides, opts.pairs or 0
         where = _sides_text(sides, opts.pairs) if sides else f"python {python}; {opts.rounds} latency round(s)"
+        if any(c.suite == PLAIN for c in the_plan.selected) and not sides:
+            where += f" ({opts.plain_rounds} fresh processes for the plain suite)"
         print(
             f"convbench run {run_id}: grid {opts.grid}, {len(the_plan.selected)} combinations on "
             f"{', '.join(grid.devices)}; machine {fp['machine_id']} (hardware {fp['hardware_id']})"
