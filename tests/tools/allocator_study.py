@@ -27,6 +27,8 @@ FACTS = {
     "mapped_bytes": lambda p: (p.get("heap") or {}).get("mapped_bytes"),
     "mapped_chunks": lambda p: (p.get("heap") or {}).get("mapped_chunks"),
     "arena_bytes": lambda p: (p.get("heap") or {}).get("arena_bytes"),
+    "free_bytes": lambda p: (p.get("heap") or {}).get("free_bytes"),
+    "top_bytes": lambda p: (p.get("heap") or {}).get("top_bytes"),
     "output_page_offset": lambda p: (p.get("page_offset_bytes") or {}).get("output"),
     "input_page_offset": lambda p: (p.get("page_offset_bytes") or {}).get("input"),
     "anon_huge_pages_bytes": lambda p: p.get("anon_huge_pages_bytes"),
