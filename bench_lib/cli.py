@@ -187,24 +187,24 @@ def _resolve_device(spec: str):
     return backend
 
 
+def _spec(args: argparse.Namespace, params: dict[str, Any]):
+    """What ``convbench measure`` measures, as one process would (:class:`bench_lib.measure.fresh.ProcessSpec`)."""
+    from bench_lib.measure import fresh
+
+    where = {"device": args.device, "layout": args.layout, "dtype": args.dtype, "mode": args.mode}
+    geometry = {"batch": args.batch, "height": args.height, "width": args.width}
+    timing = {"samples": args.samples, "max_time_s": args.max_time}
+    return fresh.ProcessSpec(
+        args.name, params, **where, **geometry, timing=timing, allocator=args.allocator, graph=args.graph
+    )
+
+
 def _prepare_for_cli(args: argparse.Namespace, params: dict[str, Any], backend):
     """The prepared combination, or a ArgumentError where it cannot run as asked; None on a wrong result."""
-    from bench_lib.measure import harness
+    from bench_lib.measure import fresh, harness
 
     try:
-        return harness.prepare(
-            args.name,
-            device=backend,
-            layout=args.layout,
-            dtype=args.dtype,
-            mode=args.mode,
-            graph=args.graph,
-            allocator_policy=args.allocator,
-            batch=args.batch,
-            height=args.height,
-            width=args.width,
-            **params,
-        )
+        return fresh.prepare(_spec(args, params), device=backend)
     except harness.Unsupported as e:
         raise ArgumentError(f"{args.name} cannot run on {args.device} as asked: {e}") from None
     except harness.WrongResult as e:
@@ -283,19 +283,7 @@ def _measure_processes(args: argparse.Namespace, params: dict[str, Any], backend
         raise ArgumentError(
             f"--processes and --allocator plain measure the host allocator: --device cpu, not {args.device}"
         )
-    spec = fresh.ProcessSpec(
-        args.name,
-        params,
-        args.device,
-        args.layout,
-        args.dtype,
-        args.mode,
-        args.batch,
-        args.height,
-        args.width,
-        {"samples": args.samples, "max_time_s": args.max_time},
-        args.allocator,
-    )
+    spec = _spec(args, params)
     try:
         records = fresh.run(spec, args.processes or PLAIN_PROCESSES)
     except NotImplementedError as e:  # harness.Unsupported, from the fresh process

@@ -65,6 +65,7 @@ class ProcessSpec:
     timing: dict[str, float] = field(default_factory=dict)
     allocator: str = "plain"  # the policy each process puts its allocator under (bench_lib.measure.allocator)
     checked_error: float | None = None
+    graph: bool = False  # CUDA only, and in one process: a fresh process measures the host allocator
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -74,19 +75,22 @@ class ProcessSpec:
         return cls(**json.loads(text))
 
 
-def _prepare(spec: ProcessSpec, policy: str):
+def prepare(spec: ProcessSpec, policy: str | None = None, device=None):
+    """:func:`bench_lib.measure.harness.prepare` of ``spec`` in this process, under ``policy`` (default the
+    spec's), on ``device`` (a backend or spec; default the spec's)."""
     from bench_lib.measure import harness
 
     return harness.prepare(
         spec.name,
-        device=spec.device,
+        device=device or spec.device,
         layout=spec.layout,
         dtype=spec.dtype,
         mode=spec.mode,
         batch=spec.batch,
         height=spec.height,
         width=spec.width,
-        allocator_policy=policy,
+        graph=spec.graph,
+        allocator_policy=policy or spec.allocator,
         checked_error=spec.checked_error,
         **spec.params,
     )
@@ -133,7 +137,7 @@ def measure_here(spec: ProcessSpec) -> dict[str, Any]:
     """Measure ``spec`` in this process, which must be fresh (a policy refuses another one before it)."""
     from bench_lib.measure import kernels, metrics
 
-    prepared = _prepare(spec, spec.allocator)
+    prepared = prepare(spec)
     m = metrics.measure(prepared, "latency", metrics.Settings(timing=spec.timing)).result
     return {
         "pid": os.getpid(),
@@ -214,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     code = 0
     try:
         if args[0] == "--check":
-            record = {"relative_error": _prepare(ProcessSpec.from_json(args[1]), "steady").relative_error}
+            record = {"relative_error": prepare(ProcessSpec.from_json(args[1]), "steady").relative_error}
         else:
             record = measure_here(ProcessSpec.from_json(args[0]))
     except Unsupported as e:
