@@ -235,19 +235,7 @@ def compare(
     across = set(b_rows["hardware_id"]) != set(c_rows["hardware_id"])
     note = "same machine: median of each side's run values (a run: the fastest sample of its fastest round)"
     if across:
-        shared = set(b_rows["machine_name"]) & set(c_rows["machine_name"]) if "machine_name" in rows else set()
-        note = (
-            (
-                f"machine {', '.join(sorted(shared))} is other hardware on each side (hardware "
-                f"{', '.join(sorted(set(b_rows['hardware_id'])))} vs {', '.join(sorted(set(c_rows['hardware_id'])))}): "
-            )
-            if shared
-            else ""
-        ) + (
-            "across machines: each round's latency divided by its dense equivalent's in the same run and "
-            "round, and those relative latencies compared (raw latencies of different machines say nothing "
-            "about regressions); noise from the rounds"
-        )
+        note = _across_note(rows, b_rows, c_rows)
         b_rows, c_rows = _relative_rows(b_rows), _relative_rows(c_rows)
         keys, history = COMBINATION, pd.concat([b_rows, c_rows])
     else:
@@ -271,6 +259,18 @@ def compare(
     if not across:  # the plain suite's shares of processes in the slow mode (relative rows have no modes)
         table = processes.with_shares(table, b_rows, c_rows, keys, alpha)
     return table, note
+
+
+def _across_note(rows: pd.DataFrame, b_rows: pd.DataFrame, c_rows: pd.DataFrame) -> str:
+    """How a comparison across machines is made (and which machine name stands for other hardware)."""
+    shared = set(b_rows["machine_name"]) & set(c_rows["machine_name"]) if "machine_name" in rows else set()
+    hardware = f"{', '.join(sorted(set(b_rows['hardware_id'])))} vs {', '.join(sorted(set(c_rows['hardware_id'])))}"
+    other = f"machine {', '.join(sorted(shared))} is other hardware on each side (hardware {hardware}): "
+    return (other if shared else "") + (
+        "across machines: each round's latency divided by its dense equivalent's in the same run and "
+        "round, and those relative latencies compared (raw latencies of different machines say nothing "
+        "about regressions); noise from the rounds"
+    )
 
 
 def _noise(r: dict, suffix: str, noise_of: dict[tuple, tuple[float, float, str]]) -> tuple[float, float, str]:
