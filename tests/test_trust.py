@@ -178,8 +178,8 @@ def _hostile_files(store: Path) -> dict[str, Path]:
     for i, (name, table) in enumerate(contents.items()):
         run_id = f"20261124T201201Z-a2dbd3ff-hostile{i}"
         runs = _with(_committed("runs", PAPERS_RUN), run_id=run_id)
-        folder = next(store.glob(f"runs/*/{MONTH}")).name
-        key = next(store.glob("runs/machine_key=vm-*")).name
+        month = next(store.glob(f"runs/machine_key=vm-*/{MONTH}"))  # a machine that has that month
+        folder, key = month.name, month.parent.name
         pq.write_table(runs, store / "runs" / key / folder / f"{run_id}.parquet")
         found[name] = store / "measurements" / key / folder / f"{run_id}.parquet"
         pq.write_table(table, found[name], compression="zstd")
