@@ -51,16 +51,16 @@ def findings(rows: pd.DataFrame) -> pd.DataFrame:
         row = dict(zip(keys, key, strict=True))
         row.update(processes=len(g), modes=modes.describe(found), multimodal=modes.is_multimodal(found))
         if row["suite"] == PLAIN:
-            row.update(_against_steady(g, found, steady.get((*key[:4], "ops", *key[5:]))))
+            row.update(_against_steady(g, steady.get((*key[:4], "ops", *key[5:]))))
         out.append(row)
     return pd.DataFrame(out)
 
 
-def _against_steady(g: pd.DataFrame, found: list[modes.Mode], steady) -> dict:
+def _against_steady(g: pd.DataFrame, steady) -> dict:
     judged = modes.sensitivity(g["value"], steady if steady is not None else [])
     faults = g["page_faults_per_call"] if "page_faults_per_call" in g else pd.Series(np.nan, index=g.index)
-    ordered = np.sort(g["value"].to_numpy(dtype=float))
-    fast = g["value"] < (ordered[found[0].processes] if len(found) > 1 else math.inf)  # the fastest mode
+    edge = modes.first_slow(g["value"])
+    fast = g["value"] < (edge if edge is not None else math.inf)  # the fastest mode
     kernels = g["kernel"].nunique() if "kernel" in g else 0
     return {
         "steady_s": judged.steady_s if judged else math.nan,

@@ -32,11 +32,16 @@ class Mode:
     processes: int
 
 
-def find(values, gap: float = MODE_GAP) -> list[Mode]:
-    """The modes of ``values`` (seconds, one per process; NaN and non-positive dropped), fastest first:
-    sorted, split wherever a value exceeds its predecessor by more than ``gap`` (a ratio)."""
+def measured(values) -> np.ndarray:
+    """``values`` (seconds, one per process) sorted, NaN and non-positive dropped."""
     v = np.sort(np.asarray(values, dtype=float))
-    v = v[np.isfinite(v) & (v > 0)]
+    return v[np.isfinite(v) & (v > 0)]
+
+
+def find(values, gap: float = MODE_GAP) -> list[Mode]:
+    """The modes of ``values`` (:func:`measured`), fastest first: split wherever a value exceeds its
+    predecessor by more than ``gap`` (a ratio)."""
+    v = measured(values)
     if len(v) == 0:
         return []
     cuts = np.flatnonzero(np.diff(np.log(v)) > math.log(gap)) + 1
@@ -70,20 +75,21 @@ def describe(modes: list[Mode]) -> str:
 
 def slow_count(values, fast_below_s: float) -> tuple[int, int]:
     """(processes at or above ``fast_below_s``, processes measured): the counts :func:`share_test` reads."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v) & (v > 0)]
+    v = measured(values)
     return int((v >= fast_below_s).sum()), len(v)
 
 
+def first_slow(values, gap: float = MODE_GAP) -> float | None:
+    """Where the fastest mode of ``values`` ends (seconds: the first value of the second mode), or None
+    where they have one mode."""
+    v = measured(values)
+    modes = find(v, gap)
+    return float(v[modes[0].processes]) if len(modes) > 1 else None
+
+
 def boundary(baseline, candidate, gap: float = MODE_GAP) -> float | None:
-    """Where the fastest mode of both sets' values together ends (seconds: the first value of the second
-    mode), or None where together they have one mode."""
-    together = np.concatenate([np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)])
-    modes = find(together, gap)
-    if len(modes) < 2:
-        return None
-    v = np.sort(together[np.isfinite(together) & (together > 0)])
-    return float(v[modes[0].processes])
+    """:func:`first_slow` of both sets' values together."""
+    return first_slow(np.concatenate([np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)]), gap)
 
 
 def share_test(slow_a: int, n_a: int, slow_b: int, n_b: int) -> float:
@@ -122,8 +128,7 @@ class Sensitivity:
 
 def sensitivity(plain, steady) -> Sensitivity | None:
     """``plain`` processes' values against the median of ``steady`` ones (seconds); None without both."""
-    p, s = (np.asarray(v, dtype=float) for v in (plain, steady))
-    p, s = p[np.isfinite(p) & (p > 0)], s[np.isfinite(s) & (s > 0)]
+    p, s = measured(plain), measured(steady)
     if len(p) == 0 or len(s) == 0:
         return None
     steady_s = float(np.median(s))
