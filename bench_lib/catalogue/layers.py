@@ -295,6 +295,8 @@ class DepthwiseSeparable(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int, bias: bool):
         super().__init__()
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.stride, self.padding, self.bias = stride, padding, bias  # kept to be rebuilt (user_script)
         self.depthwise = nn.Conv2d(
             in_channels, in_channels, kernel_size, stride, padding, groups=in_channels, bias=bias
         )
@@ -314,6 +316,8 @@ class PartialConv(nn.Module):
 
     def __init__(self, in_channels: int, kernel_size: int, partial_ratio: int, bias: bool):
         super().__init__()
+        self.in_channels, self.kernel_size = in_channels, kernel_size  # kept to be rebuilt (user_script)
+        self.partial_ratio, self.bias = partial_ratio, bias
         self.conv_channels = in_channels // partial_ratio
         self.untouched_channels = in_channels - self.conv_channels
         self.conv = nn.Conv2d(self.conv_channels, self.conv_channels, kernel_size, padding=kernel_size // 2, bias=bias)

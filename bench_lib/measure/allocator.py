@@ -23,7 +23,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import resource
 from dataclasses import dataclass
 
 POLICIES = ("steady", "cold", "plain")
@@ -121,11 +120,6 @@ def huge_pages(mode_file: str | None = None) -> str:
     if os.environ.get("THP_MEM_ALLOC_ENABLE") != "1":  # PyTorch 2.13 reads "1" only ("true" is ignored)
         return ""
     return " + THP" if thp_mode(mode_file) in ("madvise", "always") else ""
-
-
-def minor_faults() -> int:
-    """Minor page faults of this process so far (all threads)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import os
 import platform
 import re
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import psutil
 import torch
 
 from bench_lib.catalogue.dtypes import DTYPES
+from bench_lib.measure.timing import BlockTimer
 
 LAYOUTS = ("nchw", "channels_last")
 MODES = ("inference", "training")
@@ -81,22 +81,6 @@ def parse_spec(text: str) -> DeviceSpec:
     if text.startswith("cuda"):
         return DeviceSpec(text, "cuda", index=int(m.group("index") or 0))
     return DeviceSpec(text, "mps")
-
-
-class BlockTimer:
-    """Times a block of calls: ``start()`` synchronises and starts, ``stop()`` synchronises, returns seconds."""
-
-    def __init__(self, synchronize: Callable[[], None]):
-        self._sync = synchronize
-        self._t0 = 0.0
-
-    def start(self) -> None:
-        self._sync()
-        self._t0 = time.perf_counter()
-
-    def stop(self) -> float:
-        self._sync()
-        return time.perf_counter() - self._t0
 
 
 class CudaEventTimer(BlockTimer):

@@ -9,13 +9,16 @@ touches), by that process's history. :func:`run` measures that state, one proces
 
 1. the answer is checked once, in a process of its own (:func:`check`): the float64 reference frees
    large buffers, which would move glibc's threshold in a measured process;
-2. each measured process is a fresh interpreter (``python -m bench_lib.measure.fresh SPEC``) that builds
-   the workload under its allocator policy (``plain`` by default: no ``mallopt``) without the reference,
-   times its latency as everywhere (:func:`bench_lib.measure.timing.time_callable`), captures its
-   kernels, then records what it had (:func:`facts`: page faults per call, glibc's heap, the buffers'
-   alignment, huge pages);
-3. it prints one JSON line (exit 3 and ``{"unsupported": why}`` where the combination cannot run here); a
-   process that fails or times out gives a record with its ``error``.
+2. under ``plain`` each measured process runs the script a user would write
+   (:func:`bench_lib.measure.user_script.render`: torch, the module's own source, the timed calls, and
+   convbench only after them; importing convbench before the calls moved a process between modes); under
+   another policy a fresh interpreter (``python -m bench_lib.measure.fresh SPEC``) builds the workload
+   under that policy without the reference;
+3. both time the latency as everywhere (:func:`bench_lib.measure.timing.time_callable`), then read glibc's
+   heap, capture the kernels and record what the process had (:func:`facts`: page faults per call, the
+   heap, the buffers' alignment, huge pages) in one JSON line (:func:`report`; exit 3 and
+   ``{"unsupported": why}`` where the combination cannot run here); a process that fails or times out
+   gives a record with its ``error``.
 
 The per-process values are what a mode analysis reads (:mod:`bench_lib.measure.modes`).
 """
@@ -26,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -113,15 +117,16 @@ def _huge_pages_bytes() -> int | None:
     return None
 
 
-def facts(prepared) -> dict[str, Any]:
-    """What this process had after its timed window: glibc's heap (:func:`allocator.heap_state`), the page
-    offsets of the input, the weight and one call's output, and its memory on huge pages."""
+def facts(prepared, heap=None) -> dict[str, Any]:
+    """What this process had after its timed window: glibc's heap (``heap``, else read now:
+    :func:`allocator.heap_state`), the page offsets of the input, the weight and one call's output, and its
+    memory on huge pages."""
     from bench_lib.measure import allocator
 
+    heap = heap or allocator.heap_state()
     with prepared.grad_mode():
         out = prepared.step()
     weight = next(iter(prepared.module.parameters()), None)
-    heap = allocator.heap_state()
     return {
         "heap": asdict(heap) if heap else None,
         "page_offset_bytes": {
@@ -133,12 +138,11 @@ def facts(prepared) -> dict[str, Any]:
     }
 
 
-def measure_here(spec: ProcessSpec) -> dict[str, Any]:
-    """Measure ``spec`` in this process, which must be fresh (a policy refuses another one before it)."""
-    from bench_lib.measure import kernels, metrics
+def record(prepared, m, heap=None) -> dict[str, Any]:
+    """One process's record: its measurement ``m`` of ``prepared``, the kernels and :func:`facts`."""
+    from bench_lib.measure import kernels
 
-    prepared = prepare(spec)
-    m = metrics.measure(prepared, "latency", metrics.Settings(timing=spec.timing)).result
+    found = facts(prepared, heap)  # before the capture allocates
     return {
         "pid": os.getpid(),
         "median_s": m.median_s,
@@ -148,23 +152,44 @@ def measure_here(spec: ProcessSpec) -> dict[str, Any]:
         "page_faults_per_call": m.page_faults_per_call,
         "allocator": m.context["allocator"],
         **kernels.capture(prepared).fields(),
-        **facts(prepared),
+        **found,
         "measurement": m.summary(),
     }
+
+
+def measure_here(spec: ProcessSpec) -> dict[str, Any]:
+    """Measure ``spec`` in this process, which must be fresh (a policy refuses another one before it)."""
+    from bench_lib.measure import metrics
+
+    prepared = prepare(spec)
+    return record(prepared, metrics.measure(prepared, "latency", metrics.Settings(timing=spec.timing)).result)
+
+
+def report(spec_json: str, module, inputs, step, measurement) -> None:
+    """The end of a user's script (:mod:`bench_lib.measure.user_script`), after its timed window: glibc's
+    heap read first, then the workload adopted with its context, the kernels captured, and the record
+    printed as one JSON line."""
+    from bench_lib.catalogue.cases import Case
+    from bench_lib.measure import allocator, devices, harness
+
+    heap = allocator.heap_state()
+    spec = ProcessSpec.from_json(spec_json)
+    asked = {k: getattr(spec, k) for k in ("layout", "dtype", "mode", "batch", "height", "width")}
+    case = Case(spec.name, dict(spec.params), spec.height, spec.width)
+    backend = devices.backend(spec.device)
+    prepared = harness.adopt(case, module, inputs, step, backend, asked, allocator.apply("plain"), spec.checked_error)
+    m = replace(measurement, context={**measurement.context, **prepared.context})
+    _print(record(prepared, m, heap))
 
 
 PROCESS_FACTS = ("pid", "page_faults_per_call", "allocator", "heap", "page_offset_bytes", "anon_huge_pages_bytes")
 
 
 def _child(python: str, args: list[str], timeout_s: float) -> dict[str, Any]:
+    """Run ``python ARGS`` in the user's environment; its last line's record (an error record where it
+    failed or timed out)."""
     try:
-        out = subprocess.run(
-            [python, "-m", "bench_lib.measure.fresh", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env=user_environment(),
-        )
+        out = subprocess.run([python, *args], capture_output=True, text=True, timeout=timeout_s, env=user_environment())
     except subprocess.TimeoutExpired:
         return {"error": f"no answer within {timeout_s:g} s"}
     lines = out.stdout.strip().splitlines()
@@ -174,6 +199,26 @@ def _child(python: str, args: list[str], timeout_s: float) -> dict[str, Any]:
         tail = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
         return {"error": f"the process failed (exit {out.returncode}): {tail}"}
     return json.loads(lines[-1])
+
+
+def _measured(spec: ProcessSpec, python: str, timeout_s: float) -> dict[str, Any]:
+    """One measured process of ``spec``: under ``plain`` the user's script (written to a folder of its own,
+    run as ``python script.py``), else ``python -m bench_lib.measure.fresh SPEC``."""
+    if spec.allocator != "plain":
+        return _child(python, ["-m", "bench_lib.measure.fresh", spec.to_json()], timeout_s)
+    from bench_lib.measure import harness, user_script
+
+    try:
+        text = user_script.render(spec)
+    except harness.Unsupported as e:
+        return {"unsupported": str(e)}
+    except user_script.NotScriptable as e:
+        return {"unsupported": f"allocator plain: {e}"}
+    with tempfile.TemporaryDirectory(prefix="convbench-plain-") as folder:
+        path = os.path.join(folder, "user_script.py")
+        with open(path, "w") as f:
+            f.write(text)
+        return _child(python, [path], timeout_s)
 
 
 def _raise_unless_measured(found: dict[str, Any], what: str) -> None:
@@ -188,7 +233,7 @@ def _raise_unless_measured(found: dict[str, Any], what: str) -> None:
 def check(spec: ProcessSpec, python: str = sys.executable, timeout_s: float = PROCESS_TIMEOUT_S) -> float:
     """The workload's relative error against float64, found in a fresh process of its own. RuntimeError
     with the process's last line where the check fails (a wrong result included)."""
-    found = _child(python, ["--check", spec.to_json()], timeout_s)
+    found = _child(python, ["-m", "bench_lib.measure.fresh", "--check", spec.to_json()], timeout_s)
     _raise_unless_measured(found, "the reference check")
     return float(found["relative_error"])
 
@@ -196,7 +241,7 @@ def check(spec: ProcessSpec, python: str = sys.executable, timeout_s: float = PR
 def one(spec: ProcessSpec, python: str = sys.executable, timeout_s: float = PROCESS_TIMEOUT_S) -> dict[str, Any]:
     """One fresh process of ``spec`` (its answer checked already: ``checked_error``): its record.
     :class:`bench_lib.measure.harness.Unsupported` where it cannot run here, RuntimeError where it failed."""
-    found = _child(python, [spec.to_json()], timeout_s)
+    found = _measured(spec, python, timeout_s)
     _raise_unless_measured(found, "the fresh process")
     return found
 
@@ -208,7 +253,12 @@ def run(
     each, in order."""
     if spec.checked_error is None:
         spec = replace(spec, checked_error=check(spec, python, timeout_s))
-    return [_child(python, [spec.to_json()], timeout_s) for _ in range(processes)]
+    return [_measured(spec, python, timeout_s) for _ in range(processes)]
+
+
+def _print(found: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(found, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -218,13 +268,12 @@ def main(argv: list[str] | None = None) -> None:
     code = 0
     try:
         if args[0] == "--check":
-            record = {"relative_error": prepare(ProcessSpec.from_json(args[1]), "steady").relative_error}
+            found = {"relative_error": prepare(ProcessSpec.from_json(args[1]), "steady").relative_error}
         else:
-            record = measure_here(ProcessSpec.from_json(args[0]))
+            found = measure_here(ProcessSpec.from_json(args[0]))
     except Unsupported as e:
-        record, code = {"unsupported": str(e)}, UNSUPPORTED_EXIT
-    sys.stdout.write(json.dumps(record, default=str) + "\n")
-    sys.stdout.flush()
+        found, code = {"unsupported": str(e)}, UNSUPPORTED_EXIT
+    _print(found)
     sys.exit(code)
 
 

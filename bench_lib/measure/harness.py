@@ -123,7 +123,7 @@ def prepare(
     backend = devices.backend(device) if isinstance(device, str) else device
     check_combination(backend, layout, dtype, mode)
     config = registry.resolve(name, **params)
-    in_shape = registry.input_shape(name, batch, height, width, **config)
+    registry.input_shape(name, batch, height, width, **config)  # ValueError where a layer cannot take it
     if graph and backend.spec.kind != "cuda":
         raise Unsupported(f"CUDA graphs need a CUDA device, not {backend.spec.text}")
     if graph and mode != "inference":
@@ -148,8 +148,25 @@ def prepare(
     if graph:
         step = _capture_cuda_graph(step, backend)
     asked = {"layout": layout, "dtype": dtype, "mode": mode, "batch": batch, "height": height, "width": width}
-    context = _context(Case(name, dict(params), height, width), config, backend, asked, in_shape, alloc, graph, err)
-    return Prepared(module, x, step, backend, context, mode, err)
+    return adopt(Case(name, dict(params), height, width), module, x, step, backend, asked, alloc, err, graph)
+
+
+def adopt(
+    case: Case,
+    module: torch.nn.Module,
+    inputs: torch.Tensor,
+    step: Callable[[], Any],
+    backend: Backend,
+    asked: dict[str, Any],
+    alloc: str,
+    err: float,
+    graph: bool = False,
+) -> Prepared:
+    """A workload built elsewhere (by :func:`prepare`, or by a user's script: :mod:`user_script`) as a
+    :class:`Prepared` with its context; ``asked`` holds layout, dtype, mode, batch, height and width."""
+    config = registry.resolve(case.workload, **case.params)
+    context = _context(case, config, backend, asked, tuple(inputs.shape), alloc, graph, err)
+    return Prepared(module, inputs, step, backend, context, asked["mode"], err)
 
 
 def _context(

@@ -2,24 +2,70 @@
 samples, each a block of k back-to-back calls between two synchronisations, k chosen so the timer and
 synchronisation overhead stay under ``OVERHEAD_FRACTION`` of a sample. Returns a :class:`Measurement`
 (samples in seconds per call, their statistics, page faults per call, and the context).
+
+This module imports the standard library only: a plain process (:mod:`bench_lib.measure.user_script`)
+imports it between building its workload and the first call, and anything larger allocated there moves
+glibc's heap, and with it the mode the process lands in (docs/allocator.md, "What convbench's plain
+process did differently").
 """
 
 from __future__ import annotations
 
 import math
+import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from bench_lib.measure import allocator, devices
-from bench_lib.measure.devices import Backend
+from typing import Any, Protocol
 
 # A measurement is flagged noisy above this relative IQR (IQR / median of its samples), the statistic
 # torch.utils.benchmark warns on at the same level. The one definition of within-run noise in convbench.
 NOISY_RELATIVE_IQR = 0.10
 OVERHEAD_FRACTION = 0.01  # timer + sync overhead allowed per sample
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (all threads)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+class BlockTimer:
+    """Times a block of calls: ``start()`` synchronises and starts, ``stop()`` synchronises, returns seconds."""
+
+    def __init__(self, synchronize: Callable[[], None]):
+        self._sync = synchronize
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._sync()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        self._sync()
+        return time.perf_counter() - self._t0
+
+
+class Clock(Protocol):
+    """What :func:`time_callable` needs of a device: a block timer and its name (a
+    :class:`bench_lib.measure.devices.Backend` is one)."""
+
+    timer_name: str
+
+    def block_timer(self) -> BlockTimer: ...
+
+
+class HostClock:
+    """The host's clock around a block, nothing to synchronise: a CPU's timer without the device module
+    (what a plain process times with)."""
+
+    timer_name = "perf_counter"
+
+    def block_timer(self) -> BlockTimer:
+        return BlockTimer(lambda: None)
+
+
+HOST_CLOCK = HostClock()
 
 
 def relative_iqr(samples: Sequence[float]) -> float:
@@ -132,11 +178,11 @@ class Measurement:
         )
 
 
-def _timer_overhead(timer: devices.BlockTimer, repeats: int = 25) -> float:
+def _timer_overhead(timer: BlockTimer, repeats: int = 25) -> float:
     return statistics.median(_time_block(timer, lambda: None, 0) for _ in range(repeats))
 
 
-def _time_block(timer: devices.BlockTimer, fn: Callable[[], Any], calls: int) -> float:
+def _time_block(timer: BlockTimer, fn: Callable[[], Any], calls: int) -> float:
     timer.start()
     for _ in range(calls):
         fn()
@@ -170,7 +216,7 @@ class Sampler:
     moments of the machine."""
 
     fn: Callable[[], Any]
-    backend: Backend
+    backend: Clock
     min_sample_s: float = 0.005
     max_warmup_s: float = 2.0
     block_multiple: int = 1
@@ -187,7 +233,7 @@ class Sampler:
         self.warmup_s = time.perf_counter() - started
         block = max(1, math.ceil(round(target / best, 6)))  # round: float noise must not add a call
         self.block = math.ceil(block / self.block_multiple) * self.block_multiple
-        self.faults0 = allocator.minor_faults()
+        self.faults0 = minor_faults()
         return self.block
 
     def resize(self, calls: int) -> None:
@@ -204,7 +250,7 @@ class Sampler:
         return self.taken[-1]
 
     def done(self) -> Measurement:
-        faults = allocator.minor_faults() - self.faults0
+        faults = minor_faults() - self.faults0
         return Measurement(
             samples_s=tuple(self.taken),
             block=self.block,
@@ -218,7 +264,7 @@ class Sampler:
 
 def time_callable(
     fn: Callable[[], Any],
-    backend: Backend,
+    backend: Clock,
     *,
     samples: int = 15,
     min_samples: int = 5,
