@@ -267,3 +267,49 @@ def test_a_fresh_process_has_the_users_environment_not_the_runs_huge_pages():
     assert fresh.user_environment(run_set) == {"PATH": "/bin"}
     user_set = {"THP_MEM_ALLOC_ENABLE": "1", "PATH": "/bin"}
     assert fresh.user_environment(user_set) == user_set
+
+
+def _history(shares: list[int], n: int = 12):
+    """Rows of one plain series over runs r0, r1, ...: run i has ``shares[i]`` of its ``n`` processes slow."""
+    import pandas as pd
+
+    runs = []
+    for i, slow in enumerate(shares):
+        values = [0.6e-3 + 1e-6 * k for k in range(n - slow)] + [2.0e-3 + 1e-6 * k for k in range(slow)]
+        rows = _rows("torch", "plain", values, run=f"r{i}")
+        runs.append(rows.assign(started_at=pd.Timestamp("2026-12-01", tz="UTC") + pd.Timedelta(days=i)))
+    return pd.concat(runs, ignore_index=True).assign(machine="m", suite_version="1")
+
+
+def _judged(rows, verdict: str):
+    import pandas as pd
+
+    from bench_lib.analysis import series
+
+    return pd.DataFrame([{**rows.iloc[0][series.SERIES].to_dict(), "verdict": verdict}])
+
+
+def test_regressions_call_a_mode_shift_in_the_newest_two_runs_a_regression():
+    from bench_lib.analysis import processes, verdicts
+
+    shifted = _history([0, 0, 0, 12, 12])
+    (row,) = processes.in_history(_judged(shifted, verdicts.INCONCLUSIVE), shifted, 0.001, 4).to_dict("records")
+    assert row["verdict"] == verdicts.REGRESSION
+    p = modes.share_test(0, 36, 12, 12)
+    assert row["slow_share"] == f"0/36 → 12/12, 12/12 (p {p:.2g}, {p:.2g})"
+    newest = _history([0, 0, 0, 0, 12])
+    assert processes.in_history(_judged(newest, verdicts.UNCHANGED), newest, 0.001, 4)["verdict"][0] == "suspect"
+    back = _history([12, 12, 12, 0, 0])
+    assert processes.in_history(_judged(back, verdicts.UNCHANGED), back, 0.001, 4)["verdict"][0] == "improvement"
+
+
+def test_regressions_leave_a_steady_share_and_a_short_history_alone():
+    from bench_lib.analysis import processes, verdicts
+
+    same = _history([8, 7, 9, 8, 8])  # identical code in two modes: the shares wander, they do not move
+    (row,) = processes.in_history(_judged(same, verdicts.UNCHANGED), same, 0.001, 4).to_dict("records")
+    assert row["verdict"] == verdicts.UNCHANGED and row["slow_share"].startswith("24/36 → 8/12, 8/12")
+    short = _history([0, 0, 12])
+    assert processes.in_history(_judged(short, verdicts.INCONCLUSIVE), short, 0.001, 4)["verdict"][0] == "inconclusive"
+    flagged = _history([0, 0, 0, 12, 12])  # a value verdict already made stays
+    assert processes.in_history(_judged(flagged, verdicts.SUSPECT), flagged, 0.001, 4)["verdict"][0] == "suspect"

@@ -97,3 +97,51 @@ def with_shares(
         if p < alpha and row["verdict"] in (verdicts.UNCHANGED, verdicts.INCONCLUSIVE):
             table.at[i, "verdict"] = verdicts.SLOWER if sc / nc > sb / nb else verdicts.FASTER
     return table
+
+
+def _shift(before: np.ndarray, runs: list[np.ndarray], alpha: float) -> tuple[str, str] | None:
+    """The share rule over a history: each of the newest two runs' processes (``runs``) against the pooled
+    processes of the runs ``before`` them, the slow mode counted past the boundary of all of them. Both
+    beyond ``alpha`` on one side: ``regression`` (``improvement``); only the newest: ``suspect``. Returns
+    (verdict or '', ``slow_share`` text), or None where the processes have one mode."""
+    edge = modes.boundary(before, np.concatenate(runs))
+    if edge is None:
+        return None
+    sb, nb = modes.slow_count(before, edge)
+    counts = [modes.slow_count(r, edge) for r in runs]
+    ps = [modes.share_test(sb, nb, s, n) for s, n in counts]
+    signs = [np.sign(s / n - sb / nb) if n else 0 for s, n in counts]
+    text = f"{sb}/{nb} → " + ", ".join(f"{s}/{n}" for s, n in counts) + " (p " + ", ".join(f"{p:.2g}" for p in ps) + ")"
+    if ps[-1] >= alpha:
+        return "", text
+    if len(ps) == 2 and ps[0] < alpha and signs[0] == signs[1]:
+        return (verdicts.REGRESSION if signs[-1] > 0 else verdicts.IMPROVEMENT), text
+    return (verdicts.SUSPECT if signs[-1] > 0 else ""), text
+
+
+def in_history(table: pd.DataFrame, rows: pd.DataFrame, alpha: float, min_runs: int) -> pd.DataFrame:
+    """``regressions``' table with ``slow_share`` on its plain-suite series (``rows``: the store's per-round
+    rows, one per process): the newest two runs' shares of processes in the slow mode against the runs
+    before them (:func:`_shift`), which turns an ``unchanged`` or ``inconclusive`` series into a
+    ``regression``, ``suspect`` or ``improvement`` (a mode shift: the value of the fastest process may not
+    move). Needs ``min_runs`` runs, as the value rule does."""
+    if table.empty or not (table["suite"] == PLAIN).any():
+        return table
+    plain = _ok(rows)[lambda x: x["suite"] == PLAIN].sort_values("started_at", kind="stable")
+    table = table.copy()
+    table["slow_share"] = None
+    groups = dict(iter(plain.groupby(series.SERIES, observed=True, dropna=False)))
+    for i, row in table[table["suite"] == PLAIN].iterrows():
+        g = groups.get(tuple(row[k] for k in series.SERIES))
+        if g is None:
+            continue
+        runs = [r["value"].to_numpy(dtype=float) for _, r in g.groupby("run_id", sort=False)]
+        if len(runs) < min_runs:
+            continue
+        found = _shift(np.concatenate(runs[:-2]), runs[-2:], alpha)
+        if found is None:
+            continue
+        verdict, table.at[i, "slow_share"] = found
+        if verdict and row["verdict"] in (verdicts.UNCHANGED, verdicts.INCONCLUSIVE):
+            table.at[i, "verdict"] = verdict
+    return table

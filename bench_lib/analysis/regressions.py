@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from asv import step_detect
 
-from bench_lib.analysis import noise, results, series, tables, verdicts
+from bench_lib.analysis import noise, processes, results, series, tables, verdicts
 from bench_lib.analysis.verdicts import FLAGS, INCONCLUSIVE, MACHINE_CHANGED, SUSPECT
 from bench_lib.errors import ArgumentError
 from bench_lib.store import redact
@@ -255,7 +255,9 @@ def render(table: pd.DataFrame, machines: pd.DataFrame, fmt: str, factor: float,
     rule = (
         f"a series is flagged when its newest run leaves its band: beyond {factor - 1:.0%} and beyond "
         f"t(1 - {alpha:g}/2) x its own run-to-run noise; two newest runs beyond it on one side make a "
-        "regression or an improvement, one a suspect (false alarms measured on identical code: docs/verdicts.md)"
+        "regression or an improvement, one a suspect (false alarms measured on identical code: docs/verdicts.md); "
+        f"a plain-suite series also by its share of processes in the slow mode (Fisher, p < {alpha:g}: "
+        "docs/allocator.md)"
     )
     if fmt == "json":
         return json.dumps(
@@ -286,8 +288,9 @@ def render(table: pd.DataFrame, machines: pd.DataFrame, fmt: str, factor: float,
     show["change"] = [f"{c:+.1%} [{lo:+.1%}, {hi:+.1%}]" for c, lo, hi in spans]
     show["band"] = show["detectable"].map(lambda x: f"±{x:.1%}")
     cols = ["verdict", "change", "band", "confirmations", "first_run", "machine", "suite", "case", "batch"]
-    cols += ["device", "layout", "dtype", "mode", "injected", "kernels"]
-    cols = [c for c in cols if c not in ("injected", "kernels") or show[c].notna().any()]
+    cols += ["device", "layout", "dtype", "mode", "injected", "slow_share", "kernels"]
+    optional = ("injected", "slow_share", "kernels")  # shown where any row has one
+    cols = [c for c in cols if c not in optional or (c in show and show[c].notna().any())]
     if fmt == "markdown":
         return head + "\n\n" + tables.markdown_table(show, cols)
     return head + "\n" + show[cols].to_string(index=False)
@@ -316,5 +319,6 @@ def run(results_dir: str, machines: list[str] | None, since: str | None, factor:
     chosen = selected_runs(store, machines, since, results_dir)
     rows = results.rounds_of_runs(store, chosen, series.READ, categorical=True)
     table, changes = scan(series.run_values(rows), factor, alpha)
+    table = processes.in_history(table, rows, alpha, MIN_RUNS)
     print(render(table, changes, fmt, factor, alpha))
     return exit_code(table)
