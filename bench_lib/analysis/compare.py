@@ -3,7 +3,8 @@
 Selectors pick runs from the store: ``key=value[,key=value...]`` with keys ``machine`` (a name, or
 ``name-<hardware id>`` where one name covers two machines), ``env``, ``torch`` (a release or a build:
 ``2.13`` and ``2.13.0`` match ``2.13.0+cpu``), ``commit`` (prefix), ``date`` (prefix of the run's UTC start,
-e.g. ``2026-11-24`` or ``2026-11-24T01``), ``run`` (a run id) and ``side`` (an A/B run's side: ``A``, ``B``).
+e.g. ``2026-11-24`` or ``2026-11-24T01``), ``run`` (a run id), ``side`` (an A/B run's side: ``A``, ``B``),
+and the filters ``device`` (``cpu-1t``, ``cuda:0``), ``dtype``, ``layout``, ``batch``, ``mode``.
 
 The evidence is one value per run (its best round minimum: :func:`bench_lib.analysis.series.run_values`;
 each round is a separate process), never the pooled samples of a run: those share a process and a
@@ -20,9 +21,11 @@ minute, and a rank test on them calls the machine's between-process noise signif
   ``inconclusive`` when it was not: the text shows "inconclusive (noise ±x%)"); ``new failure``, ``fixed``,
   or why the sides cannot be compared.
 
-Across machines, raw latencies say nothing about regressions, so each round's latency is divided by its
-dense equivalent's in the same run and round, and those relative latencies are compared (noise from the
-rounds; the output says so).
+Across hardware (two machines, or two devices of one: ``device=cpu-1t`` against ``device=cuda:0``) the
+question is another: which is faster, and by how much. Each combination both ran gets the candidate's speed
+over the baseline's with an interval from each side's own run-to-run noise, ``faster`` / ``slower`` /
+``same speed`` / ``inconclusive``, each side's speed relative to its own dense equivalent, and the family
+summaries (:mod:`bench_lib.analysis.machines`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench_lib.analysis import ab_compare, noise, processes, results, series, tables, verdicts
+from bench_lib.analysis import ab_compare, machines, noise, processes, results, series, tables, verdicts
 from bench_lib.catalogue.cases import Case, key_values
 from bench_lib.errors import ArgumentError
 from bench_lib.store import redact
@@ -49,8 +52,14 @@ SELECTOR_KEYS = {
     "date": "run_date",
     "run": "run_id",
     "side": "side",
+    "device": "device",
+    "dtype": "dtype",
+    "layout": "layout",
+    "batch": "batch",
+    "mode": "mode",
 }
-ROW_KEYS = ("torch", "side")  # what each row carries, so a run is not chosen by it (an A/B run has two)
+# what each row carries, so a run is not chosen by it (an A/B run has two sides, a run several devices)
+ROW_KEYS = ("torch", "side", "device", "dtype", "layout", "batch", "mode")
 COMBINATION = series.COMBINATION
 
 
@@ -175,6 +184,7 @@ def side(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         hardware_id=("hardware_id", "last"),
         injected=("injected", "first"),  # the first fault named (None where no run had one)
         kernel=("kernel", "last"),  # the newest run's kernel (None where none was recorded)
+        **{k: (k, "last") for k in ("machine", "device") if k not in keys and k in runs},
     )
     out.insert(0, "status", np.where(out.pop("any_ok"), "ok", out.pop("last_status")))
     out["injected"] = out["injected"].astype(object).where(out["injected"].notna(), None)
@@ -196,6 +206,7 @@ def _relative_rows(rows: pd.DataFrame) -> pd.DataFrame:
     lookup = list(zip(*[lat[k] for k in keys], lat["case"].map(dense_of), strict=True))
     base = dense.reindex(pd.MultiIndex.from_tuples(lookup, names=[*keys, "case"])).to_numpy()
     lat["value"] = lat["value"].to_numpy() / base
+    lat["min"] = np.nan  # a round's fastest sample has no dense counterpart: its value (median ratio) stands
     lat.loc[~np.isfinite(lat["value"]) & (lat["status"] == "ok"), "status"] = "no dense equivalent"
     lat["unit"] = "ratio to dense"
     return lat
@@ -232,16 +243,27 @@ def compare(
         table, note = ab_compare.compare(b_rows, c_rows, factor, alpha, runs)
         return processes.with_shares(table, b_rows, c_rows, ["machine", *COMBINATION], alpha), note
     b_rows, c_rows = _plain(b_rows), _plain(c_rows)  # an A/B run is judged by its pairs, not as runs
-    across = set(b_rows["hardware_id"]) != set(c_rows["hardware_id"])
+    if set(b_rows["hardware_id"]) != set(c_rows["hardware_id"]) or _devices_differ(b_rows, c_rows):
+        return _across(rows, b_rows, c_rows, history, factor, alpha)
     note = "same machine: median of each side's run values (a run: the fastest sample of its fastest round)"
-    if across:
-        note = _across_note(rows, b_rows, c_rows)
-        b_rows, c_rows = _relative_rows(b_rows), _relative_rows(c_rows)
-        keys, history = COMBINATION, pd.concat([b_rows, c_rows])
-    else:
-        keys = ["machine", *COMBINATION]
-        history = _plain(rows if history is None else history() if callable(history) else history)
-    b_runs, c_runs = series.run_values(b_rows), series.run_values(c_rows)
+    keys = ["machine", *COMBINATION]
+    history = _plain(rows if history is None else history() if callable(history) else history)
+    b, c, noise_of = _sides(b_rows, c_rows, history, keys)
+    merged = b.merge(c, on=keys, suffixes=("_b", "_c"))
+    rows_out = [_row(r, keys, noise_of, factor, alpha) for r in merged.to_dict("records")]
+    table = pd.DataFrame(rows_out)
+    if not table.empty:
+        table = table.sort_values("change", ascending=False, na_position="first").reset_index(drop=True)
+    return processes.with_shares(table, b_rows, c_rows, keys, alpha), note
+
+
+def _devices_differ(b_rows: pd.DataFrame, c_rows: pd.DataFrame) -> bool:
+    """The two sides ran on no device in common (``device=cpu-1t`` against ``device=cuda:0``)."""
+    return not set(b_rows["device"]) & set(c_rows["device"])
+
+
+def _sides(b_rows: pd.DataFrame, c_rows: pd.DataFrame, history: pd.DataFrame, keys: list[str]):
+    """Each side's combinations (:func:`side`) and every series' noise in ``history``."""
     table = series.noise_table(series.run_values(history))
     noise_of = dict(
         zip(
@@ -250,33 +272,97 @@ def compare(
             strict=True,
         )
     )
-    b, c = side(b_runs, keys), side(c_runs, keys)
-    merged = b.merge(c, on=keys, suffixes=("_b", "_c"))
-    rows_out = [_row(r, keys, noise_of, factor, alpha) for r in merged.to_dict("records")]
-    table = pd.DataFrame(rows_out)
+    return side(series.run_values(b_rows), keys), side(series.run_values(c_rows), keys), noise_of
+
+
+def _across(rows, b_rows, c_rows, history, factor: float, alpha: float) -> tuple[pd.DataFrame, str]:
+    """Two machines or devices: each combination's speed ratio, interval and verdict (:mod:`machines`)."""
+    keys = [k for k in COMBINATION if k != "device"] if _devices_differ(b_rows, c_rows) else list(COMBINATION)
+    history = _plain(rows if history is None else history() if callable(history) else history)
+    dense = _vs_dense(b_rows, c_rows, keys)
+    # a machine's noise is its own whatever the environment's path: its environments' runs pool
+    pooled = [df.assign(env_name=POOLED_ENV) for df in (history, b_rows, c_rows)]
+    b, c, noise_of = _sides(pooled[1], pooled[2], pd.concat(pooled).drop_duplicates(), keys)
+    merged = b.merge(c, on=keys, how="outer", suffixes=("_b", "_c"))
+    out = []
+    for r in merged.to_dict("records"):
+        sides = _stand_in(_noise(r, "_b", noise_of), _noise(r, "_c", noise_of))
+        (sb, db, _), (sc, dc, _) = sides
+        se = noise.standard_error(sb, max(_count(r.get("n_runs_b")), 1), sc, max(_count(r.get("n_runs_c")), 1))
+        out.append({**_describe(r, keys), **machines.row(r, sides, factor, alpha), "se": se, "df": min(db, dc)})
+        out[-1].update(dense.get(tuple(r[k] for k in keys), {}))
+    table = pd.DataFrame(out)
     if not table.empty:
-        table = table.sort_values("change", ascending=False, na_position="first").reset_index(drop=True)
-    if not across:  # the plain suite's shares of processes in the slow mode (relative rows have no modes)
-        table = processes.with_shares(table, b_rows, c_rows, keys, alpha)
-    return table, note
+        table = table.sort_values("ratio", na_position="last").reset_index(drop=True)
+    return table, _across_note(rows, b_rows, c_rows)
+
+
+POOLED_ENV = "every environment of the machine"
+
+
+def _stand_in(b: tuple, c: tuple) -> tuple[tuple, tuple]:
+    """Each side's (sigma, df, source); where one side's noise is unknown (one run of one round) the other
+    side's stands in for it, and the source says so."""
+    if np.isfinite(b[0]) == np.isfinite(c[0]):
+        return b, c
+    if np.isfinite(b[0]):
+        return b, (b[0], b[1], f"none, the baseline's ({b[2]}) stands in")
+    return (c[0], c[1], f"none, the candidate's ({c[2]}) stands in"), c
+
+
+def _describe(r: dict, keys: list[str]) -> dict:
+    """What a row across hardware names: the combination, each side's device, latency, runs and kernel."""
+    out = {k: r[k] for k in keys}
+    suite = r["suite"]
+    out.update(
+        benchmark=benchmark_name(suite, r["metric"]) if suite != "canary" else "canary",
+        family=machines.family(r["case"]),
+        stage=str(r["case"]).rsplit("@", 1)[-1],
+        unit=r["unit_b"] if isinstance(r.get("unit_b"), str) else r.get("unit_c"),
+    )
+    for side_name, x in (("baseline", "_b"), ("candidate", "_c")):
+        log_value = r.get(f"log_value{x}")
+        out[side_name] = math.exp(log_value) if isinstance(log_value, float) and np.isfinite(log_value) else math.nan
+        out[f"device_{side_name}"] = r.get("device", r.get(f"device{x}"))
+        out[f"machine_{side_name}"] = r.get(f"machine{x}", r.get("machine"))
+        out[f"kernel_{side_name}"] = _text(r.get(f"kernel{x}"))
+    out["runs"] = f"{_count(r.get('n_runs_b'))}/{_count(r.get('n_runs_c'))}"
+    out["kernels"] = verdicts.kernel_note(out["kernel_baseline"], out["kernel_candidate"])
+    return out
+
+
+def _count(n) -> int:
+    return int(n) if isinstance(n, (int, float)) and np.isfinite(n) else 0
+
+
+def _vs_dense(b_rows: pd.DataFrame, c_rows: pd.DataFrame, keys: list[str]) -> dict[tuple, dict]:
+    """Per combination, each side's speed over its own dense equivalent's in the same runs (dense latency /
+    the op's: above 1 the FLOP cut pays off on that hardware)."""
+    found: dict[tuple, dict] = {}
+    for name, rows in (("vs_dense_baseline", b_rows), ("vs_dense_candidate", c_rows)):
+        rel = side(series.run_values(_relative_rows(rows)), keys)
+        for r in rel[rel["status"] == "ok"].to_dict("records"):
+            found.setdefault(tuple(r[k] for k in keys), {})[name] = math.exp(-r["log_value"])
+    return found
 
 
 def _across_note(rows: pd.DataFrame, b_rows: pd.DataFrame, c_rows: pd.DataFrame) -> str:
-    """How a comparison across machines is made (and which machine name stands for other hardware)."""
+    """How a comparison across hardware is made (and which machine name stands for other hardware)."""
     shared = set(b_rows["machine_name"]) & set(c_rows["machine_name"]) if "machine_name" in rows else set()
     hardware = f"{', '.join(sorted(set(b_rows['hardware_id'])))} vs {', '.join(sorted(set(c_rows['hardware_id'])))}"
     other = f"machine {', '.join(sorted(shared))} is other hardware on each side (hardware {hardware}): "
     return (other if shared else "") + (
-        "across machines: each round's latency divided by its dense equivalent's in the same run and "
-        "round, and those relative latencies compared (raw latencies of different machines say nothing "
-        "about regressions); noise from the rounds"
+        "across hardware: ratio = the candidate's speed over the baseline's (baseline latency / candidate "
+        "latency: above 1 the candidate is faster), each side the median of its runs, its interval from each "
+        "side's own run-to-run noise (docs/machines.md)"
     )
 
 
 def _noise(r: dict, suffix: str, noise_of: dict[tuple, tuple[float, float, str]]) -> tuple[float, float, str]:
     """(sigma, df, source) of one side's series; NaN where unknown."""
     machine = r.get("machine", r.get(f"machine{suffix}"))
-    key = (machine, r[f"env_name{suffix}"], r[f"suite_version{suffix}"], *(r[k] for k in COMBINATION))
+    combination = (r[k] if k in r else r.get(f"{k}{suffix}") for k in COMBINATION)
+    key = (machine, r[f"env_name{suffix}"], r[f"suite_version{suffix}"], *combination)
     sigma, df, source = noise_of.get(key, (math.nan, 0.0, "none"))
     return float(sigma), float(df), str(source)
 
@@ -357,6 +443,8 @@ def render(
             f"0 and reaches {factor - 1:.0%}, unchanged where it lies within ±{factor - 1:.0%} (identical sides "
             "cross 0 with chance alpha at most; docs/ab.md has the rates measured on A/A runs)"
         )
+    if "family" in table:  # across hardware
+        return machines.render(table, note, fmt, factor, alpha)
     if fmt == "json":
         rows = json.loads(table.to_json(orient="records"))
         return json.dumps({"note": note, "rule": rule, "factor": factor, "alpha": alpha, "rows": rows}, indent=2)
