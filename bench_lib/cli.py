@@ -452,6 +452,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return compare.run(args.results, args.baseline, args.candidate, args.factor, args.alpha, fmt)
 
 
+def cmd_machines(args: argparse.Namespace) -> int:
+    from bench_lib.analysis import scoreboard
+
+    fmt = "json" if args.json else "markdown" if args.markdown else "text"
+    return scoreboard.run(args.results, args.reference, args.set, args.factor, args.alpha, fmt)
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from bench_lib.analysis import report
     from bench_lib.suite import runner
@@ -763,7 +770,8 @@ def _add_compare(sub) -> None:
         required=True,
         metavar="SELECTOR",
         help="key=value[,...]; keys: machine, env, torch, commit, date, run, side (A/B runs: sides of the same "
-        "runs are compared pair by pair)",
+        "runs are compared pair by pair), device, dtype, layout, batch, mode (other machines or devices on each "
+        "side: how much faster, docs/machines.md)",
     )
     p.add_argument("--candidate", required=True, metavar="SELECTOR")
     _add_verdict_options(p, "chance per combination that noise alone is called a change")
@@ -771,6 +779,29 @@ def _add_compare(sub) -> None:
     fmt.add_argument("--markdown", action="store_true")
     fmt.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+
+def _add_machines(sub) -> None:
+    p = sub.add_parser(
+        "machines", help="every machine and device in the store scored against a reference, ranked", epilog=EXIT_HELP
+    )
+    _add_results(p)
+    p.add_argument(
+        "--reference",
+        metavar="MACHINE[:DEVICE]",
+        help="the machine·device scored 1 (default: the first in the store to run the set)",
+    )
+    p.add_argument(
+        "--set",
+        default="compare",
+        metavar="SET",
+        help="the workloads scored: compare (the compare grid's, default) or common (what every machine·device ran)",
+    )
+    _add_verdict_options(p, "chance that a score's interval misses its true value")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--markdown", action="store_true")
+    fmt.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_machines)
 
 
 def _add_reproduce(sub) -> None:
@@ -813,6 +844,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_report,
         _add_compare,
         _add_regressions,
+        _add_machines,
     ):
         add(sub)
     _add_reproduce(sub)

@@ -243,8 +243,8 @@ def compare(
         table, note = ab_compare.compare(b_rows, c_rows, factor, alpha, runs)
         return processes.with_shares(table, b_rows, c_rows, ["machine", *COMBINATION], alpha), note
     b_rows, c_rows = _plain(b_rows), _plain(c_rows)  # an A/B run is judged by its pairs, not as runs
-    if set(b_rows["hardware_id"]) != set(c_rows["hardware_id"]) or _devices_differ(b_rows, c_rows):
-        return _across(rows, b_rows, c_rows, history, factor, alpha)
+    if _hardware_differs(b_rows, c_rows) or _devices_differ(b_rows, c_rows):
+        return across(rows, b_rows, c_rows, history, factor, alpha)
     note = "same machine: median of each side's run values (a run: the fastest sample of its fastest round)"
     keys = ["machine", *COMBINATION]
     history = _plain(rows if history is None else history() if callable(history) else history)
@@ -255,6 +255,12 @@ def compare(
     if not table.empty:
         table = table.sort_values("change", ascending=False, na_position="first").reset_index(drop=True)
     return processes.with_shares(table, b_rows, c_rows, keys, alpha), note
+
+
+def _hardware_differs(b_rows: pd.DataFrame, c_rows: pd.DataFrame) -> bool:
+    """The sides ran on other hardware, or on other machines of the same hardware (a fleet's identical
+    instances are machines of their own)."""
+    return any(set(b_rows[k]) != set(c_rows[k]) for k in ("hardware_id", "machine"))
 
 
 def _devices_differ(b_rows: pd.DataFrame, c_rows: pd.DataFrame) -> bool:
@@ -275,7 +281,7 @@ def _sides(b_rows: pd.DataFrame, c_rows: pd.DataFrame, history: pd.DataFrame, ke
     return side(series.run_values(b_rows), keys), side(series.run_values(c_rows), keys), noise_of
 
 
-def _across(rows, b_rows, c_rows, history, factor: float, alpha: float) -> tuple[pd.DataFrame, str]:
+def across(rows, b_rows, c_rows, history, factor: float, alpha: float) -> tuple[pd.DataFrame, str]:
     """Two machines or devices: each combination's speed ratio, interval and verdict (:mod:`machines`)."""
     keys = [k for k in COMBINATION if k != "device"] if _devices_differ(b_rows, c_rows) else list(COMBINATION)
     history = _plain(rows if history is None else history() if callable(history) else history)

@@ -205,7 +205,7 @@ def of_runs(store: Store, runs: pd.DataFrame, *, derive: bool = True, columns: l
     _decode_cases(df)
     if derive:
         _join_theory(df)
-        _derive(df, _run_peaks(store, runs))
+        _derive(df, run_peaks(store, runs))
     return df.reset_index(drop=True)
 
 
@@ -217,7 +217,7 @@ def newest_peaks(df: pd.DataFrame, results_dir: str | Path | Store) -> dict[tupl
     # df names its runs' files (machine, hardware id, start): no need to read the runs table again
     runs = df[["run_id", "machine_name", "hardware_id", "run_date"]].drop_duplicates("run_id")
     runs = runs.rename(columns={"machine_name": "machine", "run_date": "started_at"})
-    found = _run_peaks(store, runs)
+    found = run_peaks(store, runs)
     names = dict(zip(df["run_id"], df["machine"], strict=True))
     out: dict[tuple[str, str], roofline.Peaks] = {}
     for run_id in runs.sort_values("started_at")["run_id"]:
@@ -227,7 +227,7 @@ def newest_peaks(df: pd.DataFrame, results_dir: str | Path | Store) -> dict[tupl
     return out
 
 
-def _run_peaks(store: Store, runs: pd.DataFrame) -> dict[tuple[str, str], roofline.Peaks]:
+def run_peaks(store: Store, runs: pd.DataFrame) -> dict[tuple[str, str], roofline.Peaks]:
     """Each (run, device)'s roofline peaks, measured with that run (runs without peaks have no roof:
     peaks measured at another time on a shared machine are not this run's roof)."""
     rows = store.of_runs("peaks", runs).to_pylist()

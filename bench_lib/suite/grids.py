@@ -114,6 +114,11 @@ class Grid:
             for params in itertools.product(*self.params(suite)):
                 yield Combination.of(suite, metric, params)
 
+    def combinations_of(self, metric: str) -> Iterator[Combination]:
+        """Every combination of ``metric`` in every suite."""
+        for suite in SUITES:
+            yield from self.combinations(suite, metric)
+
     def all_combinations(self) -> Iterator[Combination]:
         """Every combination of every suite and metric, suite by suite."""
         for suite in SUITES:
@@ -294,7 +299,53 @@ def _full(name: str, found: Found) -> Grid:
     )
 
 
-_BUILDERS = {"smoke": _smoke, "default": _default, "nightly": _nightly, "full": _full}
+COMPARE_SIZES = (56, 14)  # the compare grid's two stages: the largest activations and a late stage
+COMPARE_NETWORK = "net_mobilenet_v2@224x224"
+COMPARE_ROUNDS = 3  # processes per combination: each side's own noise, for the intervals across machines
+
+
+def compare_cases() -> dict[str, list[str]]:
+    """The compare grid's workloads: every op and every block (not their dense equivalents) at two stages,
+    and one network."""
+    blocks = [c for c in block_cases(list(COMPARE_SIZES)) if "dense=true" not in c]
+    return {
+        "ops": [c for s in COMPARE_SIZES for c in op_cases(s)],
+        "blocks": blocks,
+        "networks": [COMPARE_NETWORK],
+    }
+
+
+def _compare(name: str, found: Found) -> Grid:
+    """A short suite for comparing machines (docs/machines.md): each family, every block and a network, at
+    batch 1, NCHW, inference, float32 and the device's fast low-precision dtype, 3 processes per
+    combination, on all CPU cores and every accelerator; about 10 minutes on the 2-core development VM."""
+    return Grid(
+        name=name,
+        cases=compare_cases(),
+        batches=[1],
+        devices=found.specs if found.asked else ["cpu", *found.accelerators],
+        layouts=["nchw"],
+        dtypes=["float32", "bfloat16", "float16"],
+        modes={"ops": ["inference"], "blocks": ["inference"], "networks": ["inference"]},
+        metrics=("latency", "energy"),
+        timing=ROUND_TIMING,
+        rounds=COMPARE_ROUNDS,
+        batches_by_kind={kind: [1] for kind in kinds.KINDS},
+    )
+
+
+def workload_set(grid_: Grid) -> tuple[str, list[str]]:
+    """The identity of a grid's latency workloads, whatever the device: (12 hex digits of a hash of its
+    sorted ``suite|case|batch|layout|dtype|mode`` entries, the entries). Scores over one set are comparable
+    months apart; a changed set gets another identity and is never mixed in."""
+    import hashlib
+
+    fields = ("suite", "case", "batch", "layout", "dtype", "mode")
+    entries = sorted({"|".join(str(getattr(c, f)) for f in fields) for c in grid_.combinations_of("latency")})
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:12], entries
+
+
+_BUILDERS = {"smoke": _smoke, "default": _default, "nightly": _nightly, "full": _full, "compare": _compare}
 _BUILDERS.update({name: _papers for name in ("papers", *papers.PAPERS)})
 GRIDS = tuple(_BUILDERS)
 

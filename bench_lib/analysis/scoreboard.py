@@ -1,0 +1,177 @@
+"""``convbench machines``: every machine·device in the store, scored against a reference, ranked, explained.
+
+A score is the geometric mean, over a fixed set of workloads both ran, of the reference's latency over the
+machine·device's (so 2.0 is twice the reference's speed), with its interval (:mod:`machines`). The set:
+
+- ``compare`` (default): the compare grid's latency workloads (:func:`bench_lib.suite.grids.workload_set`),
+  named by a hash of its entries, so scores made months apart are comparable and a changed set is another
+  set, never mixed in;
+- ``common``: the combinations every listed machine·device ran (its hash is printed too; it changes as the
+  store does).
+
+The reference (``--reference MACHINE[:DEVICE]``) defaults to the first machine·device in the store to have
+run the set: stable as the store grows. Beside the score: per kind (ops, blocks, networks) and dtype, the
+hardware (CPU model and capability, threads, GPUs), the roofline peaks measured with its newest runs, and
+joules per inference where an energy meter ran (else why none).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+from bench_lib.analysis import compare, machines, results, series, tables, verdicts
+from bench_lib.errors import ArgumentError
+from bench_lib.measure import devices
+from bench_lib.store import redact
+
+SETS = ("compare", "common")
+SUITES = ("ops", "blocks", "networks")  # what a score reads (the plain suite measures allocator states)
+ENTRY = ["suite", "case", "batch", "layout", "dtype", "mode"]
+
+
+def _entries(rows: pd.DataFrame) -> pd.Series:
+    return rows[ENTRY].astype(str).agg("|".join, axis=1)
+
+
+def workloads(rows: pd.DataFrame, name: str) -> tuple[str, set[str]]:
+    """(identity, entries) of the workload set ``name`` over ``rows``."""
+    if name == "compare":
+        from bench_lib.suite import grids
+
+        identity, entries = grids.workload_set(grids.grid("compare", ["cpu"]))
+        return f"compare-{identity}", set(entries)
+    per = rows.assign(entry=_entries(rows)).groupby(["machine", "device"])["entry"].agg(set)
+    entries = set.intersection(*per) if len(per) else set()
+    return f"common-{hashlib.sha256(chr(10).join(sorted(entries)).encode()).hexdigest()[:12]}", entries
+
+
+def _reference(rows: pd.DataFrame, asked: str | None) -> tuple[str, str]:
+    """The reference machine·device: ``asked`` (``MACHINE`` or ``MACHINE:DEVICE``), else the first to run
+    the set. ArgumentError naming what exists where it is not in the store."""
+    first = rows.sort_values("run_date").drop_duplicates(["machine", "device"])
+    present = [f"{m}:{d}" for m, d in first[["machine", "device"]].itertuples(index=False, name=None)]
+    if asked is None:
+        return tuple(first.iloc[0][["machine", "device"]])
+    machine, _, device = asked.partition(":")
+    hit = first[(first["machine"] == machine) & ((first["device"] == device) if device else True)]
+    if hit.empty:
+        raise ArgumentError(f"--reference {asked}: no such machine·device ran the set; present: {', '.join(present)}")
+    return tuple(hit.iloc[0][["machine", "device"]])
+
+
+def _facts(runs: pd.DataFrame, machine_rows: pd.DataFrame, device: str, peaks: dict) -> dict:
+    """The hardware that explains a score: CPU model, capability, threads, GPUs, the newest peaks."""
+    newest = runs[runs["run_id"].isin(set(machine_rows["run_id"]))].sort_values("started_at").iloc[-1]
+    fingerprint = json.loads(newest["fingerprint"]) if isinstance(newest["fingerprint"], str) else {}
+    spec = devices.parse_spec(device)
+    threads = spec.threads if spec.kind == "cpu" and spec.threads else fingerprint.get("physical_cores")
+    found = {
+        "cpu_model": fingerprint.get("cpu_model"),
+        "cpu_capability": fingerprint.get("cpu_capability"),
+        "threads": threads if spec.kind == "cpu" else None,
+        "gpus": ", ".join(fingerprint.get("gpus") or []) or None,
+        "peak_gflop_per_s": None,
+        "copy_gb_per_s": None,
+    }
+    for run_id in machine_rows.sort_values("run_date")["run_id"].unique()[::-1]:
+        p = peaks.get((run_id, device))
+        if p is not None:
+            best = max([*p.gemm_flops_per_s.values(), *p.conv3x3_flops_per_s.values()] or [math.nan])
+            found.update(peak_gflop_per_s=best / 1e9, copy_gb_per_s=p.copy_bytes_per_s / 1e9)
+            break
+    return found
+
+
+def _energy(rows: pd.DataFrame) -> str:
+    """Joules per inference over the set's energy rows, or why there are none."""
+    energy = rows[rows["metric"] == "energy"]
+    ok = energy[energy["status"] == "ok"]
+    if not ok.empty:
+        return f"{float(np.exp(np.log(ok['value']).mean())):.3g} J/inference (geometric mean, {len(ok)} rows)"
+    reasons = energy["reason"].dropna()
+    return f"none: {reasons.iloc[-1]}" if not reasons.empty else "none: not measured"
+
+
+def board(rows: pd.DataFrame, runs: pd.DataFrame, peaks: dict, reference: str | None, set_name: str,
+          factor: float, alpha: float) -> tuple[pd.DataFrame, str]:  # fmt: skip
+    """The scoreboard (one row per machine·device, best first) and a note naming the set and reference."""
+    latency = rows[(rows["metric"] == "latency") & rows["suite"].isin(SUITES)]
+    identity, entries = workloads(latency, set_name)
+    in_set = latency[_entries(latency).isin(entries)]
+    if in_set.empty:
+        hint = " (--set common scores over what every machine·device ran)" if set_name == "compare" else ""
+        raise ArgumentError(f"--set {set_name}: no machine·device in the store ran any of the set {identity}{hint}")
+    ref = _reference(in_set, reference)
+    ref_rows = in_set[(in_set["machine"] == ref[0]) & (in_set["device"] == ref[1])]
+    out = []
+    for (machine, device), g in in_set.groupby(["machine", "device"], sort=True):
+        table, _ = compare.across(in_set, ref_rows, g, in_set, factor, alpha)
+        both = table[np.isfinite(table["ratio"].to_numpy(dtype=float))].assign(
+            kind=lambda t: t["case"].map(machines.kind)
+        )
+        summary = machines.summaries(both, alpha, by=("kind", "dtype")) if not both.empty else pd.DataFrame()
+        row = {"machine": machine, "device": device, "reference": (machine, device) == ref}
+        if not summary.empty:
+            overall = summary[summary["by"] == "overall"].iloc[0]
+            row.update(score=overall["ratio"], low=overall["low"], high=overall["high"])
+            row.update(combinations=int(overall["combinations"]))
+            for _, s in summary[summary["by"] != "overall"].iterrows():
+                row[f"{s['value']}"] = s["ratio"]
+        mine = rows[(rows["machine"] == machine) & (rows["device"] == device)]
+        row.update(_facts(runs, mine, device, peaks), energy=_energy(mine[_entries(mine).isin(entries)]))
+        out.append(row)
+    table = pd.DataFrame(out).sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    note = (
+        f"workload set {identity} ({len(entries)} combinations); reference {ref[0]} {ref[1]} = 1; score = the "
+        "geometric mean of the reference's latency over this machine·device's, over the set's combinations both "
+        f"ran, interval at {1 - alpha:.3g} confidence (docs/machines.md)"
+    )
+    return table, note
+
+
+def render(table: pd.DataFrame, note: str, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({"note": note, "rows": json.loads(table.to_json(orient="records"))}, indent=2)
+    show = table.copy()
+    for col in show.columns:
+        if col in ("score", "ops", "op", "block", "network", "float32", "bfloat16", "float16"):
+            show[col] = show[col].map(lambda x: machines.times(x) if isinstance(x, float) and np.isfinite(x) else "-")
+    show["interval"] = [
+        f"{machines.times(lo)} … {machines.times(hi)}" if np.isfinite(lo) and np.isfinite(hi) else "unknown"
+        for lo, hi in zip(table.get("low", np.nan), table.get("high", np.nan), strict=False)
+    ]
+    for col, digits in (("peak_gflop_per_s", "{:.0f}"), ("copy_gb_per_s", "{:.1f}")):
+        show[col] = show[col].map(lambda x, d=digits: d.format(x) if isinstance(x, float) and np.isfinite(x) else "-")
+    cols = ["rank", "machine", "device", "score", "interval", "combinations", "op", "block", "network"]
+    cols += ["float32", "bfloat16", "float16", "cpu_model", "cpu_capability", "threads", "gpus"]
+    cols += ["peak_gflop_per_s", "copy_gb_per_s", "energy"]
+    cols = [c for c in cols if c in show]
+    show["energy"] = show["energy"].map(lambda x: x if len(x) <= 60 else x[:57] + "...")
+    show[cols] = show[cols].astype(object).where(show[cols].notna(), "-")
+    if fmt == "markdown":
+        return note + "\n\n" + tables.markdown_table(show, cols)
+    return note + "\n" + show[cols].to_string(index=False)
+
+
+def run(results_dir: str, reference: str | None, set_name: str, factor: float, alpha: float, fmt: str) -> int:
+    verdicts.check(factor, alpha)
+    if set_name not in SETS:
+        raise ArgumentError(f"--set {set_name!r} is not a workload set; accepted: {', '.join(SETS)}")
+    store = results.store_of(results_dir)
+    runs = store.runs()
+    runs = runs[runs["sides"].isna() & ~runs["grid"].isin(["peaks", "breakdowns"])] if "sides" in runs else runs
+    if runs.empty:
+        raise ArgumentError(f"--results {redact(results_dir)}: the store holds no runs")
+    chosen = verdicts.window(runs)
+    rows = results.rounds_of_runs(store, chosen, series.READ)
+    rows = rows[rows["side"].isna()] if "side" in rows else rows
+    peaks = results.run_peaks(store, chosen)
+    table, note = board(rows, chosen, peaks, reference, set_name, factor, alpha)
+    print(render(table, note, fmt))
+    return 0
