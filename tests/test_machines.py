@@ -118,3 +118,31 @@ def test_a_selector_that_matches_nothing_names_what_exists():
     rows = _rows("m", "h", "cpu-1t", {"grouped(in=64,g=4)@56x56": 1e-3}, 3)
     with pytest.raises(ArgumentError, match=r"selector 'device=cuda:9': device=cuda:9 matches nothing; seen: cpu-1t"):
         compare.compare(rows, "device=cpu-1t", "device=cuda:9")
+
+
+def test_the_scoreboard_ranks_each_machine_and_device_against_the_reference():
+    from bench_lib.analysis import scoreboard
+
+    base = {"grouped(in=64,g=4)@56x56": 1e-3, "depthwise(in=64)@56x56": 4e-4}
+    parts = [
+        _rows("a", "h1", "cpu-1t", base, 4),
+        _rows("a", "h1", "cpu-2t", {k: v / 2 for k, v in base.items()}, 4),
+        _rows("b", "h2", "cpu-1t", {k: v / 4 for k, v in base.items()}, 4),
+    ]
+    rows = pd.concat(parts, ignore_index=True)
+    rows["run_date"] = rows["started_at"]
+    runs = rows[["run_id", "started_at"]].drop_duplicates().assign(fingerprint='{"cpu_model": "X"}')
+    table, note = scoreboard.board(rows, runs, {}, None, "common", 1.05, 0.001)
+    assert list(zip(table["machine"], table["device"], table["rank"], strict=True)) == [
+        ("b", "cpu-1t", 1),
+        ("a", "cpu-2t", 2),
+        ("a", "cpu-1t", 3),
+    ]
+    assert list(table["score"].round(6)) == [4.0, 2.0, 1.0] and set(table["combinations"]) == {2}
+    assert "reference a cpu-1t = 1" in note and note.startswith("workload set common-")
+    table, _ = scoreboard.board(rows, runs, {}, "b:cpu-1t", "common", 1.05, 0.001)
+    assert list(table["score"].round(6)) == [1.0, 0.5, 0.25]
+    with pytest.raises(ArgumentError, match=r"--reference c: no such machine·device ran the set; present: a:cpu-1t"):
+        scoreboard.board(rows, runs, {}, "c", "common", 1.05, 0.001)
+    with pytest.raises(ArgumentError, match="--set compare: no machine·device in the store ran any of the set"):
+        scoreboard.board(rows, runs, {}, None, "compare", 1.05, 0.001)

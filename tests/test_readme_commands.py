@@ -62,6 +62,7 @@ def instead(argv: list[str]) -> tuple[str, list[str]]:
     return ("instead", argv)
 
 
+ONE_COMPARE = ["--device", "cpu-1t", "--bench", r"bench_ops\.Latency.*'depthwise\(in=64.*'float32'"]
 AB = ["run", "--python", ".venv/bin/python", "--python", ".venv/bin/python", "--pairs", "2", *SMOKE]
 AS_WRITTEN = ("as written", [])
 FEW_PROCESSES = ["--processes", "2", "--samples", "5", "--max-time", "0.1"]
@@ -99,6 +100,16 @@ HOW: dict[str, tuple[str, object]] = {
     "[--markdown|--json]": ("synopsis", ["--factor 1.05 --alpha 0.001 --markdown", "--json"]),
     "convbench compare --baseline date=2026-11-20 --candidate date=2026-11-21": AS_WRITTEN,
     "convbench compare --baseline machine=laptop --candidate machine=gpu-box": AS_WRITTEN,
+    "make bench GRID=compare": skip(
+        "the compare grid and the report (about 10 minutes here, docs/machines.md); the grid runs below on one "
+        "combination"
+    ),
+    "convbench run --grid compare": smoke(ONE_COMPARE),
+    "convbench compare --baseline machine=laptop,device=cpu-1t --candidate machine=gpu-box,device=cpu-1t --json": (
+        AS_WRITTEN
+    ),
+    "convbench machines --set common": AS_WRITTEN,
+    "convbench machines --set common --reference laptop:cpu-1t --markdown": AS_WRITTEN,
     "convbench regressions [--machine NAME] [--since 2026-11-01] [--markdown|--json]": (
         "synopsis",
         ["--machine laptop --since 2026-11-01 --json", "--markdown", ""],
@@ -213,10 +224,10 @@ def test_a_shown_command_runs(sandbox, command):
         forms = [[*base, *f.split()] for f in extra]
     else:
         forms = [words]
-    examples = sandbox["examples"] if any(k in command for k in ("compare", "regressions")) else None
+    examples = sandbox["examples"] if any(k in command for k in ("compare", "regressions", "machines")) else None
     for form in forms:
         out = _convbench(sandbox, form, examples)
-        allowed = (0, 1) if form[0] in ("compare", "regressions") else (0,)  # 1: a verdict (the examples move)
+        allowed = (0, 1) if form[0] in ("compare", "regressions", "machines") else (0,)  # 1: a verdict (the examples move)
         assert out.returncode in allowed, (form, out.stdout[-3000:], out.stderr[-3000:])
     if command == "convbench run --device cuda:1 --bench 'mbconv'":
         assert "skipped" in out.stdout and "cuda:1" in out.stdout

@@ -45,7 +45,7 @@ def workloads(rows: pd.DataFrame, name: str) -> tuple[str, set[str]]:
 
         identity, entries = grids.workload_set(grids.grid("compare", ["cpu"]))
         return f"compare-{identity}", set(entries)
-    per = rows.assign(entry=_entries(rows)).groupby(["machine", "device"])["entry"].agg(set)
+    per = rows.assign(entry=_entries(rows)).groupby(["machine", "device"], observed=True)["entry"].agg(set)
     entries = set.intersection(*per) if len(per) else set()
     return f"common-{hashlib.sha256(chr(10).join(sorted(entries)).encode()).hexdigest()[:12]}", entries
 
@@ -109,7 +109,7 @@ def board(rows: pd.DataFrame, runs: pd.DataFrame, peaks: dict, reference: str | 
     ref = _reference(in_set, reference)
     ref_rows = in_set[(in_set["machine"] == ref[0]) & (in_set["device"] == ref[1])]
     out = []
-    for (machine, device), g in in_set.groupby(["machine", "device"], sort=True):
+    for (machine, device), g in in_set.groupby(["machine", "device"], sort=True, observed=True):
         table, _ = compare.across(in_set, ref_rows, g, in_set, factor, alpha)
         both = table[np.isfinite(table["ratio"].to_numpy(dtype=float))].assign(
             kind=lambda t: t["case"].map(machines.kind)
