@@ -227,7 +227,8 @@ def test_a_shown_command_runs(sandbox, command):
     examples = sandbox["examples"] if any(k in command for k in ("compare", "regressions", "machines")) else None
     for form in forms:
         out = _convbench(sandbox, form, examples)
-        allowed = (0, 1) if form[0] in ("compare", "regressions", "machines") else (0,)  # 1: a verdict (the examples move)
+        verdict_commands = ("compare", "regressions", "machines")
+        allowed = (0, 1) if form[0] in verdict_commands else (0,)  # 1: a verdict (the examples move)
         assert out.returncode in allowed, (form, out.stdout[-3000:], out.stderr[-3000:])
     if command == "convbench run --device cuda:1 --bench 'mbconv'":
         assert "skipped" in out.stdout and "cuda:1" in out.stdout

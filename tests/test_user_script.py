@@ -33,7 +33,7 @@ def test_the_script_builds_the_very_module_and_input_convbench_measures(case, dt
     threads = torch.get_num_threads()
     space = {"torch": torch, "nn": nn}
     try:
-        exec(user_script.build_source(spec), space)  # noqa: S102  (the script's own text)
+        exec(user_script.build_source(spec), space)  # the script's own text
     finally:
         torch.set_num_threads(threads)
     module, x = space["module"], space["x"]
