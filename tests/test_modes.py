@@ -225,6 +225,7 @@ def test_compare_tests_the_share_of_processes_in_the_slow_mode():
     (row,) = table.to_dict("records")
     assert row["slow_share"] == f"0/12 → 10/12 (p {modes.share_test(0, 12, 10, 12):.2g})"
     assert row["verdict"] == verdicts.SLOWER  # the fastest process did not move; the share did
+    assert compare.verdict_text(table.iloc[0]).endswith(", mode shift)")
     same = pd.concat([before, before.assign(env_name="torch-2.13.0", run_id="r2")]).assign(
         started_at=pd.Timestamp("2026-12-02", tz="UTC"), commit_hash="c", reason=None, side=None, pair=None
     )

@@ -430,9 +430,10 @@ def verdict_text(row: pd.Series) -> str:
     if v == verdicts.INCONCLUSIVE:
         d = row["detectable"]
         return f"inconclusive (noise ±{d:.0%})" if np.isfinite(d) else "inconclusive (noise unknown)"
+    shift = ", mode shift" if row.get("mode_shift") in (True,) else ""  # the share of slow processes moved
     if v in (verdicts.SLOWER, verdicts.FASTER):
-        return f"{v} ({row['change']:+.1%})"
-    return v
+        return f"{v} ({row['change']:+.1%}{shift})"
+    return v + (f" ({shift[2:]})" if shift else "")
 
 
 def render(

@@ -84,7 +84,7 @@ def with_shares(
     b, c = (_ok(r)[lambda x: x["suite"] == PLAIN] for r in (b_rows, c_rows))
     values = {side: dict(iter(rows.groupby(keys, observed=True)["value"])) for side, rows in (("b", b), ("c", c))}
     table = table.copy()
-    table["slow_share"] = None
+    table["slow_share"], table["mode_shift"] = None, False
     for i, row in table[table["suite"] == PLAIN].iterrows():
         key = tuple(row[k] for k in keys)
         vb, vc = values["b"].get(key), values["c"].get(key)
@@ -94,6 +94,7 @@ def with_shares(
         (sb, nb), (sc, nc) = modes.slow_count(vb, edge), modes.slow_count(vc, edge)
         p = modes.share_test(sb, nb, sc, nc)
         table.at[i, "slow_share"] = f"{sb}/{nb} → {sc}/{nc} (p {p:.2g})"
+        table.at[i, "mode_shift"] = bool(p < alpha)
         if p < alpha and row["verdict"] in (verdicts.UNCHANGED, verdicts.INCONCLUSIVE):
             table.at[i, "verdict"] = verdicts.SLOWER if sc / nc > sb / nb else verdicts.FASTER
     return table
