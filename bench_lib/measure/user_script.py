@@ -2,10 +2,10 @@
 
 A plain process measures the allocator state a user's process has (docs/allocator.md). That state is made
 by everything the process allocated and freed before the timed calls, so the process must have done what
-a user's script does and nothing else. Measured on the development VM: importing convbench's catalogue or
-device module anywhere before the timed calls, even after 50 warm-up calls, moved the float32 grouped 3×3
-conv at 56×56 from glibc's fast mode (0 page faults per call, in 12 of 12 bare scripts under torch 2.12.1)
-to its slow one (about 500 faults per call, 12 of 12). So :func:`render` writes the script out:
+a user's script does and nothing else. Measured on the development VM (docs/allocator.md): importing
+convbench's catalogue or harness before the timed calls put the float32 grouped 3×3 conv at 56×56 under
+torch 2.12.1 in glibc's slow mode (about 500 page faults per call) in 5 or 6 of 6 processes, 3 of 6 even
+after 50 warm-up calls, where a bare script is fast (no faults) in 6 of 6. So :func:`render` writes the script out:
 
 1. ``import torch`` and ``from torch import nn``, then the source of every convbench class and helper the
    module is made of (a user's model file defines them too), nothing else of convbench;
@@ -16,7 +16,7 @@ to its slow one (about 500 faults per call, 12 of 12). So :func:`render` writes 
 3. the calls timed by :func:`bench_lib.measure.timing.time_callable` with the host clock; that module
    imports the standard library only, and the script imports it at its top, before torch, where a user's
    script imports ``time`` or ``statistics`` (imported between building the module and the first call,
-   even this small module moved the grouped conv above to the slow mode in 4 of 4 processes);
+   even this small module put the grouped conv above in the slow mode in 5 of 6 processes);
 4. only then convbench itself (:func:`bench_lib.measure.fresh.report`): glibc's heap is read first, then
    the kernels are captured and the record printed.
 
