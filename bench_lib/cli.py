@@ -242,6 +242,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
     params = _user_workload(args)
     backend = _resolve_device(args.device)
+    if args.script:
+        return _print_script(args, params)
     if args.processes or args.allocator == "plain":
         return _measure_processes(args, params, backend)
     prepared = _prepare_for_cli(args, params, backend)
@@ -265,6 +267,20 @@ def cmd_measure(args: argparse.Namespace) -> int:
         print_json(record)
     else:
         _print_measurement(m, record)
+    return EXIT_OK
+
+
+def _print_script(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    """``convbench measure ... --script``: the user's script a plain process of these arguments runs."""
+    from bench_lib.measure import fresh, harness, user_script
+
+    if args.allocator != "plain":
+        raise ArgumentError("--script prints a plain process's script: add --allocator plain")
+    try:
+        text = user_script.render(fresh.replace(_spec(args, params), checked_error=0.0))
+    except (harness.Unsupported, user_script.NotScriptable) as e:
+        raise ArgumentError(f"--script: {e}") from None
+    print(text, end="")
     return EXIT_OK
 
 
@@ -627,6 +643,11 @@ def _add_measure(sub) -> None:
         type=float_in(0, 3600, lo_open=True),
         default=2.0,
         help="seconds of sampling (default %(default)s)",
+    )
+    p.add_argument(
+        "--script",
+        action="store_true",
+        help="with --allocator plain: print the user's script each fresh process runs (run it with python)",
     )
     p.add_argument("--breakdown", action="store_true", help="networks: time of each part (stem, blocks, head)")
     p.add_argument("--no-memory", action="store_true")

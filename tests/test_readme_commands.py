@@ -122,6 +122,7 @@ HOW: dict[str, tuple[str, object]] = {
     # as written, in two fresh processes of a short window each instead of 12 or 6 of the default one
     "convbench measure grouped in_channels=64 groups=4 --allocator plain": smoke(FEW_PROCESSES),
     "convbench measure grouped in_channels=64 groups=4 --processes 6 --allocator steady": smoke(FEW_PROCESSES),
+    "convbench measure grouped in_channels=64 groups=4 --allocator plain --script": AS_WRITTEN,
     "30 1 * * * cd $HOME/convbench && git pull -q && make bench GRID=nightly >> $HOME/convbench-nightly.log 2>&1; "
     ".venv/bin/convbench store push --git-branch results >> $HOME/convbench-nightly.log 2>&1": skip(
         "a crontab line (an hour of nightly grid); its push is tested with three machines (tests/test_fleet_push.py)"

@@ -112,3 +112,14 @@ def test_a_plain_process_records_the_script_it_ran_as_a_user_would_run_it(tmp_pa
     assert found["allocator"].startswith("glibc defaults, no mallopt (plain)") or "preloaded" in found["allocator"]
     assert found["measurement"]["context"]["case"] == "depthwise(in=8)@16x16"
     assert found["measurement"]["context"]["timer"] == "perf_counter" and found["samples"] >= 5
+
+
+def test_measure_script_prints_the_plain_processs_script_and_refuses_another_policy(capsys):
+    from bench_lib.cli import main
+
+    assert main(["measure", "depthwise", "in_channels=8", "--height", "16", "--width", "16", "--allocator", "plain",
+                 "--script"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert text.startswith("# convbench's plain process: depthwise") and "module = nn.Conv2d(" in text
+    assert main(["measure", "depthwise", "--script"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--script prints a plain process's script: add --allocator plain")
