@@ -314,3 +314,23 @@ def test_regressions_leave_a_steady_share_and_a_short_history_alone():
     assert processes.in_history(_judged(short, verdicts.INCONCLUSIVE), short, 0.001, 4)["verdict"][0] == "inconclusive"
     flagged = _history([0, 0, 0, 12, 12])  # a value verdict already made stays
     assert processes.in_history(_judged(flagged, verdicts.SUSPECT), flagged, 0.001, 4)["verdict"][0] == "suspect"
+
+
+def test_a_plain_process_inside_a_run_starts_with_the_users_environment(tmp_path):
+    from bench_lib.suite import ab
+
+    started = {"PATH": "/bin", "HOME": "/home/u", "PYTHONPATH": "/users/own"}
+    kept = fresh.keep_user_environment(tmp_path / "user.json", started)
+    worker = {**started, "PYTHONPATH": "/project:/users/own", "CONVBENCH_EVENTS": "e", fresh.USER_ENV: kept}
+    assert fresh.user_environment(worker) == started  # nothing the run gave its workers
+    side = ab.Side("B", "/b/python", (("LD_PRELOAD", "libjemalloc.so"),))
+    env = ab.side_environment(worker, side, tmp_path, tmp_path / "project")
+    assert env["PYTHONPATH"].startswith(str(tmp_path / "project")) and env["CONVBENCH_SIDE"] == "B"
+    assert fresh.user_environment(env) == {**started, "LD_PRELOAD": "libjemalloc.so"}  # the side's own variable
+    (tmp_path / "user.json").unlink()  # gone: the fallback, without the run's own huge pages
+    assert fresh.user_environment(
+        {"A": "1", "THP_MEM_ALLOC_ENABLE": "1", fresh.RUN_SET_THP: "1", fresh.USER_ENV: kept}
+    ) == {
+        "A": "1",
+        fresh.USER_ENV: kept,
+    }

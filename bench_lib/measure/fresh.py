@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 PROCESS_TIMEOUT_S = 300.0  # one fresh process: import torch, build, time, capture
@@ -40,10 +41,33 @@ UNSUPPORTED_EXIT = 3  # a fresh process that cannot run its combination here (it
 RUN_SET_THP = "CONVBENCH_THP_SET_BY_RUN"
 
 
+USER_ENV = "CONVBENCH_USER_ENV"  # a file holding the environment a plain process starts with (JSON)
+
+
+def keep_user_environment(path: Path | str, env: dict[str, str] | None = None) -> str:
+    """Write ``env`` (default: this process's, the user's as ``convbench run`` was started) to ``path`` for
+    the run's plain processes (:func:`user_environment`); return the path."""
+    from bench_lib.files import write_atomic
+
+    write_atomic(path, json.dumps(dict(os.environ if env is None else env)))
+    return str(path)
+
+
 def user_environment(env: dict[str, str] | None = None) -> dict[str, str]:
-    """``env`` (default: this process's) as a user's script would have it: without the huge pages a run
-    asked for on its own (:data:`RUN_SET_THP`); a setting the user made stays."""
+    """``env`` (default: this process's) as a user's script would have it. Inside a run (``USER_ENV`` names
+    a file) the environment ``convbench run`` was started with (an A/B side's: with that side's variables),
+    without what the run gave its workers (asv's and convbench's variables, ``PYTHONPATH``, huge pages):
+    measured, such variables moved a plain process between modes (docs/allocator.md). Elsewhere ``env``
+    without the huge pages a run asked for on its own (:data:`RUN_SET_THP`); a setting the user made
+    stays."""
     env = dict(os.environ if env is None else env)
+    kept = env.get(USER_ENV)
+    if kept:
+        try:
+            with open(kept) as f:
+                return dict(json.load(f))
+        except (OSError, ValueError):
+            pass  # gone or unreadable: the fallback below
     if env.pop(RUN_SET_THP, None) == "1":
         env.pop("THP_MEM_ALLOC_ENABLE", None)
     return env

@@ -251,6 +251,9 @@ def side_environment(base: dict[str, str], side: Side, scratch: Path, root: Path
     env.update(side.variables)
     if "THP_MEM_ALLOC_ENABLE" in dict(side.variables):
         env.pop(fresh.RUN_SET_THP, None)  # the side's own setting: its plain processes keep it too
+    # a plain process of this side: the user's environment and the side's own variables, nothing of convbench's
+    user = {**fresh.user_environment(base), **dict(side.variables)}
+    env[fresh.USER_ENV] = fresh.keep_user_environment(scratch / f"user-environment-{side.label}.json", user)
     return env
 
 

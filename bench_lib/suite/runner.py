@@ -482,6 +482,7 @@ def _asv_environment(opts: RunOptions, events_path: Path) -> dict[str, str]:
         "CONVBENCH_CHECKS": str(events_path.with_name("checks.jsonl")),
         "CONVBENCH_REFERENCES": str(events_path.with_name("references")),
     }
+    env[fresh.USER_ENV] = fresh.keep_user_environment(events_path.with_name("user-environment.json"))
     if "THP_MEM_ALLOC_ENABLE" not in env:  # huge pages for large CPU tensors: docs/verdicts.md §4
         env.update({"THP_MEM_ALLOC_ENABLE": "1", fresh.RUN_SET_THP: "1"})  # not for a plain process: a user's
     env.pop("CONVBENCH_DEVICES", None)

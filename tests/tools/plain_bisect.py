@@ -50,6 +50,14 @@ REFERENCE = "with torch.no_grad():\n    ref = m.double()(x.double()); m.float();
 HEAVY = "import bench_lib.measure.harness"
 LIGHT = "import bench_lib.measure.timing"
 
+RUN_VARIABLES = {  # what a run's asv worker, an A/B side's, had in its environment beside the user's
+    "PYTHONPATH": str(ROOT),
+    "CONVBENCH_GRID": "nightly",
+    "CONVBENCH_EVENTS": "/tmp/convbench-run-0123456789/events.jsonl",
+    "CONVBENCH_CHECKS": "/tmp/convbench-run-0123456789/checks-B.jsonl",
+    "CONVBENCH_REFERENCES": "/tmp/convbench-run-0123456789/references-B",
+    "CONVBENCH_SIDE": "B",
+}
 # name: (top, threads, built, warm, launcher prefix, extra environment)
 VARIANTS = {
     "bare script": ("", "", "", "", [], {}),
@@ -66,6 +74,8 @@ VARIANTS = {
     "launched with python -X importtime (more imports' bookkeeping)": ("", "", "", "", ["-X", "importtime"], {}),
     "THP_MEM_ALLOC_ENABLE=1 (a run's own setting)": ("", "", "", "", [], {"THP_MEM_ALLOC_ENABLE": "1"}),
     "MALLOC_ARENA_MAX=1": ("", "", "", "", [], {"MALLOC_ARENA_MAX": "1"}),
+    "PYTHONPATH=<the project> (an A/B side's workers had it)": ("", "", "", "", [], {"PYTHONPATH": str(ROOT)}),
+    "convbench run's worker variables (CONVBENCH_*, PYTHONPATH)": ("", "", "", "", [], RUN_VARIABLES),
 }
 
 
