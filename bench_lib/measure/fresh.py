@@ -56,8 +56,9 @@ def keep_user_environment(path: Path | str, env: dict[str, str] | None = None) -
 def user_environment(env: dict[str, str] | None = None) -> dict[str, str]:
     """``env`` (default: this process's) as a user's script would have it. Inside a run (``USER_ENV`` names
     a file) the environment ``convbench run`` was started with (an A/B side's: with that side's variables),
-    without what the run gave its workers (asv's and convbench's variables, ``PYTHONPATH``, huge pages):
-    measured, such variables moved a plain process between modes (docs/allocator.md). Elsewhere ``env``
+    without what the run gave its workers (asv's and convbench's variables, ``PYTHONPATH``, huge pages), which
+    a user's process does not have (their effect on the mode measured here was within chance:
+    docs/allocator.md). Elsewhere ``env``
     without the huge pages a run asked for on its own (:data:`RUN_SET_THP`); a setting the user made
     stays."""
     env = dict(os.environ if env is None else env)
