@@ -312,8 +312,11 @@ def test_regressions_leave_a_steady_share_and_a_short_history_alone():
     assert row["verdict"] == verdicts.UNCHANGED and row["slow_share"].startswith("24/36 → 8/12, 8/12")
     short = _history([0, 0, 12])
     assert processes.in_history(_judged(short, verdicts.INCONCLUSIVE), short, 0.001, 4)["verdict"][0] == "inconclusive"
-    flagged = _history([0, 0, 0, 12, 12])  # a value verdict already made stays
-    assert processes.in_history(_judged(flagged, verdicts.SUSPECT), flagged, 0.001, 4)["verdict"][0] == "suspect"
+    flagged = _history([0, 0, 0, 11, 12])  # the value saw the newest run only (the 4th's fastest process was fast)
+    assert processes.in_history(_judged(flagged, verdicts.SUSPECT), flagged, 0.001, 4)["verdict"][0] == "regression"
+    kept = _history([0, 0, 0, 0, 12])  # a suspect by both rules stays one; a value regression is never lowered
+    assert processes.in_history(_judged(kept, verdicts.SUSPECT), kept, 0.001, 4)["verdict"][0] == "suspect"
+    assert processes.in_history(_judged(kept, verdicts.REGRESSION), kept, 0.001, 4)["verdict"][0] == "regression"
 
 
 def test_a_plain_process_inside_a_run_starts_with_the_users_environment(tmp_path):

@@ -124,8 +124,9 @@ def in_history(table: pd.DataFrame, rows: pd.DataFrame, alpha: float, min_runs: 
     """``regressions``' table with ``slow_share`` on its plain-suite series (``rows``: the store's per-round
     rows, one per process): the newest two runs' shares of processes in the slow mode against the runs
     before them (:func:`_shift`), which turns an ``unchanged`` or ``inconclusive`` series into a
-    ``regression``, ``suspect`` or ``improvement`` (a mode shift: the value of the fastest process may not
-    move). Needs ``min_runs`` runs, as the value rule does."""
+    ``regression``, ``suspect`` or ``improvement``, and a ``suspect`` into a ``regression`` or
+    ``improvement`` where both newest runs shifted (a mode shift: the value of a run, its fastest process,
+    may not move, or move in one run of the two). Needs ``min_runs`` runs, as the value rule does."""
     if table.empty or not (table["suite"] == PLAIN).any():
         return table
     plain = _ok(rows)[lambda x: x["suite"] == PLAIN].sort_values("started_at", kind="stable")
@@ -143,6 +144,11 @@ def in_history(table: pd.DataFrame, rows: pd.DataFrame, alpha: float, min_runs: 
         if found is None:
             continue
         verdict, table.at[i, "slow_share"] = found
-        if verdict and row["verdict"] in (verdicts.UNCHANGED, verdicts.INCONCLUSIVE):
+        weaker = (
+            verdicts.UNCHANGED,
+            verdicts.INCONCLUSIVE,
+            *((verdicts.SUSPECT,) if verdict != verdicts.SUSPECT else ()),
+        )
+        if verdict and row["verdict"] in weaker:  # a persisting shift confirms what the fastest process hid
             table.at[i, "verdict"] = verdict
     return table
