@@ -247,7 +247,7 @@ def compare(
         return across(rows, b_rows, c_rows, history, factor, alpha)
     note = "same machine: median of each side's run values (a run: the fastest sample of its fastest round)"
     keys = ["machine", *COMBINATION]
-    history = _plain(rows if history is None else history() if callable(history) else history)
+    history = _history_rows(rows, history)
     b, c, noise_of = _sides(b_rows, c_rows, history, keys)
     merged = b.merge(c, on=keys, suffixes=("_b", "_c"))
     rows_out = [_row(r, keys, noise_of, factor, alpha) for r in merged.to_dict("records")]
@@ -255,6 +255,11 @@ def compare(
     if not table.empty:
         table = table.sort_values("change", ascending=False, na_position="first").reset_index(drop=True)
     return processes.with_shares(table, b_rows, c_rows, keys, alpha), note
+
+
+def _history_rows(rows: pd.DataFrame, history) -> pd.DataFrame:
+    """The rows noise is read from: ``history`` (rows, or a function reading them), else ``rows``; no A/B run."""
+    return _plain(rows if history is None else history() if callable(history) else history)
 
 
 def _hardware_differs(b_rows: pd.DataFrame, c_rows: pd.DataFrame) -> bool:
@@ -284,7 +289,7 @@ def _sides(b_rows: pd.DataFrame, c_rows: pd.DataFrame, history: pd.DataFrame, ke
 def across(rows, b_rows, c_rows, history, factor: float, alpha: float) -> tuple[pd.DataFrame, str]:
     """Two machines or devices: each combination's speed ratio, interval and verdict (:mod:`machines`)."""
     keys = [k for k in COMBINATION if k != "device"] if _devices_differ(b_rows, c_rows) else list(COMBINATION)
-    history = _plain(rows if history is None else history() if callable(history) else history)
+    history = _history_rows(rows, history)
     dense = _vs_dense(b_rows, c_rows, keys)
     # a machine's noise is its own whatever the environment's path: its environments' runs pool
     pooled = [df.assign(env_name=POOLED_ENV) for df in (history, b_rows, c_rows)]
@@ -293,9 +298,7 @@ def across(rows, b_rows, c_rows, history, factor: float, alpha: float) -> tuple[
     out = []
     for r in merged.to_dict("records"):
         sides = _stand_in(_noise(r, "_b", noise_of), _noise(r, "_c", noise_of))
-        (sb, db, _), (sc, dc, _) = sides
-        se = noise.standard_error(sb, max(_count(r.get("n_runs_b")), 1), sc, max(_count(r.get("n_runs_c")), 1))
-        out.append({**_describe(r, keys), **machines.row(r, sides, factor, alpha), "se": se, "df": min(db, dc)})
+        out.append({**_describe(r, keys), **machines.row(r, sides, factor, alpha)})
         out[-1].update(dense.get(tuple(r[k] for k in keys), {}))
     table = pd.DataFrame(out)
     if not table.empty:
@@ -332,13 +335,9 @@ def _describe(r: dict, keys: list[str]) -> dict:
         out[f"device_{side_name}"] = r.get("device", r.get(f"device{x}"))
         out[f"machine_{side_name}"] = r.get(f"machine{x}", r.get("machine"))
         out[f"kernel_{side_name}"] = _text(r.get(f"kernel{x}"))
-    out["runs"] = f"{_count(r.get('n_runs_b'))}/{_count(r.get('n_runs_c'))}"
+    out["runs"] = f"{machines.count(r.get('n_runs_b'))}/{machines.count(r.get('n_runs_c'))}"
     out["kernels"] = verdicts.kernel_note(out["kernel_baseline"], out["kernel_candidate"])
     return out
-
-
-def _count(n) -> int:
-    return int(n) if isinstance(n, (int, float)) and np.isfinite(n) else 0
 
 
 def _vs_dense(b_rows: pd.DataFrame, c_rows: pd.DataFrame, keys: list[str]) -> dict[tuple, dict]:

@@ -67,11 +67,19 @@ def interval(d: float, sb: float, nb: int, sc: float, nc: int, df: float, alpha:
     return d - half, d + half
 
 
+def count(n) -> int:
+    """A run count read from a merged row: 0 where that side has none (NaN)."""
+    return int(n) if isinstance(n, (int, float)) and np.isfinite(n) else 0
+
+
 def row(r: dict, sides: tuple[tuple, tuple], factor: float, alpha: float) -> dict:
     """One combination across hardware: ``r`` holds each side's ``log_value``, ``n_runs``, ``status`` (suffixes
     ``_b``, ``_c``); ``sides``: each side's (sigma, df, noise source)."""
     (sb, db, src_b), (sc, dc, src_c) = sides
+    nb, nc = max(count(r.get("n_runs_b")), 1), max(count(r.get("n_runs_c")), 1)
+    se = noise.standard_error(sb, nb, sc, nc)
     out = {"ratio": math.nan, "low": math.nan, "high": math.nan, "noise_source": f"{src_b} / {src_c}"}
+    out.update(se=se, df=min(db, dc))  # what the summaries' intervals read
     status_b, status_c = r.get("status_b"), r.get("status_c")
     if not isinstance(status_b, str) or not isinstance(status_c, str):
         return {**out, "verdict": ONLY_CANDIDATE if isinstance(status_c, str) else ONLY_BASELINE}
@@ -80,7 +88,7 @@ def row(r: dict, sides: tuple[tuple, tuple], factor: float, alpha: float) -> dic
     if status_b != "ok" or status_c != "ok":
         return {**out, "verdict": f"{status_b} / {status_c}"}
     d = r["log_value_b"] - r["log_value_c"]
-    lo, hi = interval(d, sb, r["n_runs_b"], sc, r["n_runs_c"], min(db, dc), alpha)
+    lo, hi = interval(d, sb, nb, sc, nc, min(db, dc), alpha)
     return {**out, "ratio": math.exp(d), "low": math.exp(lo), "high": math.exp(hi), "verdict": verdict(lo, hi, factor)}
 
 
