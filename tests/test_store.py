@@ -212,8 +212,12 @@ def test_two_machines_with_one_name_are_never_compared_as_one(tmp_path):
     rows = results.rounds_of_runs(store, store.runs(), series.READ)
     assert set(rows.machine) == set(df.machine)
     table, note = compare.compare(rows, f"run={run()['run_id']}", f"run={other['run_id']}")
-    assert "is other hardware on each side" in note and "across machines" in note
-    assert set(table.verdict) <= {"unchanged", "inconclusive"}  # relative to dense, nothing changed
+    assert "is other hardware on each side" in note and "across hardware" in note
+    both = table[table.ratio.notna()]
+    assert len(both) == 2 and all(abs(r - 1 / 3) < 1e-9 for r in both.ratio)  # the other box: a third the speed
+    assert set(both.verdict) <= {"slower", "inconclusive"}
+    grouped = both[both.case == GROUPED].iloc[0]
+    assert abs(grouped.vs_dense_baseline - grouped.vs_dense_candidate) < 1e-9  # relative to dense, nothing changed
 
 
 def test_migration_skips_bad_lines_and_files_with_warnings(tmp_path):
