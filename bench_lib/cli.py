@@ -944,6 +944,20 @@ def cmd_store_push(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def cmd_store_import(args: argparse.Namespace) -> int:
+    from bench_lib.store import importer, redact, store_path
+
+    done = importer.run(args.source, args.results)
+    for why in done.refused:
+        print(f"warning: {why}", file=sys.stderr)
+    machines = f" of {', '.join(sorted(done.machines))}" if done.machines else ""
+    print(
+        f"imported {len(done.runs)} runs{machines} ({done.files} files) into {redact(store_path(args.results))}; "
+        f"{len(done.present)} already there, left alone; {len(done.refused)} refusals warned about"
+    )
+    return EXIT_OK
+
+
 def _add_store(sub) -> None:
     p = sub.add_parser("store", help="the results store: migrate 0.1 results, query it with SQL")
     store = p.add_subparsers(dest="store_command", required=True)
@@ -976,6 +990,14 @@ def _add_store(sub) -> None:
     u.add_argument("--attempts", type=int_at_least(1), default=5, help="pushes tried when others push too (default 5)")
     _add_results(u)
     u.set_defaults(func=cmd_store_push)
+    i = store.add_parser(
+        "import",
+        help="another store's runs merged into this one (vetted as any shared store; none twice)",
+        epilog=EXIT_HELP,
+    )
+    i.add_argument("source", metavar="SOURCE", help="a results or store folder, a store URL, or a .tar/.tar.gz of one")
+    _add_results(i, "the results folder or URL whose store receives the runs")
+    i.set_defaults(func=cmd_store_import)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

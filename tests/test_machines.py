@@ -146,3 +146,18 @@ def test_the_scoreboard_ranks_each_machine_and_device_against_the_reference():
         scoreboard.board(rows, runs, {}, "c", "common", 1.05, 0.001)
     with pytest.raises(ArgumentError, match="--set compare: no machine·device in the store ran any of the set"):
         scoreboard.board(rows, runs, {}, None, "compare", 1.05, 0.001)
+
+
+def test_the_scoreboard_gives_each_kinds_median_fraction_of_its_own_roof_over_the_set():
+    from bench_lib.analysis import scoreboard
+
+    base = {"grouped(in=64,g=4)@56x56": 1e-3, "depthwise(in=64)@56x56": 4e-4}
+    rows = pd.concat([_rows("a", "h1", "cpu-1t", base, 3), _rows("b", "h2", "cpu-1t", base, 3)], ignore_index=True)
+    rows["run_date"] = rows["started_at"]
+    runs = rows[["run_id", "started_at"]].drop_duplicates().assign(fingerprint="{}")
+    derived = rows.assign(roofline_fraction=[0.1, 0.2, 0.3, 0.5, 0.9, 0.4, *[math.nan] * 6])
+    outside = derived.iloc[:1].assign(case="standard(in=64,out=64,k=3)@56x56", roofline_fraction=0.99)  # not in the set
+    table, _ = scoreboard.board(rows, runs, {}, None, "common", 1.05, 0.001, pd.concat([derived, outside]))
+    by = table.set_index("machine")
+    assert by.loc["a", "roof_op"] == pytest.approx(0.35) and "roof_op" not in by.columns[by.loc["b"].notna()]
+    assert "35 %" in scoreboard.render(table, "note", "text")

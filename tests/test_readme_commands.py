@@ -67,6 +67,13 @@ AB = ["run", "--python", ".venv/bin/python", "--python", ".venv/bin/python", "--
 AS_WRITTEN = ("as written", [])
 FEW_PROCESSES = ["--processes", "2", "--samples", "5", "--max-time", "0.1"]
 PYTHON_BLOCK = ("python", [])
+# the README's laptop-against-the-fleet recipe: each line runs after the lines before it, on a store that
+# holds one combination of the compare grid
+LAPTOP = [
+    "tar czf laptop.tgz -C results store",
+    "convbench store import laptop.tgz --results fleet-results",
+    "convbench machines --results fleet-results",
+]
 
 # every shown command → how it is exercised
 HOW: dict[str, tuple[str, object]] = {
@@ -96,6 +103,7 @@ HOW: dict[str, tuple[str, object]] = {
     "convbench report": AS_WRITTEN,
     "convbench export --out all.parquet": AS_WRITTEN,
     'convbench store sql "SELECT machine, count(*) FROM runs GROUP BY ALL"': AS_WRITTEN,
+    **{line: ("recipe", LAPTOP[:i]) for i, line in enumerate(LAPTOP)},
     "convbench compare --baseline torch=2.13 --candidate torch=2.14 [--factor 1.05] [--alpha 0.001] "
     "[--markdown|--json]": ("synopsis", ["--factor 1.05 --alpha 0.001 --markdown", "--json"]),
     "convbench compare --baseline date=2026-11-20 --candidate date=2026-11-21": AS_WRITTEN,
@@ -216,6 +224,9 @@ def _runnable() -> list[str]:
 def test_a_shown_command_runs(sandbox, command):
     how, extra = HOW[command]
     words = shlex.split(command)[1:]  # as the shell splits it
+    if how == "recipe":
+        _recipe(sandbox, [*extra, command])
+        return
     if how == "smoke":
         forms = [[*words, *extra]]
     elif how == "instead":
@@ -235,6 +246,20 @@ def test_a_shown_command_runs(sandbox, command):
         assert "skipped" in out.stdout and "cuda:1" in out.stdout
     if command == "convbench export --out all.parquet":
         assert (sandbox["project"] / "all.parquet").exists()
+
+
+def _recipe(sandbox, lines: list[str]) -> None:
+    """Run shell ``lines`` in order in the sandbox (``convbench`` as the project's), after a run of the
+    compare grid's one combination where the sandbox has no results yet."""
+    project = sandbox["project"]
+    if not any((project / "results" / "store").glob("runs/*/*/*.parquet")):
+        _convbench(sandbox, ["run", "--grid", "compare", *ONE_COMPARE])
+    for line in lines:
+        if line.startswith("convbench "):
+            out = _convbench(sandbox, shlex.split(line)[1:])
+        else:
+            out = subprocess.run(["bash", "-c", line], cwd=project, env=sandbox["env"], capture_output=True, text=True)
+        assert out.returncode == 0, (line, out.stdout[-3000:], out.stderr[-3000:])
 
 
 @pytest.mark.slow

@@ -97,9 +97,24 @@ def _energy(rows: pd.DataFrame) -> str:
     return f"none: {reasons.iloc[-1]}" if not reasons.empty else "none: not measured"
 
 
+def roof_fractions(derived: pd.DataFrame, entries: set[str]) -> pd.DataFrame:
+    """Per machine·device (index) and kind (columns ``roof_op``, ``roof_block``, ...): the median fraction of
+    its own roofline (:func:`results.of_runs`' ``roofline_fraction``: the time the roof allows over the time
+    measured, with the peaks measured in the same run) over the set's latency rows that have one."""
+    if derived.empty or "roofline_fraction" not in derived:
+        return pd.DataFrame()
+    t = derived[(derived["metric"] == "latency") & derived["roofline_fraction"].notna()]
+    t = t[_entries(t).isin(entries)].assign(kind=lambda x: x["case"].map(machines.kind))
+    if t.empty:
+        return pd.DataFrame()
+    out = t.groupby(["machine", "device", "kind"], observed=True)["roofline_fraction"].median().unstack("kind")
+    return out.add_prefix("roof_")
+
+
 def board(rows: pd.DataFrame, runs: pd.DataFrame, peaks: dict, reference: str | None, set_name: str,
-          factor: float, alpha: float) -> tuple[pd.DataFrame, str]:  # fmt: skip
-    """The scoreboard (one row per machine·device, best first) and a note naming the set and reference."""
+          factor: float, alpha: float, derived: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:  # fmt: skip
+    """The scoreboard (one row per machine·device, best first) and a note naming the set and reference.
+    ``derived`` (:func:`results.of_runs` of the same runs) adds each kind's fraction of its own roof."""
     latency = rows[(rows["metric"] == "latency") & rows["suite"].isin(SUITES)]
     identity, entries = workloads(latency, set_name)
     in_set = latency[_entries(latency).isin(entries)]
@@ -108,6 +123,7 @@ def board(rows: pd.DataFrame, runs: pd.DataFrame, peaks: dict, reference: str | 
         raise ArgumentError(f"--set {set_name}: no machine·device in the store ran any of the set {identity}{hint}")
     ref = _reference(in_set, reference)
     ref_rows = in_set[(in_set["machine"] == ref[0]) & (in_set["device"] == ref[1])]
+    roofs = roof_fractions(derived if derived is not None else pd.DataFrame(), entries)
     out = []
     for (machine, device), g in in_set.groupby(["machine", "device"], sort=True, observed=True):
         table, _ = compare.across(in_set, ref_rows, g, in_set, factor, alpha)
@@ -124,6 +140,8 @@ def board(rows: pd.DataFrame, runs: pd.DataFrame, peaks: dict, reference: str | 
                 row[f"{s['value']}"] = s["ratio"]
         mine = rows[(rows["machine"] == machine) & (rows["device"] == device)]
         row.update(_facts(runs, mine, device, peaks), energy=_energy(mine[_entries(mine).isin(entries)]))
+        if (machine, device) in roofs.index:
+            row.update(roofs.loc[(machine, device)].dropna().to_dict())
         out.append(row)
     table = pd.DataFrame(out).sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
@@ -146,11 +164,13 @@ def render(table: pd.DataFrame, note: str, fmt: str) -> str:
         f"{machines.times(lo)} … {machines.times(hi)}" if np.isfinite(lo) and np.isfinite(hi) else "unknown"
         for lo, hi in zip(table.get("low", np.nan), table.get("high", np.nan), strict=False)
     ]
+    for col in [c for c in show.columns if c.startswith("roof_")]:
+        show[col] = show[col].map(lambda x: f"{100 * x:.2g} %" if isinstance(x, float) and np.isfinite(x) else "-")
     for col, digits in (("peak_gflop_per_s", "{:.0f}"), ("copy_gb_per_s", "{:.1f}")):
         show[col] = show[col].map(lambda x, d=digits: d.format(x) if isinstance(x, float) and np.isfinite(x) else "-")
     cols = ["rank", "machine", "device", "score", "interval", "combinations", "op", "block", "network"]
     cols += ["float32", "bfloat16", "float16", "cpu_model", "cpu_capability", "threads", "gpus"]
-    cols += ["peak_gflop_per_s", "copy_gb_per_s", "energy"]
+    cols += ["peak_gflop_per_s", "copy_gb_per_s", "roof_op", "roof_block", "roof_network", "energy"]
     cols = [c for c in cols if c in show]
     show["energy"] = show["energy"].map(lambda x: x if len(x) <= 60 else x[:57] + "...")
     show[cols] = show[cols].astype(object).where(show[cols].notna(), "-")
@@ -172,6 +192,7 @@ def run(results_dir: str, reference: str | None, set_name: str, factor: float, a
     rows = results.rounds_of_runs(store, chosen, series.READ)
     rows = rows[rows["side"].isna()] if "side" in rows else rows
     peaks = results.run_peaks(store, chosen)
-    table, note = board(rows, chosen, peaks, reference, set_name, factor, alpha)
+    derived = results.of_runs(store, chosen)
+    table, note = board(rows, chosen, peaks, reference, set_name, factor, alpha, derived)
     print(render(table, note, fmt))
     return 0

@@ -43,6 +43,11 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({redact(self.location.text)!r})"
 
+    @property
+    def refused(self) -> frozenset[str]:
+        """The files this instance has refused so far (each warned about once)."""
+        return frozenset(self._bad)
+
     def exists(self) -> bool:
         return bool(self.location.partitions("runs") or self.location.partitions("measurements"))
 
