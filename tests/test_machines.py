@@ -132,7 +132,8 @@ def test_the_scoreboard_ranks_each_machine_and_device_against_the_reference():
     rows = pd.concat(parts, ignore_index=True)
     rows["run_date"] = rows["started_at"]
     runs = rows[["run_id", "started_at"]].drop_duplicates().assign(fingerprint='{"cpu_model": "X"}')
-    table, note = scoreboard.board(rows, runs, {}, None, "common", 1.05, 0.001)
+    scored = scoreboard.board(rows, runs, {}, None, "common", 1.05, 0.001)
+    table, note = scored.table, scored.note
     assert list(zip(table["machine"], table["device"], table["rank"], strict=True)) == [
         ("b", "cpu-1t", 1),
         ("a", "cpu-2t", 2),
@@ -140,7 +141,7 @@ def test_the_scoreboard_ranks_each_machine_and_device_against_the_reference():
     ]
     assert list(table["score"].round(6)) == [4.0, 2.0, 1.0] and set(table["combinations"]) == {2}
     assert "reference a cpu-1t = 1" in note and note.startswith("workload set common-")
-    table, _ = scoreboard.board(rows, runs, {}, "b:cpu-1t", "common", 1.05, 0.001)
+    table = scoreboard.board(rows, runs, {}, "b:cpu-1t", "common", 1.05, 0.001).table
     assert list(table["score"].round(6)) == [1.0, 0.5, 0.25]
     with pytest.raises(ArgumentError, match=r"--reference c: no such machine·device ran the set; present: a:cpu-1t"):
         scoreboard.board(rows, runs, {}, "c", "common", 1.05, 0.001)
@@ -157,7 +158,7 @@ def test_the_scoreboard_gives_each_kinds_median_fraction_of_its_own_roof_over_th
     runs = rows[["run_id", "started_at"]].drop_duplicates().assign(fingerprint="{}")
     derived = rows.assign(roofline_fraction=[0.1, 0.2, 0.3, 0.5, 0.9, 0.4, *[math.nan] * 6])
     outside = derived.iloc[:1].assign(case="standard(in=64,out=64,k=3)@56x56", roofline_fraction=0.99)  # not in the set
-    table, _ = scoreboard.board(rows, runs, {}, None, "common", 1.05, 0.001, pd.concat([derived, outside]))
+    table = scoreboard.board(rows, runs, {}, None, "common", 1.05, 0.001, pd.concat([derived, outside])).table
     by = table.set_index("machine")
     assert by.loc["a", "roof_op"] == pytest.approx(0.35) and "roof_op" not in by.columns[by.loc["b"].notna()]
     assert "35 %" in scoreboard.render(table, "note", "text")

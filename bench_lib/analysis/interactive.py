@@ -310,43 +310,60 @@ def bandwidth_bars(t: pd.DataFrame):
     return p
 
 
-def heatmap(t: pd.DataFrame, value: str, title: str):
-    """Rows × columns of ``t`` (a pivot: index = row labels, columns = targets) as coloured cells with the
-    value in each and a tooltip; ``value`` names what the cells hold."""
-    if t.empty:
+HEAT_PALETTE = ["#b2182b", "#ef8a62", "#fddbc7", "#f7f7f7", "#d1e5f0", "#67a9cf", "#2166ac"]  # slower … faster
+
+
+NOT_RUN_COLOUR = "#e6e6e6"
+
+
+def heatmap(long: pd.DataFrame, value: str, title: str, hover: dict[str, str] | None = None, row_label="row"):
+    """Cells of ``long`` (``row``, ``col``, ratio ``v``, and the columns ``hover`` names: label → ``@column``)
+    coloured on a log scale around 1 (blue above, red below), the ratio written in each; a cell without a
+    ratio is grey and says ``not run``."""
+    v = long["v"].to_numpy(dtype=float)
+    if long.empty or not np.isfinite(v).any():
         return None
-    long = t.stack().rename("v").reset_index()
-    long.columns = ["row", "col", "v"]
-    long = long[np.isfinite(long["v"])]
-    if long.empty:
-        return None
-    logs = np.log2(long["v"].clip(lower=1 / 64, upper=64))
+    logs = np.log2(np.clip(np.nan_to_num(v, nan=1.0), 1 / 64, 64))
     span = max(float(np.abs(logs).max()), 1e-9)
-    palette = ["#b2182b", "#ef8a62", "#fddbc7", "#f7f7f7", "#d1e5f0", "#67a9cf", "#2166ac"]
-    index = np.clip(np.round((logs / span + 1) / 2 * (len(palette) - 1)), 0, len(palette) - 1).astype(int)
-    source = ColumnDataSource(
-        {
-            "row": long["row"],
-            "col": long["col"],
-            "text": long["v"].map(units.ratio),
-            "colour": [palette[i] for i in index],
-        }
-    )
+    top = len(HEAT_PALETTE) - 1
+    index = np.clip(np.round((logs / span + 1) / 2 * top), 0, top).astype(int)
+    data = {c: long[c].fillna("-").tolist() for c in long.columns if c != "v"}
+    data["text"] = [units.ratio(x) if np.isfinite(x) else "not run" for x in v]
+    data["colour"] = [HEAT_PALETTE[i] if np.isfinite(x) else NOT_RUN_COLOUR for i, x in zip(index, v, strict=True)]
     rows, cols = list(dict.fromkeys(long["row"])), list(dict.fromkeys(long["col"]))
     p = figure(
         x_range=cols,
         y_range=list(reversed(rows)),
-        width=max(420, 150 * len(cols) + 260),
+        width=min(1300, max(420, 150 * len(cols) + 260)),
         height=max(260, 24 * len(rows) + 100),
         tools="hover,save",
-        tooltips=[("variant", "@row"), ("on", "@col"), (value, "@text")],
+        tooltips=[(row_label, "@row"), ("on", "@col"), (value, "@text"), *(hover or {}).items()],
         title=title,
         x_axis_location="above",
     )
     p.toolbar.logo = None
+    source = ColumnDataSource(data)
     p.rect("col", "row", 1, 1, source=source, fill_color="colour", line_color="white")
     p.text("col", "row", text="text", source=source, text_align="center", text_baseline="middle", text_font_size="8pt")
     p.grid.visible = False
+    return p
+
+
+def speed_energy(labels: pd.Series, score: pd.Series, joules: pd.Series):
+    """One point per machine·device: its score (speed relative to the reference) against joules per
+    inference; up and to the left is better on both."""
+    source = ColumnDataSource(
+        {
+            "label": labels.tolist(),
+            "score": score.tolist(),
+            "joules": joules.tolist(),
+            "score_text": score.map(units.ratio).tolist(),
+            "joules_text": joules.map(lambda j: f"{j:.3g} J").tolist(),
+        }
+    )
+    p = _panel("Speed against energy", "score (speed relative to the reference)", "joules per inference")
+    p.scatter("score", "joules", source=source, size=10)
+    p.add_tools(HoverTool(tooltips=[("on", "@label"), ("score", "@score_text"), ("energy", "@joules_text")]))
     return p
 
 

@@ -178,7 +178,7 @@ def build(
         _ab_section(store, machines),
         _processes_section(store, machines),
         *_figures(df, peaks),
-        _side_by_side(df),
+        _machines(store, machines, df),
         _all_rows(df),
     ]
     _progress(f"page sections from {len(df)} results", started)
@@ -453,20 +453,11 @@ def _figures(df: pd.DataFrame, peaks: dict) -> list[Section]:
     ]
 
 
-def _side_by_side(df: pd.DataFrame) -> Section:
-    from bench_lib.analysis import interactive, tables
+def _machines(store, machines: list[str] | None, df: pd.DataFrame) -> Section:
+    from bench_lib.analysis import machines_section
 
-    matrix = tables.machine_speedups(df) if not df.empty else pd.DataFrame()
-    heat = interactive.heatmap(matrix, "median speedup vs its own dense conv", "Speedup over each target's own dense")
-    latency = tables.machines_table(df) if not df.empty else pd.DataFrame()
-    if not latency.empty:
-        latency.columns = [c if c in ("case", "layout", "mode", "batch") else f"{c} latency_s" for c in latency.columns]
-    body = (
-        "<p class='note'>Which machine and device runs which variant best, each relative to its own dense "
-        "convolution (median speedup over the cases of that family and stage size, inference), then plain "
-        "latencies side by side.</p>" + ("{{machines}}" if heat else "") + interactive.table(latency)
-    )
-    return Section("machines", "Machines and devices side by side", body, {"machines": heat})
+    body, figures = machines_section.section(store, machines, df)
+    return Section("machines", "Machines and devices: which is faster, by how much, why", body, figures)
 
 
 def _all_rows(df: pd.DataFrame) -> Section:

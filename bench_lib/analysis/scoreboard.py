@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,9 @@ ENTRY = ["suite", "case", "batch", "layout", "dtype", "mode"]
 
 
 def _entries(rows: pd.DataFrame) -> pd.Series:
+    """Each row's workload: its suite, case, batch, layout, dtype and mode joined by ``|``."""
+    if rows.empty:
+        return pd.Series([], index=rows.index, dtype=object)
     return rows[ENTRY].astype(str).agg("|".join, axis=1)
 
 
@@ -87,6 +91,15 @@ def _facts(runs: pd.DataFrame, machine_rows: pd.DataFrame, device: str, peaks: d
     return found
 
 
+def _energy_per_item(rows: pd.DataFrame) -> dict:
+    """``energy_j_per_item``: the geometric mean of the set's energy rows (joules per inference), and
+    ``energy_rows``; empty where none was measured."""
+    ok = rows[(rows["metric"] == "energy") & (rows["status"] == "ok")]
+    if ok.empty:
+        return {}
+    return {"energy_j_per_item": float(np.exp(np.log(ok["value"]).mean())), "energy_rows": len(ok)}
+
+
 def _energy(rows: pd.DataFrame) -> str:
     """Joules per inference over the set's energy rows, or why there are none."""
     energy = rows[rows["metric"] == "energy"]
@@ -111,11 +124,38 @@ def roof_fractions(derived: pd.DataFrame, entries: set[str]) -> pd.DataFrame:
     return out.add_prefix("roof_")
 
 
+@dataclass(frozen=True)
+class Board:
+    """A scoreboard: one row per machine·device, best first (``table``), the note naming the set and the
+    reference, and each machine·device's ratio per family (``families``: machine, device, family,
+    combinations, ratio, low, high, kernels) for the report's heatmap."""
+
+    table: pd.DataFrame
+    note: str
+    families: pd.DataFrame
+
+
+def _kernels(both: pd.DataFrame) -> pd.Series:
+    """Per family, the kernels this machine·device ran (the most common first, at most two)."""
+    top = both.groupby("family")["kernel_candidate"].agg(lambda k: ", ".join(k.dropna().value_counts().index[:2]))
+    return top.replace("", "not recorded")
+
+
+def _scored(in_set: pd.DataFrame, ref_rows: pd.DataFrame, g: pd.DataFrame, factor: float, alpha: float):
+    """One machine·device against the reference: its summaries (by kind, dtype, family, overall) and the
+    kernels it ran per family."""
+    table, _ = compare.across(in_set, ref_rows, g, in_set, factor, alpha)
+    both = table[np.isfinite(table["ratio"].to_numpy(dtype=float))].assign(kind=lambda t: t["case"].map(machines.kind))
+    if both.empty:
+        return pd.DataFrame(), pd.Series(dtype=object)
+    return machines.summaries(both, alpha, by=("kind", "dtype", "family")), _kernels(both)
+
+
 def board(rows: pd.DataFrame, runs: pd.DataFrame, peaks: dict, reference: str | None, set_name: str,
-          factor: float, alpha: float, derived: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:  # fmt: skip
-    """The scoreboard (one row per machine·device, best first) and a note naming the set and reference.
+          factor: float, alpha: float, derived: pd.DataFrame | None = None) -> Board:  # fmt: skip
+    """The scoreboard of ``rows`` (per-round latency rows of ``runs``) over the workload set ``set_name``.
     ``derived`` (:func:`results.of_runs` of the same runs) adds each kind's fraction of its own roof."""
-    latency = rows[(rows["metric"] == "latency") & rows["suite"].isin(SUITES)]
+    latency = rows[(rows["metric"] == "latency") & rows["suite"].isin(SUITES) & (rows["status"] == "ok")]
     identity, entries = workloads(latency, set_name)
     in_set = latency[_entries(latency).isin(entries)]
     if in_set.empty:
@@ -124,22 +164,20 @@ def board(rows: pd.DataFrame, runs: pd.DataFrame, peaks: dict, reference: str | 
     ref = _reference(in_set, reference)
     ref_rows = in_set[(in_set["machine"] == ref[0]) & (in_set["device"] == ref[1])]
     roofs = roof_fractions(derived if derived is not None else pd.DataFrame(), entries)
-    out = []
+    out, families = [], []
     for (machine, device), g in in_set.groupby(["machine", "device"], sort=True, observed=True):
-        table, _ = compare.across(in_set, ref_rows, g, in_set, factor, alpha)
-        both = table[np.isfinite(table["ratio"].to_numpy(dtype=float))].assign(
-            kind=lambda t: t["case"].map(machines.kind)
-        )
-        summary = machines.summaries(both, alpha, by=("kind", "dtype")) if not both.empty else pd.DataFrame()
+        summary, kernels = _scored(in_set, ref_rows, g, factor, alpha)
         row = {"machine": machine, "device": device, "reference": (machine, device) == ref}
         if not summary.empty:
             overall = summary[summary["by"] == "overall"].iloc[0]
             row.update(score=overall["ratio"], low=overall["low"], high=overall["high"])
             row.update(combinations=int(overall["combinations"]))
-            for _, s in summary[summary["by"] != "overall"].iterrows():
-                row[f"{s['value']}"] = s["ratio"]
+            row.update({s["value"]: s["ratio"] for _, s in summary[summary["by"].isin(["kind", "dtype"])].iterrows()})
+            fam = summary[summary["by"] == "family"].rename(columns={"value": "family"})
+            families.append(fam.assign(machine=machine, device=device, kernels=fam["family"].map(kernels)))
         mine = rows[(rows["machine"] == machine) & (rows["device"] == device)]
         row.update(_facts(runs, mine, device, peaks), energy=_energy(mine[_entries(mine).isin(entries)]))
+        row.update(_energy_per_item(mine[_entries(mine).isin(entries)]))
         if (machine, device) in roofs.index:
             row.update(roofs.loc[(machine, device)].dropna().to_dict())
         out.append(row)
@@ -150,7 +188,8 @@ def board(rows: pd.DataFrame, runs: pd.DataFrame, peaks: dict, reference: str | 
         "geometric mean of the reference's latency over this machine·device's, over the set's combinations both "
         f"ran, interval at {1 - alpha:.3g} confidence (docs/machines.md)"
     )
-    return table, note
+    fams = pd.concat(families, ignore_index=True) if families else pd.DataFrame()
+    return Board(table, note, fams)
 
 
 def render(table: pd.DataFrame, note: str, fmt: str) -> str:
@@ -179,20 +218,25 @@ def render(table: pd.DataFrame, note: str, fmt: str) -> str:
     return note + "\n" + show[cols].to_string(index=False)
 
 
-def run(results_dir: str, reference: str | None, set_name: str, factor: float, alpha: float, fmt: str) -> int:
-    verdicts.check(factor, alpha)
+def from_store(store, machines_: list[str] | None, reference: str | None, set_name: str, factor: float,
+               alpha: float) -> Board:  # fmt: skip
+    """The scoreboard of the store's newest runs (:func:`verdicts.window`; A/B runs, peaks and breakdowns
+    runs left out), of ``machines_`` only where given. ArgumentError where there is nothing to score."""
     if set_name not in SETS:
         raise ArgumentError(f"--set {set_name!r} is not a workload set; accepted: {', '.join(SETS)}")
-    store = results.store_of(results_dir)
-    runs = store.runs()
+    runs = store.runs(keys=store.machine_keys(machines_))
     runs = runs[runs["sides"].isna() & ~runs["grid"].isin(["peaks", "breakdowns"])] if "sides" in runs else runs
     if runs.empty:
-        raise ArgumentError(f"--results {redact(results_dir)}: the store holds no runs")
+        raise ArgumentError(f"--results {redact(store.location.text)}: the store holds no runs")
     chosen = verdicts.window(runs)
     rows = results.rounds_of_runs(store, chosen, series.READ)
     rows = rows[rows["side"].isna()] if "side" in rows else rows
-    peaks = results.run_peaks(store, chosen)
     derived = results.of_runs(store, chosen)
-    table, note = board(rows, chosen, peaks, reference, set_name, factor, alpha, derived)
-    print(render(table, note, fmt))
+    return board(rows, chosen, results.run_peaks(store, chosen), reference, set_name, factor, alpha, derived)
+
+
+def run(results_dir: str, reference: str | None, set_name: str, factor: float, alpha: float, fmt: str) -> int:
+    verdicts.check(factor, alpha)
+    scored = from_store(results.store_of(results_dir), None, reference, set_name, factor, alpha)
+    print(render(scored.table, scored.note, fmt))
     return 0

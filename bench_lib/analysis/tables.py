@@ -150,7 +150,7 @@ def machines_table(df: pd.DataFrame) -> pd.DataFrame:
         return d
     d = d.assign(target=d["machine"] + " · " + d["device"])
     return d.pivot_table(
-        index=["case", "layout", "mode", "batch"], columns="target", values="latency_s", aggfunc="median"
+        index=["case", "dtype", "layout", "mode", "batch"], columns="target", values="latency_s", aggfunc="median"
     ).reset_index()
 
 
@@ -225,21 +225,6 @@ def roofline_levels(df: pd.DataFrame) -> pd.DataFrame:
     top = counts.sort_values("rows", ascending=False).drop_duplicates(keys)
     top = top.join(counts.groupby(keys)["rows"].sum().rename("of"), on=keys)
     return top.sort_values(keys).reset_index(drop=True)
-
-
-def machine_speedups(df: pd.DataFrame) -> pd.DataFrame:
-    """Which machine runs which variant best, relative to its own dense conv: the median speedup over
-    the dense equivalent (same machine, device, layout, dtype, mode and batch) per op family and stage
-    size (rows) and machine · device (columns), inference."""
-    t = speedup_table(df)
-    t = t[t["mode"] == "inference"] if not t.empty else t
-    if t.empty:
-        return pd.DataFrame()
-    t = t.assign(
-        variant=t["case"].str.split("(").str[0] + " @" + t["case"].str.split("@").str[1].fillna(""),
-        target=t["machine"] + " · " + t["device"],
-    )
-    return t.pivot_table(index="variant", columns="target", values="speedup", aggfunc="median")
 
 
 def roofline_table(df: pd.DataFrame) -> pd.DataFrame:
