@@ -239,3 +239,13 @@ def test_run_outside_a_git_checkout_exits_2(tmp_path):
     )
     assert out.returncode == 2
     assert "is not a git checkout with at least one commit" in out.stderr
+
+
+def test_an_unsafe_lock_is_an_unavailable_machine_exit_4_not_a_verdict(tmp_path):
+    project = make_project(tmp_path)
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    (locks / "convbench-run.lock").symlink_to(tmp_path / "victim.txt")
+    out = convbench(project, "--grid", "smoke", env={"CONVBENCH_LOCK_DIR": str(locks)})
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert "the machine lock" in out.stderr and "not started" in out.stderr and not (tmp_path / "victim.txt").exists()

@@ -122,3 +122,17 @@ def test_an_import_stopped_half_way_leaves_no_runs_row_and_is_completed_next_tim
     assert stopped[0] in done.runs and len(done.runs) + len(done.present) == RUNS and _rows(mine) == _rows(COMMITTED)
     for path in mine.rglob("*.parquet"):
         pq.read_metadata(path)  # every file whole
+
+
+@pytest.mark.parametrize(
+    "query, said",
+    [
+        ("SELECT nope FROM runs", 'query: Binder Error: Referenced column "nope" not found in FROM clause!'),
+        ("SELEC 1", 'query: Parser Error: syntax error at or near "SELEC"'),
+        ("SELECT * FROM nosuch", "query: Catalog Error: Table with name nosuch does not exist!"),
+    ],
+)
+def test_a_users_mistake_in_store_sql_is_a_one_line_argument_error(capsys, query, said):
+    code = main(["store", "sql", query, "--results", str(COMMITTED.parent)])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"convbench store: error: {said}\n"

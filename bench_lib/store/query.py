@@ -25,6 +25,7 @@ import pyarrow.compute
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from bench_lib.errors import ArgumentError
 from bench_lib.store import redact, schema, trust
 from bench_lib.store.disk import Location
 
@@ -245,6 +246,7 @@ class Store:
         partitions). A file that cannot be read is skipped with a warning and the query run again."""
         import duckdb
 
+        user_errors = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
         for attempt in range(2):
             con = duckdb.connect()
             try:
@@ -252,6 +254,8 @@ class Store:
                 for name in schema.TABLES:
                     con.register(name, self.dataset(name, keys, months))
                 return con.sql(query).df()
+            except user_errors as e:  # the query's own mistake: bad input, said in one line
+                raise ArgumentError(f"query: {str(e).splitlines()[0]}") from None
             except duckdb.Error:
                 if attempt:
                     raise

@@ -600,7 +600,7 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
         print(
             f"convbench run: the machine lock {e}; not started (remove it, or set CONVBENCH_LOCK_DIR)", file=sys.stderr
         )
-        return 1
+        return Exit.UNAVAILABLE
     scratch = Path(tempfile.mkdtemp(prefix="convbench-run-"))
     try:
         ctx = _RunContext(opts, grid, the_plan, root, head, python, fp, run_id, started, scratch, save or _no_save)
