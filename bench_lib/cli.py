@@ -238,7 +238,7 @@ def _energy_fields(args: argparse.Namespace, prepared, seconds_per_call: float) 
 
 def cmd_measure(args: argparse.Namespace) -> int:
     from bench_lib.catalogue import theory
-    from bench_lib.measure import harness, kernels, metrics, roofline
+    from bench_lib.measure import breakdown, kernels, metrics, roofline
 
     params = _user_workload(args)
     backend = _resolve_device(args.device)
@@ -256,7 +256,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     record.update(_energy_fields(args, prepared, m.median_s))
     c = theory.cost(args.name, dtype=args.dtype, batch=args.batch, height=args.height, width=args.width, **params)
     if args.breakdown:
-        record["breakdown"] = harness.breakdown(prepared)
+        record["breakdown"] = breakdown.breakdown(prepared)
     flops = c.work_flops(args.mode)
     peaks = roofline.peaks_for(args.device, args.results, dtypes=(args.dtype,))
     record["roofline_fraction"] = peaks.fraction(m.median_s, flops, c.min_bytes, args.dtype)

@@ -68,14 +68,14 @@ def test_width_multipliers():
 
 
 def test_breakdown_times_every_part():
-    from bench_lib.measure import harness
+    from bench_lib.measure import breakdown, harness
 
     p = harness.prepare("net_shufflenet_v2", device="cpu-1t", height=64, width=64)
-    rows = harness.breakdown(p, samples=3, max_time_s=0.01)
+    rows = breakdown.breakdown(p, samples=3, max_time_s=0.01)
     assert [r["part"] for r in rows] == [n for n, _ in p.module.named_children()]
     assert all(r["median_s"] > 0 for r in rows)
     # each part's MACs on its real input are the theory's parts, and they add up to the whole network
     parts = theory.cost("net_shufflenet_v2", height=64, width=64).parts()
     assert {r["part"]: r["macs"] for r in rows} == {k: v["macs"] for k, v in parts.items()}
     with pytest.raises(ValueError, match="a breakdown needs a sequential workload"):
-        harness.breakdown(harness.prepare("mbconv", device="cpu-1t", height=8, width=8))
+        breakdown.breakdown(harness.prepare("mbconv", device="cpu-1t", height=8, width=8))

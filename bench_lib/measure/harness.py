@@ -3,10 +3,10 @@
 - :func:`prepare` builds a workload on a device in a layout, dtype and mode, checks its output once
   against a float64 CPU reference, and returns the step to time (:class:`Prepared`); :func:`prepare_case`
   does it from a case string (``grouped(in=64,out=128,k=3,g=4)@56x56``), as the suite names them.
-- :func:`breakdown` times each part of a network on its real input.
 
-Measuring a prepared workload is :func:`bench_lib.measure.metrics.measure`'s. This module knows nothing
-of asv; the asv suite calls it.
+Measuring a prepared workload is :func:`bench_lib.measure.metrics.measure`'s (and a network's per-part
+times :func:`bench_lib.measure.breakdown.breakdown`'s): this module measures nothing and imports
+neither. It knows nothing of asv; the asv suite calls it.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from typing import Any
 import torch
 
 from bench_lib import __version__
-from bench_lib.catalogue import layers, registry
+from bench_lib.catalogue import registry
 from bench_lib.catalogue.cases import Case
 from bench_lib.catalogue.registry import STAGE_SIZE
 from bench_lib.files import write_atomic
-from bench_lib.measure import allocator, devices, metrics
+from bench_lib.measure import allocator, devices
 from bench_lib.measure.devices import DTYPES, LAYOUTS, MODES, Backend, check_choice
 
 
@@ -56,6 +56,10 @@ class Prepared:
     context: dict[str, Any]
     mode: str
     relative_error: float
+
+    def tensors(self) -> list[torch.Tensor]:
+        """What stays resident between calls: the module's parameters and buffers, and the input."""
+        return [*self.module.parameters(), *self.module.buffers(), self.inputs]
 
     @contextlib.contextmanager
     def grad_mode(self) -> Iterator[None]:
@@ -337,36 +341,3 @@ def prepare_case(case_text: str, *, device: str | Backend, **options: Any) -> Pr
     (layout, dtype, mode, batch, ...)."""
     case = Case.parse(case_text)
     return prepare(case.workload, device=device, height=case.height, width=case.width, **options, **case.params)
-
-
-# --------------------------------------------------------------------------------------------
-# per-part breakdown of a network
-
-
-def breakdown(prepared: Prepared, samples: int = 5, max_time_s: float = 0.05) -> list[dict[str, Any]]:
-    """Seconds per call of each part of a sequential workload (a network's stem, blocks, head), with the
-    part's MACs on its real input (traced, :func:`bench_lib.catalogue.layers.trace`).
-
-    Per-part replay, not hooks: one forward pass records each part's real input, then each part is
-    timed alone on it with :func:`time_callable`. The parts' times add up to about the whole call (less
-    what fusion across parts would save; more the per-part synchronisation). Inference only.
-    """
-    module = prepared.module
-    if not isinstance(module, torch.nn.Sequential):
-        raise ValueError(f"{prepared.context['workload']}: a breakdown needs a sequential workload (a network)")
-    if prepared.mode != "inference":
-        raise ValueError("mode='training': the per-part breakdown replays inference only")
-    rows = []
-    x = prepared.inputs
-    settings = metrics.Settings(
-        timing={"samples": samples, "max_time_s": max_time_s, "max_warmup_s": max_time_s, "min_samples": 3}
-    )
-    with prepared.grad_mode():
-        for name, part in module.named_children():
-            call = metrics.Call(lambda p=part, i=x: p(i), prepared.backend)
-            m = metrics.measure(call, "latency", settings).result
-            _, costs = layers.trace(part, tuple(x.shape))
-            macs = sum(c.macs for c in costs)
-            rows.append({"part": name, "median_s": m.median_s, "iqr_s": m.iqr_s, "block": m.block, "macs": macs})
-            x = part(x)
-    return rows

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from bench_lib.measure.devices import MemoryReading
-
-if TYPE_CHECKING:
-    from bench_lib.measure.harness import Prepared
+from bench_lib.measure.devices import Backend, MemoryReading
 
 # --------------------------------------------------------------------------------------------
 # memory
@@ -38,9 +36,20 @@ class MemoryMeasurement:
         return asdict(self)
 
 
-def _tensor_bytes(prepared: Prepared) -> int:
-    tensors = [*prepared.module.parameters(), *prepared.module.buffers(), prepared.inputs]
-    return sum(t.numel() * t.element_size() for t in tensors)
+class Workload(Protocol):
+    """What :func:`measure_memory` measures: a call, its backend, its grad mode, and the tensors that stay
+    resident between calls (a prepared workload's parameters, buffers and input; none for a plain call)."""
+
+    step: Callable[[], Any]
+    backend: Backend
+
+    def grad_mode(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def tensors(self) -> list[Any]: ...
+
+
+def _tensor_bytes(workload: Workload) -> int:
+    return sum(t.numel() * t.element_size() for t in workload.tensors())
 
 
 def _profiled_allocation_peak(fn: Callable[[], Any]) -> tuple[int | None, str | None]:
@@ -69,7 +78,7 @@ def _profiled_allocation_peak(fn: Callable[[], Any]) -> tuple[int | None, str | 
     return peak, None
 
 
-def measure_memory(prepared: Prepared) -> MemoryMeasurement:
+def measure_memory(prepared: Workload) -> MemoryMeasurement:
     """Peak memory of one warmed-up call of ``prepared`` (see :class:`MemoryMeasurement`)."""
     backend = prepared.backend
     with prepared.grad_mode():

@@ -30,11 +30,15 @@ ENERGY_TIMING = {"samples": 5, "max_time_s": 0.2, "max_warmup_s": 0.2}
 
 
 class Target(Protocol):
+    """What a metric measures: a prepared workload (:class:`harness.Prepared`) or a plain :class:`Call`."""
+
     step: Callable[[], Any]
     backend: Backend
     context: dict[str, Any]
 
     def grad_mode(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def tensors(self) -> list[torch.Tensor]: ...
 
 
 @dataclass
@@ -45,6 +49,10 @@ class Call:
     step: Callable[[], Any]
     backend: Backend
     context: dict[str, Any] = field(default_factory=dict)
+
+    def tensors(self) -> list[torch.Tensor]:
+        """None stays resident between calls that convbench made (the call's own closure aside)."""
+        return []
 
     @contextlib.contextmanager
     def grad_mode(self) -> Iterator[None]:

@@ -851,7 +851,7 @@ def _measure_breakdowns(grid: grids.Grid) -> tuple[list[dict[str, Any]], float]:
     not fatal."""
     import torch
 
-    from bench_lib.measure import harness
+    from bench_lib.measure import breakdown, harness
 
     found, spent_s = [], 0.0
     for spec in grid.devices:
@@ -862,7 +862,7 @@ def _measure_breakdowns(grid: grids.Grid) -> tuple[list[dict[str, Any]], float]:
             try:
                 prepared = harness.prepare_case(case_text, device=spec, layout=layout)
                 started = time.perf_counter()
-                rows = harness.breakdown(prepared)
+                rows = breakdown.breakdown(prepared)
                 spent_s += time.perf_counter() - started
             except Exception as e:  # the run's results stand without it
                 print(f"  breakdown of {case_text} on {spec} failed: {type(e).__name__}: {e}", file=sys.stderr)
