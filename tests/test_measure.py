@@ -333,9 +333,9 @@ def test_the_run_asks_workers_for_huge_pages_unless_the_caller_chose(tmp_path, m
 
     monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
     events = tmp_path / "events.jsonl"
-    assert runner._asv_environment(runner.RunOptions(), events)["THP_MEM_ALLOC_ENABLE"] == "1"
+    assert runner.asv_environment(runner.RunOptions(), events)["THP_MEM_ALLOC_ENABLE"] == "1"
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
-    assert runner._asv_environment(runner.RunOptions(), events)["THP_MEM_ALLOC_ENABLE"] == "0"
+    assert runner.asv_environment(runner.RunOptions(), events)["THP_MEM_ALLOC_ENABLE"] == "0"
 
 
 def test_selfcheck_times_each_case_with_both_timers_and_prints_the_ratio(monkeypatch, capsys):
@@ -350,7 +350,7 @@ def test_selfcheck_times_each_case_with_both_timers_and_prints_the_ratio(monkeyp
 
 def test_a_metric_is_one_entry_the_service_the_runner_and_the_store_all_read(monkeypatch):
     from bench_lib.store import records
-    from bench_lib.suite import runner
+    from bench_lib.suite import asv_adapter
     from bench_lib.suite.combination import Combination, Event
 
     monkeypatch.setattr(metrics, "METRICS", dict(metrics.METRICS))  # the entry below is gone after the test
@@ -364,7 +364,7 @@ def test_a_metric_is_one_entry_the_service_the_runner_and_the_store_all_read(mon
     record = metrics.measure(call, "calls")
     assert (record.metric, record.value, record.fields) == ("calls", 1, {"calls": 1}) and record.measure_s >= 0
     c = Combination("ops", "calls", "depthwise(in=8)@8x8", 1, "cpu-1t", "nchw", "float32", "inference")
-    assert runner.rounds_of(c, 5) == 1
+    assert asv_adapter.rounds_of(c, 5) == 1
     event = Event(c, "ok", {"measure_s": record.measure_s, **record.fields}).as_dict()
     assert records.event_value(event) == (1, {})
     with pytest.raises(ValueError, match="metric='nope' is not valid; accepted: latency, peak_memory, energy"):
@@ -381,3 +381,12 @@ def test_latency_reads_back_the_statistics_the_store_keeps():
     value, stats = records.event_value({"metric": "latency", **record.fields})
     assert value == m.median_s and stats["samples"] == list(m.samples_s) and stats["number"] == m.block
     assert (stats["min"], stats["n_samples"], stats["noisy"]) == (m.min_s, len(m.samples_s), m.noisy)
+
+
+def test_peak_memory_of_a_plain_call_counts_no_resident_tensors_and_does_not_crash():
+    from bench_lib.measure import devices, metrics
+
+    backend = devices.backend("cpu-1t")
+    call = metrics.Call(lambda: torch.ones(256, 1024), backend)
+    record = metrics.measure(call, "peak_memory", metrics.Settings())
+    assert record.result.resident_bytes == 0 and record.value >= 256 * 1024 * 4

@@ -135,14 +135,14 @@ def _latency_event(suite: str, case: str, median_s: float, side: str | None = No
 
 
 def test_a_runs_summary_names_multimodal_and_allocator_sensitive_combinations():
-    from bench_lib.suite import runner
+    from bench_lib.suite import summary
 
     case = "grouped(in=64,g=4)@56x56"
     events = [_latency_event("ops", case, v) for v in (0.6e-3, 0.61e-3, 0.59e-3, 0.6e-3, 0.62e-3)]
     events += [_latency_event("plain", case, v) for v in [0.6e-3] * 2 + [2.0e-3] * 10]
     events += [_latency_event("plain", "depthwise(in=64)@56x56", v) for v in [1e-4] * 12]  # no steady: not judged
     events += [_latency_event("canary", case, v) for v in (1e-3, 3e-3, 9e-3)]  # never judged
-    multimodal, allocator = runner.process_findings(events)
+    multimodal, allocator = summary.process_findings(events)
     assert multimodal == [
         (
             "bench_plain.Latency.track_latency('grouped(in=64,g=4)@56x56', 1, 'cpu-1t', 'nchw', 'float32', "
@@ -155,7 +155,7 @@ def test_a_runs_summary_names_multimodal_and_allocator_sensitive_combinations():
         "10 of 12 fresh processes 1.2x or more slower than steady (600 us); 2 modes"
     )
     sides = [_latency_event("ops", case, v, side) for side in "AB" for v in (1e-3, 1e-3, 3e-3)]
-    found, _ = runner.process_findings(sides)
+    found, _ = summary.process_findings(sides)
     assert [name.rsplit(" ", 2)[-2:] for name, _ in found] == [["[side", "A]"], ["[side", "B]"]]
 
 

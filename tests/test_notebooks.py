@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_lib.analysis import report
+from bench_lib.analysis import notebook_pages, report
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -15,17 +15,17 @@ pytestmark = pytest.mark.slow
 
 def run_all(results_dir: Path):
     outputs = {}
-    for path in report.notebooks(ROOT / "analysis"):
-        nb = report.execute(path, {"results_dir": str(results_dir), "machines": []})
-        assert report.errors(nb) == [], path.name
-        outputs[path.name] = report.notebook_html(nb)
+    for path in notebook_pages.notebooks(ROOT / "analysis"):
+        nb = notebook_pages.execute(path, {"results_dir": str(results_dir), "machines": []})
+        assert notebook_pages.errors(nb) == [], path.name
+        outputs[path.name] = notebook_pages.notebook_html(nb)
     return outputs
 
 
 def test_the_notebooks_exist_without_outputs():
     import nbformat
 
-    paths = report.notebooks(ROOT / "analysis")
+    paths = notebook_pages.notebooks(ROOT / "analysis")
     assert [p.stem for p in paths] == [
         "01_flops_vs_latency",
         "02_roofline",
@@ -88,9 +88,9 @@ def test_report_page_is_self_contained(tmp_path):
     # nothing is fetched: no script, stylesheet or image from elsewhere (the JavaScript is inline)
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?(https?:)?//", html)
     assert page.stat().st_size < 6 * 2**20
-    notebook_pages = sorted((tmp_path / "report" / "notebooks").glob("*.html"))
-    assert len(notebook_pages) == len(report.notebooks(ROOT / "analysis"))
-    assert "data:image/png;base64," in notebook_pages[0].read_text()
+    pages = sorted((tmp_path / "report" / "notebooks").glob("*.html"))
+    assert len(pages) == len(notebook_pages.notebooks(ROOT / "analysis"))
+    assert "data:image/png;base64," in pages[0].read_text()
 
 
 def test_notebooks_run_side_by_side_but_report_in_their_own_order(tmp_path, monkeypatch):
@@ -115,9 +115,9 @@ def test_notebooks_run_side_by_side_but_report_in_their_own_order(tmp_path, monk
         out = nbformat.v4.new_output("error", ename="E", evalue=path.stem, traceback=[])
         return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[out])])
 
-    monkeypatch.setattr(report, "execute", execute)
-    monkeypatch.setattr(report, "NOTEBOOK_WORKERS", len(names))
-    problems, links = report._run_notebooks(str(analysis), tmp_path / "out", str(tmp_path), None)
+    monkeypatch.setattr(notebook_pages, "execute", execute)
+    monkeypatch.setattr(notebook_pages, "NOTEBOOK_WORKERS", len(names))
+    problems, links = notebook_pages.run_all(str(analysis), tmp_path / "out", str(tmp_path), None)
     assert problems == [f"{n}.ipynb: E: {n}" for n in names]
     assert links == [(f"notebooks/{n}.html", n, 1) for n in names]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(

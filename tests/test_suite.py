@@ -8,7 +8,7 @@ import pytest
 from bench_lib.catalogue import registry
 from bench_lib.catalogue.cases import Case
 from bench_lib.errors import ArgumentError
-from bench_lib.suite import grids, runner
+from bench_lib.suite import asv_adapter, grids, runner
 from bench_lib.suite.combination import METRICS, PARAM_NAMES, SUITES, Combination
 
 
@@ -134,8 +134,8 @@ def test_plan_filters_by_regex_and_chunks_keep_order():
     ]
     assert [x.suite for x in runner.plan(g, bench=r"bench_plain").selected] == ["plain"]
     everything = runner.plan(g).selected
-    assert [x for chunk in runner.chunks(everything, 3) for x in chunk] == everything
-    assert [len(c) for c in runner.chunks(everything, 3)][:1] == [3]
+    assert [x for chunk in asv_adapter.chunks(everything, 3) for x in chunk] == everything
+    assert [len(c) for c in asv_adapter.chunks(everything, 3)][:1] == [3]
 
 
 def test_summary_counts_skips_failures_and_missing():

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bench_lib.analysis import notebook_pages
 from bench_lib.cli import main
 from bench_lib.store import asv_files, schema, trust
 
@@ -101,7 +102,7 @@ def test_every_no_data_note_and_markdown_output_is_escaped(monkeypatch):
     sections = report._figures(pd.DataFrame(), {})
     bodies = " ".join(s.body for s in sections)
     assert "<img" not in bodies and bodies.count("&lt;img src=x onerror=") == 4
-    assert "<img" not in report._markdown(f"**No data (machines: {SCRIPT})**")
+    assert "<img" not in notebook_pages.markdown(f"**No data (machines: {SCRIPT})**")
 
 
 def test_a_traversal_in_env_or_machine_writes_nothing_outside_the_asv_folder(store, tmp_path):

@@ -19,192 +19,21 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-Shape = tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class LayerCost:
-    """Cost of one leaf layer. Counts are totals over the batch; element counts, not bytes."""
-
-    name: str
-    kind: str
-    in_shape: Shape
-    out_shape: Shape
-    params: int = 0
-    macs: int = 0
-    elementwise_ops: int = 0
-    in_elements: int = 0
-    out_elements: int = 0
-
-    @property
-    def train_macs(self) -> int:
-        return 3 * self.macs
-
-    def min_bytes(self, itemsize: int) -> int:
-        """Bytes to read input and weights once and write output once."""
-        return (self.in_elements + self.params + self.out_elements) * itemsize
-
-
-class ShapeError(ValueError):
-    """A spatial size or channel count a layer cannot take (a ValueError naming the rule)."""
-
-
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[-1]))
-
-
-def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
-    """Output length of a convolution or pooling along one spatial axis (PyTorch's floor rule)."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def _spatial_out(name: str, shape: Shape, kernel, stride, padding, dilation=1) -> tuple[int, int]:
-    kh, kw = _pair(kernel)
-    sh, sw = _pair(stride)
-    ph, pw = _pair(padding)
-    dh, dw = _pair(dilation)
-    h, w = shape[2], shape[3]
-    ho = conv_output_size(h, kh, sh, ph, dh)
-    wo = conv_output_size(w, kw, sw, pw, dw)
-    if ho < 1 or wo < 1:
-        axis, size, k, p = ("height", h, kh, ph) if ho < 1 else ("width", w, kw, pw)
-        where = f" at layer '{name}'" if name else ""
-        raise ShapeError(
-            f"{axis}={size}{where} is too small for kernel_size={k} with padding={p}: the output would be empty"
-        )
-    return ho, wo
-
-
-def _expect_channels(name: str, shape: Shape, channels: int) -> None:
-    if len(shape) < 2 or shape[1] != channels:
-        raise ShapeError(f"layer '{name}' expects {channels} input channels, got shape {tuple(shape)}")
-
-
-def _elementwise(name: str, kind: str, shape: Shape, ops_per_element: int = 1) -> LayerCost:
-    n = _numel(shape)
-    return LayerCost(name, kind, shape, shape, elementwise_ops=ops_per_element * n, in_elements=n, out_elements=n)
-
-
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Sigmoid, nn.Hardswish, nn.Hardsigmoid, nn.GELU)
-
-
-def trace(module: nn.Module, shape: Shape, prefix: str = "") -> tuple[Shape, list[LayerCost]]:
-    """Propagate ``shape`` through ``module``; return the output shape and each leaf's cost.
-
-    A module with ``trace_costs`` traces itself; a ``Sequential`` traces its children in turn; a torch
-    leaf is traced by the entry of ``_LEAF_TRACERS`` for its class (or a base class).
-    Raises :class:`ShapeError` (a ``ValueError``) when a layer cannot take the shape.
-    """
-    shape = tuple(int(d) for d in shape)
-    if hasattr(module, "trace_costs"):
-        return module.trace_costs(shape, prefix)
-    if isinstance(module, nn.Sequential):
-        layers: list[LayerCost] = []
-        for child_name, child in module.named_children():
-            shape, child_layers = trace(child, shape, _join(prefix, child_name))
-            layers += child_layers
-        return shape, layers
-    for cls in type(module).__mro__:
-        if cls in _LEAF_TRACERS:
-            return _LEAF_TRACERS[cls](module, shape, prefix)
-    raise TypeError(f"cannot trace module of type {type(module).__name__} at '{prefix}'")
-
-
-def _trace_linear(module: nn.Linear, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
-    _expect_channels(prefix, shape, module.in_features)
-    out = (shape[0], module.out_features)
-    params = sum(p.numel() for p in module.parameters())
-    bias_ops = _numel(out) if module.bias is not None else 0
-    macs = shape[0] * module.in_features * module.out_features
-    cost = LayerCost(prefix, "linear", shape, out, params, macs, bias_ops, _numel(shape), _numel(out))
-    return out, [cost]
-
-
-def _trace_batchnorm(module: nn.BatchNorm2d, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
-    _expect_channels(prefix, shape, module.num_features)
-    cost = _elementwise(prefix, "batchnorm", shape, 2)
-    params = sum(p.numel() for p in module.parameters())
-    return shape, [LayerCost(**{**cost.__dict__, "params": params})]
-
-
-def _trace_activation(module: nn.Module, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
-    return shape, [_elementwise(prefix, "activation", shape)]
-
-
-def _trace_nothing(module: nn.Module, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
-    return shape, []  # identity, dropout: no work counted
-
-
-def _trace_pool(module: nn.MaxPool2d | nn.AvgPool2d, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
-    ho, wo = _spatial_out(prefix, shape, module.kernel_size, module.stride, module.padding)
-    out = (shape[0], shape[1], ho, wo)
-    kh, kw = _pair(module.kernel_size)
-    cost = LayerCost(prefix, "pool", shape, out, 0, 0, kh * kw * _numel(out), _numel(shape), _numel(out))
-    return out, [cost]
-
-
-def _trace_global_pool(module: nn.AdaptiveAvgPool2d, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
-    if _pair(module.output_size) != (1, 1):
-        raise TypeError(f"cannot trace {module!r}: only global pooling (output_size=1) is supported")
-    out = (shape[0], shape[1], 1, 1)
-    return out, [LayerCost(prefix, "pool", shape, out, 0, 0, _numel(shape), _numel(shape), _numel(out))]
-
-
-def _trace_flatten(module: nn.Flatten, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
-    return (shape[0], _numel(shape[1:])), []
-
-
-def _trace_conv(conv: nn.Conv2d, shape: Shape, name: str) -> tuple[Shape, list[LayerCost]]:
-    _expect_channels(name, shape, conv.in_channels)
-    ho, wo = _spatial_out(name, shape, conv.kernel_size, conv.stride, conv.padding, conv.dilation)
-    out = (shape[0], conv.out_channels, ho, wo)
-    kh, kw = conv.kernel_size
-    macs = _numel(out) * (conv.in_channels // conv.groups) * kh * kw
-    params = conv.weight.numel() + (conv.bias.numel() if conv.bias is not None else 0)
-    bias_ops = _numel(out) if conv.bias is not None else 0
-    return out, [
-        LayerCost(
-            name,
-            "conv",
-            shape,
-            out,
-            params=params,
-            macs=macs,
-            elementwise_ops=bias_ops,
-            in_elements=_numel(shape),
-            out_elements=_numel(out),
-        )
-    ]
-
-
-_LEAF_TRACERS = {
-    nn.Conv2d: _trace_conv,
-    nn.Linear: _trace_linear,
-    nn.BatchNorm2d: _trace_batchnorm,
-    **dict.fromkeys(_ACTIVATIONS, _trace_activation),
-    nn.Identity: _trace_nothing,
-    nn.Dropout: _trace_nothing,
-    nn.MaxPool2d: _trace_pool,
-    nn.AvgPool2d: _trace_pool,
-    nn.AdaptiveAvgPool2d: _trace_global_pool,
-    nn.Flatten: _trace_flatten,
-}
+from bench_lib.catalogue.tracing import (  # noqa: F401  (trace, LayerCost, ShapeError: read as layers.* too)
+    LayerCost,
+    Shape,
+    ShapeError,
+    conv_output_size,
+    elementwise,
+    expect_channels,
+    join,
+    numel,
+    trace,
+)
 
 
 def conv(
@@ -267,7 +96,7 @@ class ChannelShuffle(nn.Module):
     def trace_costs(self, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
         if shape[1] % self.groups:
             raise ShapeError(f"layer '{prefix}': {shape[1]} channels are not divisible by groups={self.groups}")
-        return shape, [_elementwise(prefix, "shuffle", shape)]
+        return shape, [elementwise(prefix, "shuffle", shape)]
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}"
@@ -279,14 +108,14 @@ def _concat_cost(name: str, shapes: Sequence[Shape]) -> tuple[Shape, LayerCost]:
         if s[0] != first[0] or s[2:] != first[2:]:
             raise ShapeError(f"layer '{name}': cannot concatenate shapes {[tuple(x) for x in shapes]}")
     out = (first[0], sum(s[1] for s in shapes), *first[2:])
-    n = _numel(out)
+    n = numel(out)
     return out, LayerCost(name, "concat", out, out, elementwise_ops=n, in_elements=n, out_elements=n)
 
 
 def _add_cost(name: str, a: Shape, b: Shape, kind: str = "add") -> LayerCost:
     if tuple(a) != tuple(b):
         raise ShapeError(f"layer '{name}': cannot add shapes {tuple(a)} and {tuple(b)}")
-    n = _numel(a)
+    n = numel(a)
     return LayerCost(name, kind, a, a, elementwise_ops=n, in_elements=2 * n, out_elements=n)
 
 
@@ -306,8 +135,8 @@ class DepthwiseSeparable(nn.Module):
         return self.pointwise(self.depthwise(x))
 
     def trace_costs(self, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
-        shape, dw = trace(self.depthwise, shape, _join(prefix, "depthwise"))
-        shape, pw = trace(self.pointwise, shape, _join(prefix, "pointwise"))
+        shape, dw = trace(self.depthwise, shape, join(prefix, "depthwise"))
+        shape, pw = trace(self.pointwise, shape, join(prefix, "pointwise"))
         return shape, dw + pw
 
 
@@ -327,11 +156,11 @@ class PartialConv(nn.Module):
         return torch.cat((self.conv(x1), x2), dim=1)
 
     def trace_costs(self, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
-        _expect_channels(prefix, shape, self.conv_channels + self.untouched_channels)
+        expect_channels(prefix, shape, self.conv_channels + self.untouched_channels)
         part = (shape[0], self.conv_channels, *shape[2:])
-        conv_out, layers = trace(self.conv, part, _join(prefix, "conv"))
+        conv_out, layers = trace(self.conv, part, join(prefix, "conv"))
         untouched = (shape[0], self.untouched_channels, *shape[2:])
-        out, cat = _concat_cost(_join(prefix, "cat"), [conv_out, untouched])
+        out, cat = _concat_cost(join(prefix, "cat"), [conv_out, untouched])
         return out, [*layers, cat]
 
 
@@ -347,8 +176,8 @@ class MobileNetV1Block(nn.Module):
         return self.pointwise(self.depthwise(x))
 
     def trace_costs(self, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
-        shape, a = trace(self.depthwise, shape, _join(prefix, "depthwise"))
-        shape, b = trace(self.pointwise, shape, _join(prefix, "pointwise"))
+        shape, a = trace(self.depthwise, shape, join(prefix, "depthwise"))
+        shape, b = trace(self.pointwise, shape, join(prefix, "pointwise"))
         return shape, a + b
 
 
@@ -369,15 +198,15 @@ class _ResidualBlock(nn.Module):
         return out
 
     def trace_costs(self, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
-        out, layers = trace(self.body, shape, _join(prefix, "body"))
+        out, layers = trace(self.body, shape, join(prefix, "body"))
         if self.use_residual:
             short = shape
             if self.shortcut is not None:
-                short, short_layers = trace(self.shortcut, shape, _join(prefix, "shortcut"))
+                short, short_layers = trace(self.shortcut, shape, join(prefix, "shortcut"))
                 layers += short_layers
-            layers.append(_add_cost(_join(prefix, "add"), out, short))
+            layers.append(_add_cost(join(prefix, "add"), out, short))
         if self.post_act is not None:
-            out, act = trace(self.post_act, out, _join(prefix, "post_act"))
+            out, act = trace(self.post_act, out, join(prefix, "post_act"))
             layers += act
         return out, layers
 
@@ -443,17 +272,17 @@ class SqueezeExcite(nn.Module):
         layers: list[LayerCost] = []
         s = shape
         for child in ("pool", "reduce", "act", "expand", "gate"):
-            s, child_layers = trace(getattr(self, child), s, _join(prefix, child))
+            s, child_layers = trace(getattr(self, child), s, join(prefix, child))
             layers += child_layers
-        n = _numel(shape)
+        n = numel(shape)
         layers.append(
             LayerCost(
-                _join(prefix, "scale"),
+                join(prefix, "scale"),
                 "mul",
                 shape,
                 shape,
                 elementwise_ops=n,
-                in_elements=n + _numel(s),
+                in_elements=n + numel(s),
                 out_elements=n,
             )
         )
@@ -585,15 +414,15 @@ class ShuffleNetV1Unit(nn.Module):
     def trace_costs(self, shape: Shape, prefix: str) -> tuple[Shape, list[LayerCost]]:
         out, layers = shape, []
         for name, m in self._branch():
-            out, more = trace(m, out, _join(prefix, name))
+            out, more = trace(m, out, join(prefix, name))
             layers += more
         if self.pool is None:
-            layers.append(_add_cost(_join(prefix, "add"), out, shape))
-            out, act = trace(self.act, out, _join(prefix, "act"))
+            layers.append(_add_cost(join(prefix, "add"), out, shape))
+            out, act = trace(self.act, out, join(prefix, "act"))
             return out, layers + act
-        out, act = trace(self.act, out, _join(prefix, "act"))
-        pooled, pool = trace(self.pool, shape, _join(prefix, "pool"))
-        out, cat = _concat_cost(_join(prefix, "cat"), [pooled, out])
+        out, act = trace(self.act, out, join(prefix, "act"))
+        pooled, pool = trace(self.pool, shape, join(prefix, "pool"))
+        out, cat = _concat_cost(join(prefix, "cat"), [pooled, out])
         return out, [*layers, *act, *pool, cat]
 
 
@@ -647,10 +476,10 @@ class ShuffleNetV2Unit(nn.Module):
         if self.left is None:
             half = (shape[0], shape[1] // 2, *shape[2:])
             left_out, layers = half, []
-            right_out, right = trace(self.right, half, _join(prefix, "right"))
+            right_out, right = trace(self.right, half, join(prefix, "right"))
         else:
-            left_out, layers = trace(self.left, shape, _join(prefix, "left"))
-            right_out, right = trace(self.right, shape, _join(prefix, "right"))
-        out, cat = _concat_cost(_join(prefix, "cat"), [left_out, right_out])
-        out, shuffle = trace(self.shuffle, out, _join(prefix, "shuffle"))
+            left_out, layers = trace(self.left, shape, join(prefix, "left"))
+            right_out, right = trace(self.right, shape, join(prefix, "right"))
+        out, cat = _concat_cost(join(prefix, "cat"), [left_out, right_out])
+        out, shuffle = trace(self.shuffle, out, join(prefix, "shuffle"))
         return out, [*layers, *right, cat, *shuffle]

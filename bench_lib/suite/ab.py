@@ -33,7 +33,7 @@ from typing import Any
 from bench_lib.errors import ArgumentError
 from bench_lib.measure import fresh
 from bench_lib.measure import timing as measuring
-from bench_lib.suite import guard
+from bench_lib.suite import asv_adapter, guard, run_level, summary
 from bench_lib.suite.combination import PLAIN, Combination
 
 LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,15}$")
@@ -265,17 +265,16 @@ def describe(identity: dict[str, Any]) -> str:
 
 
 def execute(ctx, lock) -> int:
-    """Run the A/B schedule of ``ctx`` (the runner's ``_RunContext``, with ``sides`` and ``pairs``) under the
+    """Run the A/B schedule of ``ctx`` (the runner's ``RunContext``, with ``sides`` and ``pairs``) under the
     machine lock the caller holds: roofline peaks (this interpreter), each side's server and canary, then
     every pair, saving after every pair; stopped cleanly by SIGINT, SIGTERM or SIGHUP. The exit code."""
     from bench_lib.measure import machine
-    from bench_lib.suite import runner
 
     events_path, log_path = ctx.scratch / "events.jsonl", ctx.scratch / "asv.log"
     ctx.machine_state["start"] = machine.state()
     if ctx.opts.peaks and ctx.grid.run_level:
-        ctx.peaks, ctx.run_level_s = runner._measure_peaks(ctx.grid.devices)
-    base = runner._asv_environment(ctx.opts, events_path)
+        ctx.peaks, ctx.run_level_s = run_level.measure_peaks(ctx.grid.devices)
+    base = asv_adapter.asv_environment(ctx.opts, events_path)
     servers: list[Server] = []
     stop = guard.Stop(lambda: [s.stop() for s in servers])
     failure = None
@@ -298,8 +297,8 @@ def execute(ctx, lock) -> int:
             for s in servers:
                 s.stop()
     ctx.machine_state["end"] = machine.state()
-    summary = _summary(ctx, events_path, stop.requested, failure)
-    return ctx._finish(events_path, log_path, summary)
+    said = _summary(ctx, events_path, stop.requested, failure)
+    return ctx.finish(events_path, log_path, said)
 
 
 def start_servers(ctx, base: dict[str, str], log) -> list[Server]:
@@ -320,11 +319,10 @@ def _walk(ctx, servers: list[Server], stop: guard.Stop, events_path: Path, renew
     server's memory layout (its heap, where ASLR put its libraries) is inherited by every process it forks,
     so one server per side for the whole run makes that layout a difference between the sides (docs/ab.md,
     "Why a new server every pair")."""
-    from bench_lib.suite import runner
 
     combos, last, started = ctx.plan.selected, 0, time.time()
     _canaries(ctx, servers, "start")
-    order = list(schedule(combos, ctx.pairs, len(servers), lambda c: runner.rounds_of(c, ctx.pairs)))
+    order = list(schedule(combos, ctx.pairs, len(servers), lambda c: asv_adapter.rounds_of(c, ctx.pairs)))
     for at in range(0, len(order), len(servers)):  # one (pair, combination) at a time, its sides in order
         pair, i = order[at][:2]
         if stop.requested:
@@ -356,17 +354,18 @@ def _canaries(ctx, servers: list[Server], when: str) -> None:
 
 
 def _summary(ctx, events_path: Path, stopped: str | None, failure: str | None):
-    """The run's :class:`runner.Summary`: each side's, merged (a failure names its side)."""
-    from bench_lib.suite import runner
+    """The run's :class:`summary.Summary`: each side's, merged (a failure names its side)."""
 
-    events = runner.read_events(events_path)
+    events = summary.read_events(events_path)
     wall_s = time.time() - ctx.started
     errors = [failure] if failure else None
     parts = []
     for side in ctx.sides:
         mine = [e for e in events if e.get("side") == side.label and e.get("suite") != "canary"]
         parts.append(
-            runner.summarise(ctx.plan.selected, mine, ctx.plan.excluded, wall_s, interrupted=stopped, asv_errors=errors)
+            summary.summarise(
+                ctx.plan.selected, mine, ctx.plan.excluded, wall_s, interrupted=stopped, asv_errors=errors
+            )
         )
     canary_s = sum(e.get("measure_s") or 0.0 for e in events if e.get("suite") == "canary" and e.get("side"))
     return merge(parts, [s.label for s in ctx.sides], ctx.run_level_s + canary_s)
@@ -374,12 +373,11 @@ def _summary(ctx, events_path: Path, stopped: str | None, failure: str | None):
 
 def merge(parts: list, labels: list[str], run_level_s: float):
     """One summary of the sides' (``parts``, labelled): counts added, failures named by side."""
-    from bench_lib.suite import runner
 
     skipped: Counter = Counter()
     for p in parts:
         skipped.update(p.skipped)
-    return runner.Summary(
+    return summary.Summary(
         selected=sum(p.selected for p in parts),
         ok=sum(p.ok for p in parts),
         skipped=dict(skipped),
