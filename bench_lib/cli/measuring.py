@@ -26,6 +26,7 @@ from bench_lib.cli.common import (
 )
 from bench_lib.errors import ArgumentError
 from bench_lib.measure import kinds
+from bench_lib.measure.fresh import PROCESSES as PLAIN_ROUNDS
 
 
 def cmd_workloads(args: argparse.Namespace) -> int:
@@ -259,9 +260,6 @@ def _print_script(args: argparse.Namespace, params: dict[str, Any]) -> int:
     return EXIT_OK
 
 
-PLAIN_PROCESSES = 12  # fresh processes of `convbench measure --allocator plain` (a share of 1 in 12 is seen)
-
-
 def _measure_processes(args: argparse.Namespace, params: dict[str, Any], backend) -> int:
     """``convbench measure --processes N`` (or ``--allocator plain``): N fresh interpreters, each line and the
     modes of their medians (:mod:`bench_lib.measure.fresh`, :mod:`bench_lib.measure.modes`)."""
@@ -276,7 +274,7 @@ def _measure_processes(args: argparse.Namespace, params: dict[str, Any], backend
         )
     spec = _spec(args, params)
     try:
-        records = fresh.run(spec, args.processes or PLAIN_PROCESSES)
+        records = fresh.run(spec, args.processes or PLAIN_ROUNDS)
     except NotImplementedError as e:  # harness.Unsupported, from the fresh process
         raise ArgumentError(f"{args.name} cannot run on {args.device} as asked: {e}") from None
     except RuntimeError as e:
@@ -395,7 +393,7 @@ def add_measure(sub) -> None:
         type=int_at_least(1),
         metavar="N",
         help=f"measure in N fresh interpreters, one after another, and report each and their modes (default "
-        f"{PLAIN_PROCESSES} with --allocator plain, else one measurement in this process)",
+        f"{PLAIN_ROUNDS} with --allocator plain, else one measurement in this process)",
     )
     p.add_argument("--samples", type=int_at_least(3), default=15, help="samples to take (default %(default)s)")
     p.add_argument(

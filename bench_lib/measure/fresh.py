@@ -34,6 +34,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+# fresh processes per combination of the plain suite and of `convbench measure --allocator plain`
+# (a slow-mode share of 1 in 12 is seen)
+PROCESSES = 12
+
 PROCESS_TIMEOUT_S = 300.0  # one fresh process: import torch, build, time, capture
 UNSUPPORTED_EXIT = 3  # a fresh process that cannot run its combination here (its one line says why)
 # Set where `convbench run` asked its workers for PyTorch's huge pages itself (THP_MEM_ALLOC_ENABLE=1): a

@@ -22,7 +22,7 @@ from typing import Any
 
 from bench_lib.catalogue import registry
 from bench_lib.catalogue.cases import Case
-from bench_lib.measure import devices, kinds
+from bench_lib.measure import devices, fresh, kinds
 from bench_lib.suite import papers
 from bench_lib.suite.combination import METRICS, PLAIN, SUITES, Combination
 
@@ -42,7 +42,7 @@ NIGHTLY_ROUNDS = 5
 # Fresh processes per combination of the plain suite (the allocator state a user's script has): a share
 # of one in twelve is seen, and 0 of 12 against 10 of 12 in the slow mode is a change at alpha 0.001
 # (Fisher's exact test: bench_lib.measure.modes.share_test). Why: docs/allocator.md.
-PLAIN_ROUNDS = 12
+PLAIN_ROUNDS = fresh.PROCESSES
 # Why no float16 on CPU outside the full grid: docs/verdicts.md ("The grids").
 CPU_FLOAT16 = "float16 runs on GPUs only in this grid (CPU float16 convs take reference kernels: 20x float32)"
 STAGE_SIZES = list(registry.STAGE_CHANNELS)  # the four stage shapes of ImageNet-style networks
