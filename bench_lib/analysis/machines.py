@@ -179,8 +179,15 @@ def seconds(value: float) -> str:
     return f"{value / 1e-9:.3g} ns"
 
 
-def _span(low: float, high: float) -> str:
-    return f"{times(low)} … {times(high)}" if np.isfinite(low) and np.isfinite(high) else "unknown"
+def times_or(value, missing: str = "-") -> str:
+    """:func:`times` of a finite number, else ``missing``."""
+    ok = isinstance(value, (int, float)) and np.isfinite(value)
+    return times(float(value)) if ok else missing
+
+
+def span(low: float, high: float, missing: str = "unknown") -> str:
+    """An interval of speed ratios, ``0.5x … 2x``; ``missing`` where either end is not finite."""
+    return f"{times(low)} … {times(high)}" if np.isfinite(low) and np.isfinite(high) else missing
 
 
 def _label(table: pd.DataFrame, side: str) -> str:
@@ -212,7 +219,7 @@ def render(table: pd.DataFrame, note: str, fmt: str, factor: float, alpha: float
     one_sided = table["verdict"].isin([ONLY_BASELINE, ONLY_CANDIDATE])
     show = table[~one_sided].copy()
     show["ratio"] = show["ratio"].map(lambda x: times(x) if np.isfinite(x) else "-")
-    show["interval"] = [_span(lo, hi) for lo, hi in zip(show["low"], show["high"], strict=True)]
+    show["interval"] = [span(lo, hi) for lo, hi in zip(show["low"], show["high"], strict=True)]
     for col in ("baseline", "candidate"):
         show[col] = show[col].map(seconds) if (show["unit"] == "seconds").all() else show[col]
     for col in ("vs_dense_baseline", "vs_dense_candidate"):
@@ -224,7 +231,7 @@ def render(table: pd.DataFrame, note: str, fmt: str, factor: float, alpha: float
     cols = [c for c in cols if c in show and (c != "kernels" or show[c].notna().any())]
     sums = summary.copy()
     sums["ratio"] = sums["ratio"].map(times)
-    sums["interval"] = [_span(lo, hi) for lo, hi in zip(summary["low"], summary["high"], strict=True)]
+    sums["interval"] = [span(lo, hi) for lo, hi in zip(summary["low"], summary["high"], strict=True)]
     sum_cols = ["by", "value", "combinations", "ratio", "interval", "faster", "slower", "same", "inconclusive"]
     counts = table["verdict"].value_counts().to_dict()
     head = f"{len(table)} combinations: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + f". {note}. {rule}."

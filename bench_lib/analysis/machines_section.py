@@ -58,21 +58,17 @@ def _shown(board: scoreboard.Board) -> pd.DataFrame:
     """The scoreboard's columns for the page, ratios as ``1.9x``, fractions as percentages."""
     t = board.table
     show = pd.DataFrame({"rank": t["rank"], "machine · device": t["machine"] + " · " + t["device"]})
-    show["score"] = t["score"].map(_times)
-    show["interval"] = [_span(lo, hi) for lo, hi in zip(t["low"], t["high"], strict=True)]
+    show["score"] = t["score"].map(machines.times_or)
+    show["interval"] = [machines.span(lo, hi, "-") for lo, hi in zip(t["low"], t["high"], strict=True)]
     show["combinations"] = t["combinations"]
     for col in [c for c in ("op", "block", "network", "float32", "bfloat16", "float16") if c in t]:
-        show[col] = t[col].map(_times)
+        show[col] = t[col].map(machines.times_or)
     for col in [f"roof_{k}" for k in ("op", "block", "composite", "network") if f"roof_{k}" in t]:
         show[f"{col.removeprefix('roof_')} of own roof"] = t[col].map(units.fraction).replace("", "-")
     for col in ("cpu_model", "cpu_capability", "threads", "gpus", "peak_gflop_per_s", "copy_gb_per_s", "energy"):
         if col in t:
             show[col.replace("_", " ")] = t[col].map(lambda x: "-" if x is None or x != x else x)
     return show
-
-
-def _times(x) -> str:
-    return machines.times(float(x)) if isinstance(x, (int, float)) and np.isfinite(x) else "-"
 
 
 def heatmap(board: scoreboard.Board):
@@ -91,7 +87,7 @@ def heatmap(board: scoreboard.Board):
             "row": grid.get_level_values("row"),
             "col": grid.get_level_values("col"),
             "v": f["ratio"].to_numpy(dtype=float),
-            "interval": [_span(lo, hi) for lo, hi in zip(f["low"], f["high"], strict=True)],
+            "interval": [machines.span(lo, hi, "-") for lo, hi in zip(f["low"], f["high"], strict=True)],
             "combinations": [str(int(n)) if n == n else "0" for n in f["combinations"]],
             "kernels": f["kernels"].fillna("not run").to_numpy(),
         }
@@ -100,10 +96,6 @@ def heatmap(board: scoreboard.Board):
     hover = {"interval": "@interval", "combinations": "@combinations", "kernels": "@kernels"}
     title = f"Speed relative to {ref['machine']} · {ref['device']} (geometric mean per family)"
     return interactive.heatmap(long, "speed vs the reference", title, hover, "family")
-
-
-def _span(low, high) -> str:
-    return f"{_times(low)} … {_times(high)}" if np.isfinite(low) and np.isfinite(high) else "-"
 
 
 def energy_scatter(board: scoreboard.Board):

@@ -198,10 +198,9 @@ def render(table: pd.DataFrame, note: str, fmt: str) -> str:
     show = table.copy()
     for col in show.columns:
         if col in ("score", "ops", "op", "block", "network", "float32", "bfloat16", "float16"):
-            show[col] = show[col].map(lambda x: machines.times(x) if isinstance(x, float) and np.isfinite(x) else "-")
+            show[col] = show[col].map(machines.times_or)
     show["interval"] = [
-        f"{machines.times(lo)} … {machines.times(hi)}" if np.isfinite(lo) and np.isfinite(hi) else "unknown"
-        for lo, hi in zip(table.get("low", np.nan), table.get("high", np.nan), strict=False)
+        machines.span(lo, hi) for lo, hi in zip(table.get("low", np.nan), table.get("high", np.nan), strict=False)
     ]
     for col in [c for c in show.columns if c.startswith("roof_")]:
         show[col] = show[col].map(lambda x: f"{100 * x:.2g} %" if isinstance(x, float) and np.isfinite(x) else "-")

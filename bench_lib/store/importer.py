@@ -108,7 +108,8 @@ def _conform(found: pa.Table, table: str) -> pa.Table:
 def import_runs(source: Store, destination: str | Path) -> Imported:
     """Copy every trusted run of ``source`` the store at ``destination`` lacks (see the module docstring)."""
     into = Location.parse(destination)
-    have = set(Store(destination).runs()["run_id"]) if Store(destination).exists() else set()
+    present = Store(destination)
+    have = set(present.runs()["run_id"]) if present.exists() else set()
     done = Imported()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
