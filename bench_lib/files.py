@@ -1,11 +1,15 @@
-"""Writing files so that nothing is ever half-written: atomic replaces and single-write appends."""
+"""Writing files so that nothing is ever half-written (atomic replaces and single-write appends), and
+reading the JSON-lines files written so."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 def default_file_mode() -> int:
@@ -49,3 +53,28 @@ def find_upward(name: str, start: str | Path | None = None) -> Path | None:
     """The nearest folder at or above ``start`` (default: the working directory) holding ``name``."""
     here = Path(start or os.getcwd()).resolve()
     return next((d for d in (here, *here.parents) if (d / name).exists()), None)
+
+
+def json_objects(lines: Iterable[str], bad: Callable[[int, str], None] | None = None) -> Iterator[dict[str, Any]]:
+    """The JSON objects of ``lines`` (a JSON-lines file, one object a line), in order. A line that is not a
+    whole JSON object (a writer killed mid-line, a hand edit) is skipped, told to ``bad(line number, why)``
+    where given: a reader of a file others append to never fails on it."""
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            if bad:
+                bad(n, "is not JSON")
+            continue
+        if isinstance(value, dict):
+            yield value
+        elif bad:
+            bad(n, "is not a JSON object")
+
+
+def read_json_lines(path: Path | str) -> list[dict[str, Any]]:
+    """:func:`json_objects` of the file at ``path`` (none where it does not exist)."""
+    path = Path(path)
+    return list(json_objects(path.read_text().splitlines())) if path.exists() else []

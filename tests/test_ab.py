@@ -1,5 +1,6 @@
 """A/B runs: the sides, the interleaving order, the paired statistic, the store's rows and compare's answer."""
 
+import itertools
 import json
 import math
 import os
@@ -14,6 +15,7 @@ from scipy import stats
 
 from bench_lib.analysis import ab_compare, compare, paired, verdicts
 from bench_lib.errors import ArgumentError
+from bench_lib.measure import intervals
 from bench_lib.store import records
 from bench_lib.suite import ab
 from bench_lib.suite.combination import Combination
@@ -73,24 +75,29 @@ def _combos(n: int, metric: str = "latency") -> list[Combination]:
     return [Combination("ops", metric, f"depthwise(in={8 * (i + 1)},k=3)@14x14", 1, *params) for i in range(n)]
 
 
-def test_every_pair_is_back_to_back_and_each_side_goes_first_equally_often():
-    combos, pairs = _combos(5), 6
-    order = list(ab.schedule(combos, pairs, 2, lambda c: pairs))
-    assert len(order) == 5 * 6 * 2
-    for at in range(0, len(order), 2):  # the two processes of a pair follow each other
-        (p1, i1, s1), (p2, i2, s2) = order[at], order[at + 1]
-        assert (p1, i1) == (p2, i2) and {s1, s2} == {0, 1}
-    firsts = pd.DataFrame(order[::2], columns=["pair", "combination", "side"])
-    assert (firsts.groupby("combination")["side"].mean() == 0.5).all()  # A first in half of each one's pairs
-    assert (firsts.groupby("pair")["side"].sum().between(2, 3)).all()  # and about half the combinations at a time
-    assert [p for p, _, _ in order] == sorted(p for p, _, _ in order)  # pair by pair: the grid cycles
+def test_each_side_goes_first_equally_often():
+    """Over the pairs of one combination each side opens first equally often, and at any pair about half the
+    combinations start with each side."""
+    firsts = pd.DataFrame(
+        [(p, i, ab.first_side(p, i, 2)) for p in range(6) for i in range(5)], columns=["pair", "combination", "side"]
+    )
+    assert (firsts.groupby("combination")["side"].mean() == 0.5).all()
+    assert (firsts.groupby("pair")["side"].sum().between(2, 3)).all()
+    assert [ab.first_side(p, 0, 3) for p in range(3)] == [0, 1, 2]
 
 
-def test_a_metric_measured_once_gets_one_pair_and_three_sides_rotate():
-    combos = _combos(2, "peak_memory")
-    assert list(ab.schedule(combos, 4, 2, lambda c: 1)) == [(0, 0, 0), (0, 0, 1), (0, 1, 1), (0, 1, 0)]
-    three = [s for _, _, s in ab.schedule(_combos(1), 3, 3, lambda c: 3)]
-    assert three == [0, 1, 2, 1, 2, 0, 2, 0, 1]
+@pytest.mark.parametrize("n_sides", [2, 3, 4, 5])
+def test_no_side_samples_after_itself_and_every_side_takes_every_place(n_sides):
+    """The order of the samples within a pair, round after round: never the same side twice in a row, and
+    over a cycle (one round for two sides, ``n`` rounds for more) every side once in every place."""
+    cycle = 1 if n_sides == 2 else n_sides
+    stream = [s for r in range(3 * cycle) for s in ab.turn_order(n_sides, r)]
+    assert all(a != b for a, b in itertools.pairwise(stream))
+    for r0 in range(0, 3 * cycle, cycle):
+        rounds = [ab.turn_order(n_sides, r) for r in range(r0, r0 + cycle)]
+        assert all(sorted(r) == list(range(n_sides)) for r in rounds)
+        if n_sides > 2:
+            assert all(sorted(place) == list(range(n_sides)) for place in zip(*rounds, strict=True))
 
 
 # --- the paired statistic ----------------------------------------------------------------------------------
@@ -340,7 +347,7 @@ def test_an_ab_run_interleaves_two_sides_and_a_side_variable_reaches_its_workers
     cmd += ["--python", python, "--side", r"B:CONVBENCH_SLOWDOWN=^depthwise\(=2"]
     out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "A/B run, 2 pairs of processes per combination" in out.stdout
+    assert "A/B run, at most 2 pairs of processes per combination" in out.stdout
     from bench_lib.store.query import Store
 
     store = Store(project / "results" / "store")
@@ -363,10 +370,11 @@ class FakeServer:
 
     def __init__(self, label: str, log: list, per_call_s: float = 0.01, status: str = "ready", dies_at: int = -1):
         self.label, self.log, self.per_call_s, self.status, self.dies_at = label, log, per_call_s, status, dies_at
-        self.samples, self.block, self.multiple = 0, 2, 1
+        self.samples, self.block, self.multiple, self.requests = 0, 2, 1, []
 
     def ask(self, request: dict) -> dict:
         self.log.append((self.label, request["op"]))
+        self.requests.append(request)
         if request["op"] == "open":
             return {"status": self.status, "block": self.block, "multiple": self.multiple}
         if request["op"] == "block":
@@ -380,15 +388,26 @@ class FakeServer:
         return {"status": "ok"}
 
 
-def test_a_pairs_samples_alternate_abba_until_both_sides_have_a_process_worth():
+def test_a_pairs_samples_alternate_until_both_sides_have_a_process_worth():
     log: list = []
     a, b = FakeServer("A", log), FakeServer("B", log, per_call_s=0.02)
     timing = {"samples": 4, "min_samples": 2, "min_time_s": 0.05, "max_time_s": 1.0}
     ab.interleave([a, b], _combos(1)[0], 0, timing)
     assert log[:2] == [("A", "open"), ("B", "open")] and log[-2:] == [("A", "close"), ("B", "close")]
     samples = "".join(label for label, op in log if op == "sample")
-    assert samples == "ABBAABBA"  # 4 samples each: A has 4 x 2 x 10 ms = 80 ms >= 50 ms, and B more
+    assert samples == "ABABABAB"  # 4 samples each: A has 4 x 2 x 10 ms = 80 ms >= 50 ms, and B more
     assert a.samples == b.samples == 4
+    warm = {r.get("warm") for r in a.requests + b.requests if r["op"] == "sample"}
+    assert warm == {ab.TURN_WARM_CALLS}  # every turn warms its caches before its clock starts
+
+
+def test_three_sides_take_equal_samples_in_whole_cycles():
+    log: list = []
+    sides = [FakeServer(x, log) for x in "ABC"]
+    ab.interleave(sides, _combos(1)[0], 0, {"samples": 4, "min_samples": 2, "min_time_s": 0.0, "max_time_s": 1.0})
+    samples = "".join(label for label, op in log if op == "sample")
+    assert samples == "ABCBCACAB" * 1 + "ABCBCACAB"  # 4 would do; whole cycles of 3 rounds: 6
+    assert sides[0].samples == sides[1].samples == sides[2].samples == 6
 
 
 @pytest.mark.parametrize(
@@ -467,4 +486,22 @@ def test_the_run_help_states_the_default_pairs():
     from bench_lib import cli
 
     text = " ".join(cli.build_parser()._subparsers._group_actions[0].choices["run"].format_help().split())
-    assert f"(default {ab.DEFAULT_PAIRS}; at least 2)" in text
+    assert f"(default {intervals.DEFAULT_PAIRS}; at least 2)" in text
+
+
+def test_the_sides_summaries_merge_by_a_rule_for_every_field():
+    """Every field of Summary is added, counted, labelled by side, shared or given (a new field must say
+    which, or this fails); failures and findings keep their side's name."""
+    import dataclasses
+
+    from bench_lib.suite import summary
+
+    classified = summary.ADDED + summary.COUNTED + summary.LABELLED + summary.SHARED + summary.GIVEN
+    assert sorted(classified) == sorted(f.name for f in dataclasses.fields(summary.Summary))
+    a = summary.Summary(3, 2, {"no cuda": 1}, [("x", "boom")], {"big": 2}, 0, 10.0, 1.5, multimodal=[("y", "2 modes")])
+    b = summary.Summary(3, 3, {"no cuda": 1, "other": 1}, [], {"big": 2}, 1, 10.0, 2.5, abandoned=1)
+    m = summary.merge([a, b], ["A", "B"], run_level_s=0.7)
+    assert (m.selected, m.ok, m.missing, m.abandoned, m.combinations_s) == (6, 5, 1, 1, 4.0)
+    assert m.skipped == {"no cuda": 2, "other": 1} and m.excluded == {"big": 2} and m.wall_s == 10.0
+    assert m.failed == [("side A: x", "boom")] and m.multimodal == [("side A: y", "2 modes")]
+    assert m.run_level_s == 0.7

@@ -62,7 +62,11 @@ def compare(
     c = _measured(c_rows)[lambda x: x["run_id"].isin(shared)]
     left_out = (len(b_rows) - len(b)) + (len(c_rows) - len(c))
     merged = b.merge(c, on=PAIR_KEYS, suffixes=("_b", "_c"))
-    rows = [_row(key, g, factor, alpha) for key, g in merged.groupby(["machine", *COMBINATION], sort=False)]
+    k = looks_of(runs)
+    rows = [
+        _row(key, g, factor, alpha / sum(k.get(r, 1) for r in g["run_id"].unique()))
+        for key, g in merged.groupby(["machine", *COMBINATION], sort=False)
+    ]
     table = pd.DataFrame(rows)
     if not table.empty:
         table = table.sort_values("change", ascending=False, na_position="first").reset_index(drop=True)
@@ -72,10 +76,36 @@ def compare(
         f"combination the log ratios of its pairs of processes (their samples interleaved; each process's "
         f"{'median' if paired.VALUE == 'value' else 'fastest sample'}): {paired.DESCRIPTION[paired.DEFAULT_TEST]}"
     )
+    if any(k.get(r, 1) > 1 for r in shared):
+        note += (
+            f"; sequential: each interval at alpha {alpha:g} / the looks of its run(s) ({_looks_text(runs, shared)})"
+        )
     if left_out:
         note += f"; {left_out} rows of other runs or the canary left out"
     differs = identity_differences(runs, b, c) if runs is not None else ""
     return table, note + (f"; the sides differ in {differs}" if differs else "")
+
+
+def looks_of(runs: pd.DataFrame | None) -> dict[str, int]:
+    """run id → the looks its sequential A/B run took (``len(looks)`` of its ``sequential``); runs before
+    schema 6 looked once. Pairs pooled over several runs are judged at alpha over the sum of their looks
+    (:mod:`bench_lib.measure.intervals`: the union bound over every look that could have stopped them)."""
+    if runs is None or "sequential" not in runs:
+        return {}
+    return {
+        r: len(json.loads(text)["looks"])
+        for r, text in zip(runs["run_id"], runs["sequential"], strict=True)
+        if isinstance(text, str)
+    }
+
+
+def _looks_text(runs: pd.DataFrame, shared: set[str]) -> str:
+    found = {
+        r: json.loads(text)["looks"]
+        for r, text in zip(runs["run_id"], runs["sequential"], strict=True)
+        if r in shared and isinstance(text, str)
+    }
+    return "; ".join(f"looks at {', '.join(map(str, v))} pairs" for v in dict.fromkeys(map(tuple, found.values())))
 
 
 def _value(g: pd.DataFrame, suffix: str) -> pd.Series:

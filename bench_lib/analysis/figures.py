@@ -26,6 +26,35 @@ from bench_lib.analysis.tables import (
 )
 
 
+def _reduction_panel(ax, p: pd.DataFrame, limits: tuple[float, float], title: str, legend: bool) -> None:
+    """One panel of :func:`flops_vs_latency`: its points, named, the ideal diagonal and the line of no
+    speedup, on log axes from ``limits[0]`` to ``limits[1]`` both ways."""
+    lo, hi = limits
+    sns.scatterplot(
+        data=p, x="flop_reduction", y="speedup", hue="workload", style="batch_label", s=70, ax=ax, legend=legend
+    )
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="ideal: speedup = FLOP reduction")
+    ax.axhline(1.0, color="grey", lw=0.8)
+    for _, r in p.iterrows():
+        ax.annotate(
+            r["workload"],
+            (r["flop_reduction"], r["speedup"]),
+            fontsize=7,
+            alpha=0.8,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlim=(lo, hi),
+        ylim=(lo, hi),
+        title=title,
+        xlabel="theoretical FLOP reduction vs dense (×)",
+        ylabel="measured speedup vs dense (×)",
+    )
+
+
 def flops_vs_latency(df: pd.DataFrame, mode: str = "inference", batch: int | None = None):
     """Measured speedup against theoretical FLOP reduction, log-log, one panel per machine/device/layout."""
     t = speedup_table(df)
@@ -48,37 +77,7 @@ def flops_vs_latency(df: pd.DataFrame, mode: str = "inference", batch: int | Non
     lo = min(t["speedup"].min(), 1.0) / 1.5
     hi = max(t["flop_reduction"].max(), t["speedup"].max()) * 1.5
     for ax, panel in zip(axes.flat, panels, strict=False):
-        p = t[t["panel"] == panel]
-        sns.scatterplot(
-            data=p,
-            x="flop_reduction",
-            y="speedup",
-            hue="workload",
-            style="batch_label",
-            s=70,
-            ax=ax,
-            legend=ax is axes.flat[0],
-        )
-        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="ideal: speedup = FLOP reduction")
-        ax.axhline(1.0, color="grey", lw=0.8)
-        for _, r in p.iterrows():
-            ax.annotate(
-                r["workload"],
-                (r["flop_reduction"], r["speedup"]),
-                fontsize=7,
-                alpha=0.8,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-        ax.set(
-            xscale="log",
-            yscale="log",
-            xlim=(lo, hi),
-            ylim=(lo, hi),
-            title=f"{panel} ({mode})",
-            xlabel="theoretical FLOP reduction vs dense (×)",
-            ylabel="measured speedup vs dense (×)",
-        )
+        _reduction_panel(ax, t[t["panel"] == panel], (lo, hi), f"{panel} ({mode})", legend=ax is axes.flat[0])
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     if axes.flat[0].get_legend() is not None:

@@ -103,6 +103,29 @@ def _grid(panels: list) -> object:
     return gridplot(panels, ncols=2, merge_tools=False) if len(panels) > 1 else panels[0]
 
 
+def _speedup_points(p, rows: pd.DataFrame, colour: dict[str, str]):
+    """The points of one speedup panel and their hover; the renderer. One renderer per panel, coloured per
+    point (a renderer per family made a fleet's page 4x the models to build and serialise); the legend
+    still names each family's colour."""
+    source = ColumnDataSource(
+        {
+            "x": rows["flop_reduction"],
+            "y": rows["speedup"],
+            "family": rows["family"],
+            "colour": rows["family"].map(colour),
+            **_hover_columns(rows),
+        }
+    )
+    renderer = p.scatter("x", "y", source=source, size=8, alpha=0.8, color="colour")
+    tooltips = [
+        *TOOLTIP_BASE,
+        ("theory", "@flops_text, @flop_reduction_text fewer FLOPs than dense"),
+        ("speedup", "@speedup_text (efficiency @efficiency_text)"),
+    ]
+    p.add_tools(HoverTool(renderers=[renderer], tooltips=tooltips))
+    return renderer
+
+
 def speedup_scatter(t: pd.DataFrame, mode: str = "inference"):
     """Measured speedup vs theoretical FLOP reduction (log-log), one panel per machine · device · layout,
     colour = workload family; the diagonal is the whole FLOP cut delivered. ``t``: a speedup table."""
@@ -131,29 +154,8 @@ def speedup_scatter(t: pd.DataFrame, mode: str = "inference"):
         named = {"legend_label": "whole FLOP cut delivered"} if i == 0 else {}
         p.line([lo, hi], [lo, hi], line_dash="dashed", color="black", **named)
         p.add_layout(Span(location=1.0, dimension="width", line_color="grey", line_width=1))
-        # one renderer per panel, coloured per point (a renderer per family made a fleet's page 4x the
-        # models to build and serialise); the legend still names each family's colour
-        p_rows = p_rows.sort_values("family", kind="stable")
-        source = ColumnDataSource(
-            {
-                "x": p_rows["flop_reduction"],
-                "y": p_rows["speedup"],
-                "family": p_rows["family"],
-                "colour": p_rows["family"].map(colour),
-                **_hover_columns(p_rows),
-            }
-        )
-        points_renderer = p.scatter("x", "y", source=source, size=8, alpha=0.8, color="colour")
-        p.add_tools(
-            HoverTool(
-                renderers=[points_renderer],
-                tooltips=[
-                    *TOOLTIP_BASE,
-                    ("theory", "@flops_text, @flop_reduction_text fewer FLOPs than dense"),
-                    ("speedup", "@speedup_text (efficiency @efficiency_text)"),
-                ],
-            )
-        )
+        p_rows = p_rows.sort_values("family", kind="stable")  # the legend indexes the source's rows
+        points_renderer = _speedup_points(p, p_rows, colour)
         if i == 0:
             _legend(p, points_renderer, p_rows["family"])
         panels.append(p)
@@ -172,6 +174,27 @@ def _legend(p, renderer, names: pd.Series, location: str = "top_left") -> None:
     p.legend.location = location
     p.legend.label_text_font_size = "8pt"
     p.legend.background_fill_alpha = 0.6
+
+
+def _roofline_points(p, rows: pd.DataFrame, colour: dict):
+    """The cases of one roofline panel, coloured by the level their working set fits, and their hover."""
+    source = ColumnDataSource(
+        {
+            "x": rows["theory_intensity_flops_per_byte"],
+            "y": rows["achieved_flops_per_s"] / 1e9,
+            "colour": rows["memory_level_bytes"].map(colour),
+        }
+        | _hover_columns(rows)
+    )
+    renderer = p.scatter("x", "y", source=source, size=7, alpha=0.75, color="colour")
+    tooltips = [
+        *TOOLTIP_BASE,
+        ("achieved", "@achieved_flops_per_s_text, @achieved_bytes_per_s_text"),
+        ("working set", "@theory_min_bytes_text: roof @memory_roof_bytes_per_s_text"),
+        ("of the roof", "@roofline_fraction_text"),
+    ]
+    p.add_tools(HoverTool(renderers=[renderer], tooltips=tooltips))
+    return renderer
 
 
 def roofline(points: pd.DataFrame, peaks: dict) -> object | None:
@@ -205,26 +228,7 @@ def roofline(points: pd.DataFrame, peaks: dict) -> object | None:
             bounds = (float(x.min()) / 2, float(x.max()) * 2)
             roofs, roof_items = _roofs(p, peak, bounds, set(rows["memory_level_bytes"]), colour)
         rows = rows.sort_values("memory_level_bytes", kind="stable")  # the legend lists levels smallest first
-        source = ColumnDataSource(
-            {
-                "x": rows["theory_intensity_flops_per_byte"],
-                "y": rows["achieved_flops_per_s"] / 1e9,
-                "colour": rows["memory_level_bytes"].map(colour),
-            }
-            | _hover_columns(rows)
-        )
-        points_renderer = p.scatter("x", "y", source=source, size=7, alpha=0.75, color="colour")
-        p.add_tools(
-            HoverTool(
-                renderers=[points_renderer],
-                tooltips=[
-                    *TOOLTIP_BASE,
-                    ("achieved", "@achieved_flops_per_s_text, @achieved_bytes_per_s_text"),
-                    ("working set", "@theory_min_bytes_text: roof @memory_roof_bytes_per_s_text"),
-                    ("of the roof", "@roofline_fraction_text"),
-                ],
-            )
-        )
+        points_renderer = _roofline_points(p, rows, colour)
         roof_words = {size: f" · roof {words}" for size, words in roofs.items()}
         legend = rows["level"] + rows["memory_level_bytes"].map(roof_words).fillna("")
         _legend(p, points_renderer, legend, location="bottom_right")

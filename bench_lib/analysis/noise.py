@@ -23,12 +23,12 @@ between processes and between minutes. So:
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import pandas as pd
-from scipy import special
+
+from bench_lib.measure.intervals import t_critical
 
 # 1.4826 × MAD estimates the standard deviation of normal data; successive differences have √2 × sigma.
 MAD_TO_SIGMA = 1.4826
@@ -124,19 +124,14 @@ def moderate(sigma, df, prior_sigma, prior_df: float = PRIOR_DF):
     return (float(out_s), float(out_d)) if out_s.ndim == 0 else (out_s, out_d)
 
 
-@functools.lru_cache(maxsize=1024)
-def _t(alpha: float, df: float) -> float:
-    return float(special.stdtrit(df, 1 - alpha / 2) if df > 0 else special.ndtri(1 - alpha / 2))
-
-
 def t_quantile(alpha: float, df):
     """The two-sided critical value of Student's t at confidence 1 − alpha (normal where df is unknown).
     Float or array ``df`` (degrees of freedom here take few distinct values: each is computed once)."""
     if np.ndim(df) == 0:
-        return _t(float(alpha), float(df))
+        return t_critical(float(alpha), float(df))
     d = np.asarray(df, dtype=float)
     values, inverse = np.unique(d, return_inverse=True)
-    return np.array([_t(float(alpha), float(v)) for v in values])[inverse.reshape(d.shape)]
+    return np.array([t_critical(float(alpha), float(v)) for v in values])[inverse.reshape(d.shape)]
 
 
 def standard_error(sigma_b: float, n_b: float, sigma_c: float, n_c: float) -> float:

@@ -25,8 +25,9 @@ import math
 
 import numpy as np
 
+from bench_lib.measure.intervals import MIN_PAIRS, paired_t
+
 VALUE = "value"  # the store's column a process contributes: the median of its samples (seconds per call)
-MIN_PAIRS = 2  # below this no interval exists at any confidence
 
 
 @functools.lru_cache(maxsize=256)
@@ -66,20 +67,6 @@ def hodges_lehmann(d, alpha: float) -> tuple[float, float, float]:
     if k < 1:
         return float(np.median(walsh)), -math.inf, math.inf
     return float(np.median(walsh)), float(walsh[k - 1]), float(walsh[-k])
-
-
-def paired_t(d, alpha: float) -> tuple[float, float, float]:
-    """(mean, low, high) of ``d`` by Student's t with n − 1 degrees of freedom (NaN dropped; infinite with
-    fewer than 2 pairs)."""
-    from bench_lib.analysis import noise
-
-    d = np.asarray(d, dtype=float)
-    d = d[np.isfinite(d)]
-    if len(d) < MIN_PAIRS:
-        return (float(d[0]) if len(d) else math.nan), -math.inf, math.inf
-    mean = float(d.mean())
-    half = noise.t_quantile(alpha, len(d) - 1) * float(d.std(ddof=1)) / math.sqrt(len(d))
-    return mean, mean - half, mean + half
 
 
 def sign_median(d, alpha: float) -> tuple[float, float, float]:

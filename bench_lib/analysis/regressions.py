@@ -58,22 +58,24 @@ class Judged:
 
 
 def bands(before: np.ndarray, prior_sigma: np.ndarray, alpha: float, factor: float) -> tuple[np.ndarray, ...]:
-    """(center, band, sigma) per row of ``before``: the runs before the ones judged (log values, one series
-    per row, NaN where a series has fewer runs); see the module docstring."""
+    """(center, band, sigma, half) per row of ``before``: the runs before the ones judged (log values, one
+    series per row, NaN where a series has fewer runs); ``half`` is the half-width of the prediction
+    interval of one new run, t(alpha, moderated df) × sigma × √(1 + 1/runs), the band that width widened to
+    the factor; see the module docstring."""
     rows, cols = np.nonzero(np.isfinite(before))
     sigma, df = noise.history_sigmas(rows, before[rows, cols], n_series=len(before))
     sigma, df = noise.moderate(sigma, df, prior_sigma)
     count = np.isfinite(before).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a series with no run before: its row is all NaN
-        width = np.where(np.isfinite(sigma), noise.t_quantile(alpha, df) * sigma * np.sqrt(1 + 1 / count), np.inf)
+        half = np.where(np.isfinite(sigma), noise.t_quantile(alpha, df) * sigma * np.sqrt(1 + 1 / count), np.inf)
         center = np.nanmedian(before, axis=1) if before.shape[1] else np.full(len(before), np.nan)
-    return center, verdicts.band(width, factor), sigma
+    return center, verdicts.band(half, factor), sigma, half
 
 
 def band(before: np.ndarray, prior_sigma: float, alpha: float, factor: float) -> tuple[float, float, float]:
     """(center, band, sigma) of one series' runs ``before`` the ones judged (log values)."""
-    center, width, sigma = bands(np.asarray(before, dtype=float)[None, :], np.array([prior_sigma]), alpha, factor)
+    center, width, sigma, _ = bands(np.asarray(before, dtype=float)[None, :], np.array([prior_sigma]), alpha, factor)
     return float(center[0]), float(width[0]), float(sigma[0])
 
 
@@ -92,10 +94,8 @@ def judge_many(m: np.ndarray, prior_sigma: np.ndarray, alpha: float, factor: flo
     :class:`Judged`'s fields per series, ``first_run`` −1 where there is no step."""
     n = np.isfinite(m).sum(axis=1)
     t = noise.t_quantile(alpha, noise.PRIOR_DF)
-    center, width, sigma = bands(m[:, :-1], prior_sigma, alpha, factor)
+    center, width, _, spread = bands(m[:, :-1], prior_sigma, alpha, factor)
     d = m[:, -1] - center if m.shape[1] else np.full(len(m), np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        spread = np.where(np.isfinite(sigma), t * sigma * np.sqrt(1 + 1 / (n - 1)), np.inf)
     suspect = verdicts.direction(d, width) != 0
     out = pd.DataFrame(
         {
@@ -111,7 +111,7 @@ def judge_many(m: np.ndarray, prior_sigma: np.ndarray, alpha: float, factor: flo
         }
     )
     if m.shape[1] > MIN_RUNS:  # HUD-style persistence: the two newest beyond the band of the runs before them
-        center2, width2, sigma2 = bands(m[:, :-2], prior_sigma, alpha, factor)
+        center2, width2, sigma2, _ = bands(m[:, :-2], prior_sigma, alpha, factor)
         beyond = verdicts.direction(m[:, -2:] - center2[:, None], width2[:, None])
         up, down = (beyond > 0).all(axis=1), (beyond < 0).all(axis=1)
         for i in np.flatnonzero((n >= MIN_RUNS + 1) & (up | down)):

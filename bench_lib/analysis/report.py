@@ -257,12 +257,24 @@ def _with_band(s: pd.DataFrame, row: dict) -> dict:
     return {**row, "band_center": center, "band_log": math.log1p(row["detectable"])}
 
 
+def _many_targets(df: pd.DataFrame) -> str:
+    """A note where a figure cannot show every machine · device target of ``df`` ("" where it can)."""
+    from bench_lib.analysis import interactive
+
+    targets = df.groupby(["machine", "device"]).ngroups if not df.empty else 0
+    if targets <= interactive.MAX_PANELS // 2:
+        return ""
+    return (
+        f"<p class='note'>{targets} machine · device targets: each figure shows its first "
+        f"{interactive.MAX_PANELS} panels; pass --machine to see the others.</p>"
+    )
+
+
 def _figures(df: pd.DataFrame, peaks: dict) -> list[Section]:
     from bench_lib.analysis import interactive, tables
 
     speedups = tables.speedup_table(df) if not df.empty else pd.DataFrame()
-    inference = interactive.speedup_scatter(speedups, "inference")
-    training = interactive.speedup_scatter(speedups, "training")
+    inference, training = (interactive.speedup_scatter(speedups, mode) for mode in ("inference", "training"))
 
     def none(what: str) -> str:  # machine names come from the store: escaped like every stored string
         return f"<p class='note'>{html.escape(tables.no_data(what, df))}</p>"
@@ -271,20 +283,13 @@ def _figures(df: pd.DataFrame, peaks: dict) -> list[Section]:
     levels = tables.roofline_levels(df) if not df.empty else pd.DataFrame()
     levels = levels[levels["height"].isin([56, 7])] if not levels.empty else levels
     moving = tables.data_movement_table(df) if not df.empty else pd.DataFrame()
-    targets = df.groupby(["machine", "device"]).ngroups if not df.empty else 0
-    many = (
-        f"<p class='note'>{targets} machine · device targets: each figure shows its first "
-        f"{interactive.MAX_PANELS} panels; pass --machine to see the others.</p>"
-        if targets > interactive.MAX_PANELS // 2
-        else ""
-    )
     return [
         Section(
             "speedup",
             "Measured speedup vs theoretical FLOP reduction",
             "<p class='note'>On the dashed diagonal the hardware delivers the whole FLOP cut; below it, part of "
             "the cut is lost. Hover a point for its case; the legend names each family's colour.</p>"
-            + many
+            + _many_targets(df)
             + ("{{inference}}" if inference else none("inference speedup pairs")),
             {"inference": inference},
         ),

@@ -24,19 +24,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bench_lib.errors import ArgumentError
+from bench_lib.measure.intervals import ALPHA, FACTOR, FASTER, INCONCLUSIVE, SLOWER, UNCHANGED, by_interval
+
+__all__ = ["ALPHA", "FACTOR", "FASTER", "INCONCLUSIVE", "SLOWER", "UNCHANGED", "by_interval"]
 
 if TYPE_CHECKING:  # the CLI reads the defaults at start-up: no pandas import for that
     import pandas as pd
 
-FACTOR = 1.05  # the smallest change worth a verdict (relative): 5 %
-# Chance per row that noise alone is called a change, where the noise estimate is right. A comparison has
-# hundreds of rows; the rate measured on identical code is in docs/verdicts.md.
-ALPHA = 0.001
 WINDOW_RUNS = 30  # the newest runs of each machine and environment a verdict reads (a month of nights)
 BAND_TOLERANCE = 1e-12  # a band within this of ln(factor) is the factor itself (floating-point slack)
 
-# the vocabulary
-SLOWER, FASTER, UNCHANGED, INCONCLUSIVE = "slower", "faster", "unchanged", "inconclusive"
+# the vocabulary (the paired interval's four words, its rule and the house's factor and alpha: intervals)
 REGRESSION, IMPROVEMENT, SUSPECT, MACHINE_CHANGED = "regression", "improvement", "suspect", "machine changed"
 NEW_FAILURE, FIXED = "new failure", "fixed"
 KERNEL_CHANGED = "kernel changed"
@@ -76,30 +74,6 @@ def pairwise(change, detectable, factor: float):
     d = direction(change, width)
     out = np.where(d > 0, SLOWER, np.where(d < 0, FASTER, quiet(width, factor)))
     return str(out) if out.ndim == 0 else out
-
-
-def by_interval(low: float, high: float, factor: float) -> str:
-    """The paired comparison's verdict (an A/B run, :mod:`bench_lib.analysis.ab_compare`), read off the
-    interval ``[low, high]`` of the change (logs, confidence 1 − alpha), where the noise is that of the
-    pairs themselves, measured in the same run:
-
-    1. ``slower`` where the interval lies above 0 (the change is real at alpha) and reaches ``ln factor``
-       (a change that large is what the data say, or within their reach); ``faster`` the mirror image.
-    2. ``unchanged`` where the whole interval lies within ``±ln factor`` (equivalence, as in a two one-sided
-       test: a change of the factor is excluded), a real but smaller change included.
-    3. ``inconclusive`` otherwise: the interval holds 0 and reaches beyond the factor.
-
-    Unlike :func:`pairwise`, a real change near the factor is called: a true 5 % slowdown measured to
-    ±2.6 % lies above 0 almost always, where its estimate exceeds 5 % only half the time. Identical sides
-    are called ``slower`` or ``faster`` with chance alpha at most, the rate of an interval missing 0."""
-    edge = math.log(factor)
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return INCONCLUSIVE
-    if low > 0 and high >= edge:
-        return SLOWER
-    if high < 0 and low <= -edge:
-        return FASTER
-    return UNCHANGED if -edge < low and high < edge else INCONCLUSIVE
 
 
 def exit_code(verdicts: Iterable[str]) -> int:

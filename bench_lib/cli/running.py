@@ -20,6 +20,7 @@ from bench_lib.cli.common import (
     print_json,
 )
 from bench_lib.errors import MEANING, Exit
+from bench_lib.measure import intervals
 from bench_lib.suite.guard import LAUNCH_METHODS
 
 
@@ -46,6 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         pythons=args.python or [],
         sides=args.side or [],
         pairs=args.pairs,
+        budget_s=args.budget * 60.0 if args.budget is not None else None,
         launch_method=args.launch_method,
         chunk_size=args.chunk_size,
         project=args.project,
@@ -110,8 +112,15 @@ def add_sides(p) -> None:
         "--pairs",
         type=int,
         metavar="N",
-        help="A/B runs: processes per combination and side, each with its samples interleaved with the other "
-        "sides' (default 20; at least 2)",
+        help="A/B runs: the most processes per combination and side, each with its samples interleaved with the "
+        f"other sides'; a combination stops once decided (default {intervals.DEFAULT_PAIRS}; at least 2)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        metavar="MINUTES",
+        help="A/B runs: no pair starts after this many minutes of the run (default: none); the pairs go to the "
+        "combinations still undecided",
     )
 
 

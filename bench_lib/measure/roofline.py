@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from bench_lib.files import append_line
+from bench_lib.files import append_line, read_json_lines
 from bench_lib.measure import devices, kinds, machine, metrics
 from bench_lib.measure.devices import DTYPES
 
@@ -181,11 +181,7 @@ def load_cached(
     if not path.exists():
         return None
     found = None
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for record in read_json_lines(path):
         if record.get("device") == device and torch_version in (None, record.get("torch_version")):
             known = {f.name for f in dataclasses.fields(Peaks)}
             found = Peaks(**{k: v for k, v in record.items() if k in known})

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench_lib.files import json_objects
 from bench_lib.measure.machine import hardware_id
 from bench_lib.measure.roofline import Peaks
 from bench_lib.store.writer import RunWriter
@@ -54,15 +55,11 @@ def _lines(path: Path) -> list[dict[str, Any]]:
         warnings.warn(f"skipping {path}: {e}", stacklevel=3)
         return []
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            warnings.warn(f"{path}: line {n} is not JSON; skipped", stacklevel=3)
-            continue
-        if not isinstance(value, dict):
-            warnings.warn(f"{path}: line {n} is not a JSON object; skipped", stacklevel=3)
-            continue
+
+    def bad(n: int, why: str) -> None:
+        warnings.warn(f"{path}: line {n} {why}; skipped", stacklevel=4)
+
+    for value in json_objects(text.splitlines(), bad):
         out.append(value)
     return out
 

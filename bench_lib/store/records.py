@@ -191,6 +191,7 @@ def run_row(run: dict[str, Any]) -> dict[str, Any]:
         "run_level_s": _finite(summary.get("run_level_s")),
         "sides": json.dumps(run["sides"], default=str, sort_keys=True) if run.get("sides") else None,
         "pairs": run.get("pairs"),
+        "sequential": json.dumps(run["sequential"], sort_keys=True) if run.get("sequential") else None,
     }
 
 

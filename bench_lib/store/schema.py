@@ -23,7 +23,8 @@ import pyarrow as pa
 # 2: measurements.injected; runs.faults, machine_state, timing; the canary suite. 3: runs.run_level_s.
 # 4: A/B runs: measurements.side, pair; runs.sides, pairs. Kernels: measurements.kernel, kernel_fallback, kernels
 # 5: measurements.page_faults_per_call, process (the plain suite's fresh processes)
-SCHEMA_VERSION = 5
+# 6: runs.sequential (an A/B run's looks and the confidence of each)
+SCHEMA_VERSION = 6
 TIME = pa.timestamp("us", tz="UTC")
 
 # Who and where: the first columns of every table.
@@ -110,7 +111,8 @@ RUNS = pa.schema(
         ("overhead_fraction", pa.float64()),  # 1 - measure_s / wall_s
         ("run_level_s", pa.float64()),  # of measure_s: the roofline peaks, canaries and network breakdowns
         ("sides", pa.string()),  # A/B runs: each side's label, python, variables, env_name and torch build, JSON
-        ("pairs", pa.int16()),  # A/B runs: pairs of processes per combination; null for other runs
+        ("pairs", pa.int16()),  # A/B runs: the most pairs of processes per combination; null for other runs
+        ("sequential", pa.string()),  # A/B runs: looks, alpha per look, factor and budget_s, JSON; null before 6
     ]
 )
 

@@ -4,10 +4,12 @@ asv interleaves rounds across benchmarks but not across environments, so two env
 runs differ by everything the machine did in the minutes between them. Here every side (an interpreter,
 and environment variables of its own) keeps one server process (:mod:`bench_lib.suite.ab_server`) that
 imports the suite once and forks a fresh process per measurement, as asv's forkserver does. The runner
-walks the schedule (:func:`schedule`): for each pair, for each combination, every side once, back to back,
-the side that goes first rotating from pair to pair and from combination to combination, so that neither
-side always goes first. A pair's processes are seconds apart: the drift of a shared machine is common to
-both and cancels in their ratio (:mod:`bench_lib.analysis.paired` tests those ratios).
+walks pass after pass (:func:`_walk`): in each, every combination still undecided
+(:mod:`bench_lib.suite.ab_sequential`) gets one pair, every side once, the side that opens first rotating
+from pair to pair and from combination to combination; within a pair the sides' samples are interleaved
+(:func:`interleave`, :func:`turn_order`). A pair's processes share the same seconds of the machine: its
+drift is common to them and cancels in their ratio (:mod:`bench_lib.measure.intervals` judges those
+ratios).
 
 Sides are named ``A``, ``B``, ... in the order of ``--python``; ``--side LABEL:VAR=VALUE`` gives a side an
 environment variable (and makes the side where no ``--python`` did: the first interpreter, or this one).
@@ -24,8 +26,7 @@ import os
 import re
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 from bench_lib.errors import ArgumentError
 from bench_lib.measure import fresh
 from bench_lib.measure import timing as measuring
-from bench_lib.suite import asv_adapter, guard, run_level, summary
+from bench_lib.suite import ab_sequential, asv_adapter, guard, run_level, summary
 from bench_lib.suite.combination import PLAIN, Combination
 
 LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,15}$")
@@ -52,8 +53,6 @@ RESERVED = frozenset(
     }
 )
 SIDE_HELP = "LABEL:VAR=VALUE (e.g. B:THP_MEM_ALLOC_ENABLE=0)"
-# Pairs per combination when --pairs is not given; why 20: docs/ab.md ("How many pairs").
-DEFAULT_PAIRS = 20
 MEASURE_TIMEOUT_S = 600.0  # one process's limit, as an asv benchmark's
 
 
@@ -135,19 +134,6 @@ def first_side(pair: int, index: int, n_sides: int) -> int:
     return (pair + index) % n_sides
 
 
-def schedule(combinations: list[Combination], pairs: int, n_sides: int, rounds_of) -> Iterator[tuple[int, int, int]]:
-    """(pair, combination index, side index) in the order they are measured: pair by pair, combination by
-    combination, every side back to back (rotated by :func:`first_side`). ``rounds_of(c)`` is 1 for a
-    metric measured once (peak memory, energy): those get pair 0 only."""
-    for pair in range(pairs):
-        for i, c in enumerate(combinations):
-            if pair >= rounds_of(c):
-                continue
-            start = first_side(pair, i, n_sides)
-            for k in range(n_sides):
-                yield pair, i, (start + k) % n_sides
-
-
 @dataclass
 class _Open:
     """One side's open process in a pair: its server, calls per sample, samples taken, seconds sampled."""
@@ -172,8 +158,10 @@ def common_block(opened: list[_Open]) -> int:
 
 
 def interleave(servers: list[Server], c: Combination, pair: int, timing: dict[str, float]) -> None:
-    """One pair of a latency combination: every side's process warms up (in ``servers``' order), then their
-    samples alternate, A B B A A B ..., until every side has what ``timing`` asks of one process
+    """One pair of a latency combination: every side's process warms up (in ``servers``' order), then they
+    take turns, a sample each in the order of :func:`turn_order` (A B A B ...; A B C, B C A, C A B, ...),
+    each turn :data:`TURN_WARM_CALLS` untimed call(s) then one timed block of the pair's common size, in
+    whole cycles of rounds until every side has what ``timing`` asks of one process
     (:func:`bench_lib.measure.timing.enough`, on its own sampled seconds); then each writes its event. A
     side that is skipped or fails leaves the others to finish."""
     request = {"op": "open", "combination": c.as_event(), "pair": pair, "timeout_s": MEASURE_TIMEOUT_S}
@@ -188,12 +176,13 @@ def interleave(servers: list[Server], c: Combination, pair: int, timing: dict[st
             opened.remove(o)  # it ended instead: its event says why
         o.block = block
     rule = {k: timing.get(k, v) for k, v in STOP_RULE.items()}
-    k = 0
-    while opened and not all(measuring.enough(o.taken, o.sampled_s, **rule) for o in opened):
-        for o in opened if k % 2 == 0 else opened[::-1]:
-            reply = o.server.ask({"op": "sample"})
+    cycle, k = (len(opened) if len(opened) >= 3 else 1), 0
+    while opened and not (k % cycle == 0 and all(measuring.enough(o.taken, o.sampled_s, **rule) for o in opened)):
+        for o in [opened[j] for j in turn_order(len(opened), k)]:
+            reply = o.server.ask({"op": "sample", "warm": TURN_WARM_CALLS})
             if reply.get("status") != "ok":  # it ended (failed or died: its event says so)
                 opened.remove(o)
+                cycle = len(opened) if len(opened) >= 3 else 1
                 continue
             o.taken += 1
             o.sampled_s += reply["seconds_per_call"] * o.block
@@ -202,6 +191,20 @@ def interleave(servers: list[Server], c: Combination, pair: int, timing: dict[st
         o.server.ask({"op": "close"})
 
 
+def turn_order(n_sides: int, round_: int) -> list[int]:
+    """The order of the sides' samples in round ``round_`` of a pair: every side once. From one round to the
+    next the order rotates by one place, so over ``n_sides`` rounds every side takes every place once (a
+    drift within the pair falls on all alike) and no side ever follows itself: every sample comes after
+    another side's. With two sides rotating would put a side after itself at every round's start, so they
+    alternate, A B A B. (The order of before, A B C C B A, had the middle side always after another side
+    and the ends after themselves half the time: docs/ab.md, "Why every sample comes after another side".)"""
+    if n_sides < 3:
+        return list(range(n_sides))
+    return [(round_ + j) % n_sides for j in range(n_sides)]
+
+
+# Untimed calls before each sample of an A/B pair: docs/ab.md ("Why every sample comes after another side")
+TURN_WARM_CALLS = 1
 # time_callable's stopping rule and its defaults, read from the grid's timing where it sets them
 STOP_RULE = {"samples": 15, "min_samples": 5, "min_time_s": 0.0, "max_time_s": 2.0}
 
@@ -265,7 +268,7 @@ def describe(identity: dict[str, Any]) -> str:
 
 
 def execute(ctx, lock) -> int:
-    """Run the A/B schedule of ``ctx`` (the runner's ``RunContext``, with ``sides`` and ``pairs``) under the
+    """Run the A/B passes of ``ctx`` (the runner's ``RunContext``, with ``sides`` and ``pairs``) under the
     machine lock the caller holds: roofline peaks (this interpreter), each side's server and canary, then
     every pair, saving after every pair; stopped cleanly by SIGINT, SIGTERM or SIGHUP. The exit code."""
     from bench_lib.measure import machine
@@ -275,6 +278,8 @@ def execute(ctx, lock) -> int:
     if ctx.opts.peaks and ctx.grid.run_level:
         ctx.peaks, ctx.run_level_s = run_level.measure_peaks(ctx.grid.devices)
     base = asv_adapter.asv_environment(ctx.opts, events_path)
+    labels = [side.label for side in ctx.sides]
+    ctx.sequential = ab_sequential.Sequential(ctx.plan.selected, labels, ctx.pairs, ctx.opts.budget_s, ctx.started)
     servers: list[Server] = []
     stop = guard.Stop(lambda: [s.stop() for s in servers])
     failure = None
@@ -297,6 +302,7 @@ def execute(ctx, lock) -> int:
             for s in servers:
                 s.stop()
     ctx.machine_state["end"] = machine.state()
+    print(ctx.sequential.describe(), flush=True)
     said = _summary(ctx, events_path, stop.requested, failure)
     return ctx.finish(events_path, log_path, said)
 
@@ -314,32 +320,43 @@ def start_servers(ctx, base: dict[str, str], log) -> list[Server]:
 
 
 def _walk(ctx, servers: list[Server], stop: guard.Stop, events_path: Path, renew: Callable[[], None]) -> None:
-    """The canaries at the start, every (pair, combination, side) of :func:`schedule`, the canaries at the
-    end; the run is saved, its progress printed and every side's server started anew after each pair: a
-    server's memory layout (its heap, where ASLR put its libraries) is inherited by every process it forks,
-    so one server per side for the whole run makes that layout a difference between the sides (docs/ab.md,
-    "Why a new server every pair")."""
-
-    combos, last, started = ctx.plan.selected, 0, time.time()
+    """The canaries at the start, then pass after pass: pass ``p`` gives pair ``p`` to every combination
+    still open (:class:`ab_sequential.Sequential`), each combination's sides back to back, the side that
+    goes first rotating (:func:`first_side`); after a pass at a look, decided combinations close. It ends
+    when none is open, at the run's most pairs, when its budget is spent or on a stop signal; then the
+    canaries at the end. The run is saved, its progress printed and every side's server started anew after
+    each pass: a server's memory layout (its heap, where ASLR put its libraries) is inherited by every
+    process it forks, so one server per side for the whole run makes that layout a difference between the
+    sides (docs/ab.md, "Why a new server every pair")."""
+    combos, n = ctx.plan.selected, len(servers)
     _canaries(ctx, servers, "start")
-    order = list(schedule(combos, ctx.pairs, len(servers), lambda c: asv_adapter.rounds_of(c, ctx.pairs)))
-    for at in range(0, len(order), len(servers)):  # one (pair, combination) at a time, its sides in order
-        pair, i = order[at][:2]
-        if stop.requested:
-            return
-        if pair != last:
+    for pair in range(ctx.pairs):
+        todo = ctx.sequential.open(pair, lambda c: asv_adapter.rounds_of(c, ctx.pairs))
+        if not todo or stop.requested or ctx.sequential.out_of_time():
+            break
+        if pair:
             ctx.store(events_path, "running", None)
-            spent_s = time.time() - started
-            print(f"  pair {pair}/{ctx.pairs} done in {spent_s:.0f} s", file=sys.stderr, flush=True)
-            last = pair
             renew()
-        ordered = [servers[k] for _, _, k in order[at : at + len(servers)]]
-        if combos[i].metric == "latency" and combos[i].suite != PLAIN:  # a plain process is a fresh interpreter
-            interleave(ordered, combos[i], pair, ctx.grid.timing)
-        else:
-            for server in ordered:
-                server.measure(combos[i], pair)
+        measured = 0
+        for i in todo:
+            if stop.requested or ctx.sequential.out_of_time():
+                break
+            measured += 1
+            ordered = [servers[(first_side(pair, i, n) + k) % n] for k in range(n)]
+            if combos[i].metric == "latency" and combos[i].suite != PLAIN:  # a plain process is a fresh interpreter
+                interleave(ordered, combos[i], pair, ctx.grid.timing)
+            else:
+                for server in ordered:
+                    server.measure(combos[i], pair)
+        closed = ctx.sequential.look(pair + 1, summary.read_events(events_path))
+        _progress(ctx, pair + 1, measured, len(closed))
     _canaries(ctx, servers, "end")
+
+
+def _progress(ctx, pairs: int, measured: int, closed: int) -> None:
+    spent_s = time.time() - ctx.sequential.started
+    said = f"; {closed} decided at this look" if closed else ""
+    print(f"  pass {pairs}/{ctx.pairs}: {measured} combinations{said}; {spent_s:.0f} s", file=sys.stderr, flush=True)
 
 
 def _canaries(ctx, servers: list[Server], when: str) -> None:
@@ -368,26 +385,4 @@ def _summary(ctx, events_path: Path, stopped: str | None, failure: str | None):
             )
         )
     canary_s = sum(e.get("measure_s") or 0.0 for e in events if e.get("suite") == "canary" and e.get("side"))
-    return merge(parts, [s.label for s in ctx.sides], ctx.run_level_s + canary_s)
-
-
-def merge(parts: list, labels: list[str], run_level_s: float):
-    """One summary of the sides' (``parts``, labelled): counts added, failures named by side."""
-
-    skipped: Counter = Counter()
-    for p in parts:
-        skipped.update(p.skipped)
-    return summary.Summary(
-        selected=sum(p.selected for p in parts),
-        ok=sum(p.ok for p in parts),
-        skipped=dict(skipped),
-        failed=[(f"side {label}: {c}", e) for label, p in zip(labels, parts, strict=True) for c, e in p.failed],
-        excluded=parts[0].excluded if parts else {},
-        missing=sum(p.missing for p in parts),
-        wall_s=parts[0].wall_s if parts else 0.0,
-        combinations_s=sum(p.combinations_s for p in parts),
-        run_level_s=run_level_s,
-        interrupted=parts[0].interrupted if parts else None,
-        abandoned=sum(p.abandoned for p in parts),
-        kernels_s=sum(p.kernels_s for p in parts),
-    )
+    return summary.merge(parts, [s.label for s in ctx.sides], ctx.run_level_s + canary_s)

@@ -193,7 +193,8 @@ def _interleaved(op: str, request: dict) -> dict:
     if not _open:
         return {"error": f"{op}: no process is open"}
     if op in ("sample", "block"):
-        reply = _open[0].ask("sample" if op == "sample" else f"block {int(request['calls'])}")
+        text = f"sample {int(request.get('warm', 0))}" if op == "sample" else f"block {int(request['calls'])}"
+        reply = _open[0].ask(text)
         if reply["status"] == "ok":
             return {"status": "ok", "seconds_per_call": float(reply["reply"])} if op == "sample" else reply
         _open.clear()

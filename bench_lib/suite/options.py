@@ -24,7 +24,8 @@ class RunOptions:
     bench: str | None = None
     pythons: list[str] = field(default_factory=list)  # --python: one (or none) for a run, more for an A/B run
     sides: list[str] = field(default_factory=list)  # --side LABEL[:VAR=VALUE]: A/B sides and their variables
-    pairs: int | None = None  # A/B: pairs of processes per combination; None: ab.DEFAULT_PAIRS
+    pairs: int | None = None  # A/B: the most pairs of processes per combination; None: intervals.DEFAULT_PAIRS
+    budget_s: float | None = None  # A/B: the run's seconds, after which no pair starts; None: no budget
     launch_method: str = "forkserver"
     chunk_size: int = 200
     rounds: int | None = None  # latency processes per combination (asv's rounds); None: the grid's

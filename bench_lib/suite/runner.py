@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import secrets
 import shutil
@@ -32,7 +33,7 @@ from typing import Any
 
 from bench_lib import __version__
 from bench_lib.errors import ArgumentError, Exit
-from bench_lib.measure import devices, gpu_clocks, machine
+from bench_lib.measure import devices, gpu_clocks, intervals, machine
 from bench_lib.suite import ab, grids, guard
 from bench_lib.suite.asv_adapter import (
     Chunks,
@@ -71,6 +72,10 @@ def check_sides(opts: RunOptions) -> list[ab.Side]:
         raise ArgumentError("--pairs is for A/B runs: give --python twice, or --side")
     if opts.pairs is not None and opts.pairs < 2:
         raise ArgumentError(f"--pairs {opts.pairs} must be at least 2 (a paired test needs two pairs)")
+    if opts.budget_s is not None and not found:
+        raise ArgumentError("--budget is for A/B runs: give --python twice, or --side")
+    if opts.budget_s is not None and not (opts.budget_s > 0 and math.isfinite(opts.budget_s)):
+        raise ArgumentError(f"--budget {opts.budget_s / 60:g} must be a number of minutes above 0")
     if found and opts.rounds is not None:
         raise ArgumentError("--rounds is for one environment; an A/B run takes --pairs")
     from bench_lib.suite import worker
@@ -103,7 +108,7 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
     planted = faults()  # a bad CONVBENCH_SLOWDOWN / CONVBENCH_FAIL is an argument error, before anything runs
     grid = grids.grid(opts.grid, opts.devices)
     if sides:
-        opts.pairs = opts.pairs or ab.DEFAULT_PAIRS
+        opts.pairs = opts.pairs or intervals.DEFAULT_PAIRS
         planted.update({f"side {s.label}": dict(s.variables) for s in sides if s.variables})
     opts.plain_rounds = opts.pairs or opts.rounds or grid.plain_rounds
     opts.rounds = opts.pairs or opts.rounds or grid.rounds
@@ -129,16 +134,7 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
     try:
         ctx = RunContext(opts, grid, the_plan, root, head, python, fp, run_id, started, scratch, save or _no_save)
         ctx.faults, ctx.sides, ctx.pairs = planted, sides, opts.pairs or 0
-        where = _sides_text(sides, opts.pairs) if sides else f"python {python}; {opts.rounds} latency round(s)"
-        if any(c.suite == PLAIN for c in the_plan.selected) and not sides:
-            where += f" ({opts.plain_rounds} fresh processes for the plain suite)"
-        print(
-            f"convbench run {run_id}: grid {opts.grid}, {len(the_plan.selected)} combinations on "
-            f"{', '.join(grid.devices)}; machine {fp['machine_id']} (hardware {fp['hardware_id']})"
-            f"{'; asv entry added to ' + str(asv_machine_file()) if written else ''}; commit {head[:8]}; {where}"
-            + (f"; INJECTED FAULTS {json.dumps(planted)}" if planted else ""),
-            flush=True,
-        )
+        print(_heading(ctx, written), flush=True)
         with _gpu_clocks_locked(opts, grid.devices, ctx):
             return ab.execute(ctx, lock) if sides else ctx.execute(asv_machine, lock)
     finally:
@@ -146,9 +142,23 @@ def run(opts: RunOptions, save: Save | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _heading(ctx: RunContext, written: bool) -> str:
+    """The run's first line: its id, grid, combinations, devices, machine, commit, interpreter(s) and faults."""
+    opts, fp = ctx.opts, ctx.fingerprint
+    where = _sides_text(ctx.sides, opts.pairs) if ctx.sides else f"python {ctx.python}; {opts.rounds} latency round(s)"
+    if any(c.suite == PLAIN for c in ctx.plan.selected) and not ctx.sides:
+        where += f" ({opts.plain_rounds} fresh processes for the plain suite)"
+    added = f"; asv entry added to {asv_machine_file()}" if written else ""
+    return (
+        f"convbench run {ctx.run_id}: grid {opts.grid}, {len(ctx.plan.selected)} combinations on "
+        f"{', '.join(ctx.grid.devices)}; machine {fp['machine_id']} (hardware {fp['hardware_id']}){added}; "
+        f"commit {ctx.head[:8]}; {where}" + (f"; INJECTED FAULTS {json.dumps(ctx.faults)}" if ctx.faults else "")
+    )
+
+
 def _sides_text(sides: list[ab.Side], pairs: int) -> str:
     shown = "; ".join(f"side {s.label}: {s.python}" + "".join(f" {k}={v}" for k, v in s.variables) for s in sides)
-    return f"A/B run, {pairs} pairs of processes per combination, interleaved; {shown}"
+    return f"A/B run, at most {pairs} pairs of processes per combination, interleaved, sequential; {shown}"
 
 
 @contextlib.contextmanager
@@ -206,7 +216,8 @@ class RunContext:
     faults: dict[str, Any] = field(default_factory=dict)
     run_level_s: float = 0.0  # inside the run's own windows (peaks, canaries, breakdowns), summed
     sides: list[ab.Side] = field(default_factory=list)  # an A/B run's sides (none for a plain run)
-    pairs: int = 0  # an A/B run's pairs per combination
+    pairs: int = 0  # an A/B run's most pairs per combination
+    sequential: Any = None  # an A/B run's ab_sequential.Sequential: which combinations are still open
     identities: dict[str, dict[str, Any]] = field(default_factory=dict)  # side label → its torch build
 
     def execute(self, asv_machine: str, lock: guard.MachineLock) -> int:
@@ -313,6 +324,7 @@ def _run_record(ctx: RunContext, state: str, summary: Summary) -> dict[str, Any]
         ]
         or None,
         "pairs": ctx.pairs or None,
+        "sequential": ctx.sequential.as_dict() if ctx.sequential else None,
         "bench_lib_version": __version__,
         "suite_version": SUITE_VERSION,
         "launch_method": ctx.opts.launch_method,

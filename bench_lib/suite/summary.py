@@ -4,26 +4,20 @@ measuring windows, the processes' findings (allocator modes), and the summary pr
 
 from __future__ import annotations
 
-import contextlib
-import json
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench_lib.files import read_json_lines
 from bench_lib.measure import modes
 from bench_lib.suite.combination import PLAIN, Combination
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            events.append(json.loads(line))
-    return events
+    """The run's events (:class:`bench_lib.suite.combination.Event` lines), a half-written line skipped."""
+    return read_json_lines(path)
 
 
 @dataclass
@@ -95,10 +89,33 @@ def summarise(
     last: dict[Combination, dict[str, Any]] = {}
     for e in events:
         last[Combination.from_event(e)] = e  # a combination's final word (setup and track both report)
+    why = "; ".join(dict.fromkeys(asv_errors or [])) or "asv timed out or its worker died (see the asv log)"
+    words = _final_words(selected, last, interrupted, attempted, why)
+    combinations_s = sum(e.get("measure_s", 0.0) for e in events if e.get("suite") != "canary")
+    kernels_s = sum(
+        (e.get("kernels") or {}).get("capture_s") or 0.0 for e in events if isinstance(e.get("kernels"), dict)
+    )
+    multimodal, allocator = process_findings(events)
+    return Summary(
+        **words,
+        multimodal=multimodal,
+        allocator=allocator,
+        selected=len(selected),
+        excluded=dict(excluded),
+        wall_s=wall_s,
+        combinations_s=combinations_s,
+        run_level_s=run_level_s,
+        interrupted=interrupted,
+        kernels_s=kernels_s,
+    )
+
+
+def _final_words(selected, last: dict, interrupted: str | None, attempted, why: str) -> dict[str, Any]:
+    """Summary's counts from each selected combination's last event (``last``): ok, skipped by reason,
+    failed with the error, and those with none: abandoned by a stop, else missing (failed with ``why``)."""
     skipped: Counter = Counter()
     failed = []
     ok = missing = abandoned = 0
-    why = "; ".join(dict.fromkeys(asv_errors or [])) or "asv timed out or its worker died (see the asv log)"
     for p in selected:
         e = last.get(p)
         if e is None:
@@ -114,27 +131,29 @@ def summarise(
             skipped[e["reason"]] += 1
         else:
             failed.append((p.asv_name, e.get("error", "unknown error")))
-    combinations_s = sum(e.get("measure_s", 0.0) for e in events if e.get("suite") != "canary")
-    kernels_s = sum(
-        (e.get("kernels") or {}).get("capture_s") or 0.0 for e in events if isinstance(e.get("kernels"), dict)
-    )
-    multimodal, allocator = process_findings(events)
-    return Summary(
-        multimodal=multimodal,
-        allocator=allocator,
-        selected=len(selected),
-        ok=ok,
-        skipped=dict(skipped),
-        failed=failed,
-        excluded=dict(excluded),
-        missing=missing,
-        wall_s=wall_s,
-        combinations_s=combinations_s,
-        run_level_s=run_level_s,
-        interrupted=interrupted,
-        abandoned=abandoned,
-        kernels_s=kernels_s,
-    )
+    return {"ok": ok, "skipped": dict(skipped), "failed": failed, "missing": missing, "abandoned": abandoned}
+
+
+# How the sides' summaries of an A/B run make one (:func:`merge`): every field of Summary is in one of these
+ADDED = ("selected", "ok", "missing", "combinations_s", "abandoned", "kernels_s")  # summed over the sides
+COUNTED = ("skipped",)  # reason → count, added
+LABELLED = ("failed", "multimodal", "allocator")  # (combination, text) lists: each named by its side
+SHARED = ("excluded", "wall_s", "interrupted")  # the run's: the first side's
+GIVEN = ("run_level_s",)  # the caller's
+
+
+def merge(parts: list[Summary], labels: list[str], run_level_s: float) -> Summary:
+    """One summary of an A/B run's sides' (``parts``, labelled ``labels``): by the tables above."""
+    out: dict[str, Any] = {"run_level_s": run_level_s}
+    for name in ADDED:
+        out[name] = sum(getattr(p, name) for p in parts)
+    for name in COUNTED:
+        out[name] = dict(sum((Counter(getattr(p, name)) for p in parts), Counter()))
+    for name in LABELLED:
+        out[name] = [(f"side {x}: {c}", t) for x, p in zip(labels, parts, strict=True) for c, t in getattr(p, name)]
+    for name in SHARED:
+        out[name] = getattr(parts[0], name)
+    return Summary(**out)
 
 
 def process_findings(events: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from bench_lib.catalogue.cases import Case
-from bench_lib.files import append_line
+from bench_lib.files import append_line, read_json_lines
 from bench_lib.measure import devices, fresh, harness, kernels, metrics
 from bench_lib.measure import timing as measuring
 from bench_lib.suite.combination import PLAIN, Combination, Event
@@ -200,14 +200,9 @@ def _checked_error(c: Combination) -> float | None:
     if not path or not os.path.exists(path):
         return None
     key = _check_key(c)
-    with open(path) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("key") == key and isinstance(record.get("relative_error"), float):
-                return record["relative_error"]
+    for record in read_json_lines(path):
+        if record.get("key") == key and isinstance(record.get("relative_error"), float):
+            return record["relative_error"]
     return None
 
 
@@ -244,10 +239,10 @@ def _prepare(c: Combination, g: Grid) -> harness.Prepared:
 
 def interleaved(ready: Ready, ask: Callable[[], str], answer: Callable[[str], None]) -> None:
     """Latency a sample at a time, on request (an A/B pair: :mod:`bench_lib.suite.ab` alternates the
-    samples of its two processes): warm up and answer ``ready BLOCK MULTIPLE`` (its calls per sample, and
-    the number they must stay a multiple of), then answer each ``sample`` with its
-    seconds per call, until ``done``; ``block N`` makes every later sample N calls (answered ``ok``); then
-    the kernels' window, and the event as :func:`track` writes it."""
+    samples of its sides' processes): warm up and answer ``ready BLOCK MULTIPLE`` (its calls per sample, and
+    the number they must stay a multiple of), then answer each ``sample [WARM]`` with its seconds per call
+    (timed after ``WARM`` untimed calls), until ``done``; ``block N`` makes every later sample N calls
+    (answered ``ok``); then the kernels' window, and the event as :func:`track` writes it."""
     c, prepared, timing = ready.combination, ready.prepared, ready.grid.timing
     period = harness.slowdown_period(ready.planted.factor) if ready.planted else 1
     sampler = measuring.Sampler(
@@ -266,7 +261,8 @@ def interleaved(ready: Ready, ask: Callable[[], str], answer: Callable[[str], No
                     sampler.resize(int(request.split()[1]))
                     answer("ok")
                 else:
-                    answer(repr(sampler.sample()))
+                    _, _, warm = request.partition(" ")
+                    answer(repr(sampler.sample(int(warm or 0))))
         m = sampler.done()
     except Exception as e:
         _event(c, "failed", **_failure(e))

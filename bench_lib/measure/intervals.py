@@ -1,0 +1,123 @@
+"""The paired interval of an A/B comparison and its verdict, at a fixed number of pairs or looked at as the
+pairs come (sequential sampling). Pure functions: the A/B runner (:mod:`bench_lib.suite.ab`) stops a
+combination with them while it measures, and ``convbench compare`` (:mod:`bench_lib.analysis.ab_compare`)
+judges with the same ones afterwards.
+
+**The interval.** A pair's log ratio ``d = ln(candidate) − ln(baseline)`` is free of the drift that
+separates pairs; the pairs are independent draws of ``d``. The change is their mean, its interval
+Student's t with n − 1 degrees of freedom at confidence 1 − alpha (:func:`paired_t`).
+
+**The verdict** (:func:`by_interval`): ``slower`` where the interval lies above 0 and reaches ``ln
+factor``, ``faster`` the mirror image, ``unchanged`` where it lies within ``±ln factor``, ``inconclusive``
+otherwise.
+
+**Sequential looks.** A run of at most ``max_pairs`` pairs looks at a combination's interval at the pair
+counts of :func:`looks` (the first at :data:`FIRST_LOOK` pairs, each next about :data:`LOOK_GROWTH` times
+the last, ``max_pairs`` the last) and stops measuring it once the verdict is not ``inconclusive``; a budget
+of minutes may end it between looks. Every interval, at a look or where the run ended, is computed at
+``alpha / K`` with ``K = len(looks(max_pairs))`` (:func:`look_alpha`): a combination is judged at most K
+times (the looks below the pair count it ended at, and that count itself, which is at most ``max_pairs``),
+so by the union bound the chance that any interval it was judged by misses the true change is at most
+alpha, whatever the stopping rule. Identical sides are then called ``slower`` or ``faster`` with chance
+alpha at most, and a real change of the factor called ``unchanged`` with chance alpha at most (Bonferroni
+over the looks: valid under optional stopping, and conservative, since the looks share their pairs).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+SLOWER, FASTER, UNCHANGED, INCONCLUSIVE = "slower", "faster", "unchanged", "inconclusive"
+FACTOR = 1.05  # the smallest change worth a verdict (relative): 5 %
+# Chance per row that noise alone is called a change, where the noise estimate is right. A comparison has
+# hundreds of rows; the rates measured on identical code: docs/verdicts.md, docs/ab.md.
+ALPHA = 0.001
+# The most pairs of an A/B run when --pairs is not given; why: docs/ab.md ("How many pairs").
+DEFAULT_PAIRS = 40
+MIN_PAIRS = 2  # below this no interval exists at any confidence
+# Pairs at a sequential run's first look, and the growth of the looks after it. Late and few: every look
+# widens every interval (alpha is split over them), and at 16 pairs a typical combination of the op latency
+# grid is already measured to about ±1.3 % (docs/ab.md, "Sequential sampling").
+FIRST_LOOK = 16
+LOOK_GROWTH = 2.0
+
+
+@functools.lru_cache(maxsize=1024)
+def t_critical(alpha: float, df: float) -> float:
+    """The two-sided critical value of Student's t at confidence 1 − alpha (the normal's where df ≤ 0)."""
+    from scipy import special  # here: the CLI reads this module's defaults at start-up
+
+    return float(special.stdtrit(df, 1 - alpha / 2) if df > 0 else special.ndtri(1 - alpha / 2))
+
+
+def paired_t(d, alpha: float) -> tuple[float, float, float]:
+    """(mean, low, high) of ``d`` by Student's t with n − 1 degrees of freedom (NaN dropped; infinite with
+    fewer than :data:`MIN_PAIRS` pairs)."""
+    d = np.asarray(d, dtype=float)
+    d = d[np.isfinite(d)]
+    if len(d) < MIN_PAIRS:
+        return (float(d[0]) if len(d) else math.nan), -math.inf, math.inf
+    mean = float(d.mean())
+    half = t_critical(alpha, len(d) - 1) * float(d.std(ddof=1)) / math.sqrt(len(d))
+    return mean, mean - half, mean + half
+
+
+def by_interval(low: float, high: float, factor: float) -> str:
+    """The paired comparison's verdict, read off the interval ``[low, high]`` of the change (logs):
+
+    1. ``slower`` where the interval lies above 0 (the change is real at alpha) and reaches ``ln factor``
+       (a change that large is what the data say, or within their reach); ``faster`` the mirror image.
+    2. ``unchanged`` where the whole interval lies within ``±ln factor`` (equivalence, as in a two one-sided
+       test: a change of the factor is excluded), a real but smaller change included.
+    3. ``inconclusive`` otherwise: the interval holds 0 and reaches beyond the factor.
+
+    Unlike the unpaired rule (:func:`bench_lib.analysis.verdicts.pairwise`), a real change near the factor
+    is called: a true 5 % slowdown measured to ±2.6 % lies above 0 almost always, where its estimate
+    exceeds 5 % only half the time. Identical sides are called ``slower`` or ``faster`` with chance alpha
+    at most, the rate of an interval missing 0."""
+    edge = math.log(factor)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return INCONCLUSIVE
+    if low > 0 and high >= edge:
+        return SLOWER
+    if high < 0 and low <= -edge:
+        return FASTER
+    if -edge < low and high < edge:
+        return UNCHANGED
+    return INCONCLUSIVE
+
+
+def looks(max_pairs: int) -> tuple[int, ...]:
+    """The pair counts at which a sequential run of at most ``max_pairs`` pairs judges a combination:
+    :data:`FIRST_LOOK`, then each about :data:`LOOK_GROWTH` times the one before (rounded up), and
+    ``max_pairs`` last (a look closer than a quarter of the growth to it is dropped). ``looks(40)`` is
+    (16, 40), ``looks(100)`` (16, 32, 64, 100); ``looks(20)`` and below: ``(max_pairs,)``."""
+    found: list[int] = []
+    n = FIRST_LOOK
+    while n * (1 + (LOOK_GROWTH - 1) / 4) < max_pairs:
+        found.append(n)
+        n = math.ceil(n * LOOK_GROWTH)
+    return (*found, max_pairs)
+
+
+def look_alpha(alpha: float, max_pairs: int) -> float:
+    """The confidence of every interval of a sequential run of at most ``max_pairs`` pairs: ``alpha`` split
+    equally over its looks (see the module docstring)."""
+    return alpha / len(looks(max_pairs))
+
+
+def verdict(d, alpha: float, factor: float) -> str:
+    """The verdict of the log ratios ``d`` at confidence 1 − ``alpha`` (already the look's)."""
+    _, low, high = paired_t(d, alpha)
+    return by_interval(low, high, factor)
+
+
+def decided(ratios: Sequence, alpha: float, factor: float) -> bool:
+    """Whether a combination of a sequential run can stop: every comparison between its sides (``ratios``,
+    one array of log ratios per pair of sides) has a verdict other than ``inconclusive`` at the look's
+    ``alpha``."""
+    return all(verdict(d, alpha, factor) != INCONCLUSIVE for d in ratios)
