@@ -89,6 +89,8 @@ HOW: dict[str, tuple[str, object]] = {
     "convbench run --python .venvs/torch-2.12.1/bin/python --python .venv/bin/python": instead(AB),
     "convbench run --python .venvs/torch-2.12.1/bin/python --python .venv/bin/python --bench 'bench_ops\\.Latency' "
     "--device cpu-1t": instead(AB),
+    "convbench run --python .venvs/torch-2.12.1/bin/python --python .venv/bin/python --bench 'bench_ops\\.Latency' "
+    "--device cpu-1t --budget 15": instead([*AB, "--budget", "15"]),
     "convbench run --side A --side B:THP_MEM_ALLOC_ENABLE=0 --bench 'bench_ops\\.Latency' --device cpu-1t": instead(
         ["run", "--side", "A", "--side", "B:THP_MEM_ALLOC_ENABLE=0", "--pairs", "2", *SMOKE]
     ),

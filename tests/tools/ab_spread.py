@@ -92,7 +92,9 @@ def main() -> None:
         print(f"{folder}: {samples:.0f} samples a process, their log spread {within:.2f} % (median)")
         print(table.round(2).to_string(index=False))
         if args.abcba:
-            print(f"  a sample right after its own side's, against after another's: {100 * after_own_side(rows):+.2f} %")
+            print(
+                f"  a sample right after its own side's, against after another's: {100 * after_own_side(rows):+.2f} %"
+            )
 
 
 if __name__ == "__main__":
