@@ -398,7 +398,18 @@ def test_a_pairs_samples_alternate_until_both_sides_have_a_process_worth():
     assert samples == "ABABABAB"  # 4 samples each: A has 4 x 2 x 10 ms = 80 ms >= 50 ms, and B more
     assert a.samples == b.samples == 4
     warm = {r.get("warm") for r in a.requests + b.requests if r["op"] == "sample"}
-    assert warm == {ab.TURN_WARM_CALLS}  # every turn warms its caches before its clock starts
+    assert warm == {1}  # every turn warms its caches with one untimed call before its clock starts
+
+
+def test_a_turns_untimed_calls_run_before_its_timed_block():
+    from bench_lib.measure import timing
+
+    calls = []
+    sampler = timing.Sampler(lambda: calls.append(1), timing.HOST_CLOCK)
+    sampler.timer, sampler.block = timing.HOST_CLOCK.block_timer(), 3
+    sampler.sample(warm_calls=2)
+    sampler.sample()
+    assert len(calls) == 2 + 3 + 3 and len(sampler.taken) == 2  # untimed calls are never a sample
 
 
 def test_three_sides_take_equal_samples_in_whole_cycles():

@@ -49,11 +49,11 @@ def _events(combos, ratios: np.ndarray, pairs: int, labels=("A", "B")) -> list[d
     return out
 
 
-def _run(combos, ratios: np.ndarray, seq: ab_sequential.Sequential) -> dict[int, int]:
-    """Walk the passes as the runner does (every open combination gets the pass's pair; a look after it);
-    return combination → the pairs it got."""
+def _run(combos, ratios: np.ndarray, seq: ab_sequential.Sequential, until: int | None = None) -> dict[int, int]:
+    """Walk the passes as the runner does (every open combination gets the pass's pair; a look after it),
+    ``until`` pairs where a budget ends the run; return combination → the pairs it got."""
     got = {}
-    for pair in range(seq.max_pairs):
+    for pair in range(until or seq.max_pairs):
         todo = seq.open(pair, lambda c: seq.max_pairs)
         for i in todo:
             got[i] = pair + 1
@@ -88,6 +88,43 @@ def test_identical_sides_are_flagged_at_most_alpha_under_optional_stopping_and_w
     assert rates["naive"] > alpha
 
 
+def test_a_run_a_budget_ends_spends_what_its_looks_left_and_keeps_the_rate():
+    """The same 4,000 A/A combinations (12 % spread, at most 100 pairs, alpha 0.05), the run ended by its
+    budget after 12, 20, 40 or 70 pairs: a combination decided at a look is judged at alpha / 4, one still
+    open at the end at what its looks left (all of alpha before the first look). At most alpha are flagged
+    at every cut; giving the end all of alpha whatever the looks spent flags more than alpha."""
+    rng = np.random.default_rng(5)
+    n, alpha, most = 4000, 0.05, 100
+    ratios = rng.normal(0.0, 0.12, size=(n, most))
+    combos = _combos(n)
+    look = intervals.look_alpha(alpha, most)
+    naive_rates = []
+    for cut in (12, 20, 40, 70):
+        seq = ab_sequential.Sequential(combos, ["A", "B"], most, alpha=alpha)
+        got = _run(combos, ratios, seq, until=cut)
+        flagged = {"spent": 0, "naive": 0}
+        for i, k in got.items():
+            spent = look if i in seq.closed else intervals.end_alpha(alpha, seq.looks, k)
+            naive = look if i in seq.closed else alpha
+            for name, a in (("spent", spent), ("naive", naive)):
+                flagged[name] += intervals.verdict(ratios[i, :k], a, intervals.FACTOR) in (
+                    intervals.SLOWER,
+                    intervals.FASTER,
+                )
+        assert flagged["spent"] / n <= alpha, cut
+        naive_rates.append(flagged["naive"] / n)
+    assert max(naive_rates) > alpha
+
+
+def test_what_the_looks_leave_is_exact():
+    assert intervals.end_alpha(0.001, (16, 40), 14) == 0.001  # ended before the first look: all of alpha
+    assert intervals.end_alpha(0.001, (16, 40), 16) == intervals.end_alpha(0.001, (16, 40), 20) == 0.0005
+    assert intervals.end_alpha(0.001, (16, 40), 40) == 0.0005  # the last look is the end itself
+    assert intervals.end_alpha(0.001, (16, 32, 64, 100), 50) == pytest.approx(0.0005)
+    assert intervals.judged_alpha(0.001, (16, 40), 16) == 0.0005  # it may have been decided at the look
+    assert intervals.judged_alpha(0.001, (16, 40), 15) == 0.001
+
+
 def test_a_real_change_of_the_factor_is_found_and_decided_combinations_stop_early():
     """1,000 combinations slowed by 6 %, 1,000 unchanged, pairs spreading by 2 %, at most 40 pairs at alpha
     0.001: at least 99 % of the slowed are called slower, none of the unchanged ones is flagged, and most
@@ -111,6 +148,7 @@ def test_a_combination_a_side_never_measured_closes_at_the_first_look():
     events = _events(combos, np.zeros((2, 16)), 16)
     events = [e for e in events if not (e["side"] == "B" and e["params"]["case"] == combos[1].case)]
     assert seq.look(15, events) == []  # not a look
+    assert seq.look(16, events, cut_short=True) == [] and not seq.closed  # a pass the budget cut: the end
     assert seq.look(16, events) == [0, 1]  # 0: decided unchanged (no spread at all); 1: B never measured it
 
 
@@ -135,9 +173,10 @@ def test_the_run_record_says_the_looks_and_their_confidence():
     assert said == {"looks": [16, 40], "alpha": 0.001, "factor": 1.05, "budget_s": 900.0}
 
 
-def test_compare_judges_a_sequential_run_at_alpha_over_its_looks():
-    """The same pairs, judged as a run without looks and as a sequential run of looks (16, 40): the
-    second interval is the first's widened by the t quantile at alpha / 2, and the note says so."""
+def test_compare_judges_a_sequential_run_at_what_its_looks_left():
+    """The same pairs, judged as a run without looks and as a sequential run of looks (16, 40): with 16
+    pairs (a look) the second interval is the first's widened by the t quantile at alpha / 2, and the note
+    says so; with 14 (the budget ended the run before the first look) the two are the same."""
     from bench_lib.analysis import ab_compare
     from tests.test_ab import _ab_rows
 
@@ -150,4 +189,9 @@ def test_compare_judges_a_sequential_run_at_alpha_over_its_looks():
     widened = intervals.t_critical(0.0005, 15) / intervals.t_critical(0.001, 15)
     assert seq["detectable"].iloc[0] == pytest.approx(fixed["detectable"].iloc[0] * widened, rel=0.02)
     assert "sequential" not in fixed_note
-    assert "sequential: each interval at alpha 0.001 / the looks of its run(s) (looks at 16, 40 pairs)" in seq_note
+    assert "sequential (looks at 16, 40 pairs): each interval at what its run's looks left of alpha 0.001" in seq_note
+    short = rows[rows["pair"] < 14]
+    b, c = short[short["side"] == "A"], short[short["side"] == "B"]
+    assert ab_compare.compare(b, c, 1.05, 0.001, looked)[0]["detectable"].iloc[0] == pytest.approx(
+        ab_compare.compare(b, c, 1.05, 0.001, plain)[0]["detectable"].iloc[0], rel=1e-12
+    )

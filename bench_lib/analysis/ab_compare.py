@@ -18,6 +18,7 @@ import pandas as pd
 
 from bench_lib.analysis import noise, paired, series, verdicts
 from bench_lib.errors import ArgumentError
+from bench_lib.measure import intervals
 from bench_lib.suite.combination import benchmark_name
 
 COMBINATION = series.COMBINATION
@@ -62,10 +63,11 @@ def compare(
     c = _measured(c_rows)[lambda x: x["run_id"].isin(shared)]
     left_out = (len(b_rows) - len(b)) + (len(c_rows) - len(c))
     merged = b.merge(c, on=PAIR_KEYS, suffixes=("_b", "_c"))
-    k = looks_of(runs)
+    at, keys = looks_of(runs), ["machine", *COMBINATION]
+    counted = (pd.concat([b, c]).groupby(keys, sort=False)["pair"].max() + 1).to_dict()  # failed pairs too
     rows = [
-        _row(key, g, factor, alpha / sum(k.get(r, 1) for r in g["run_id"].unique()))
-        for key, g in merged.groupby(["machine", *COMBINATION], sort=False)
+        _row(key, g, factor, _alpha(g["run_id"].unique(), int(counted[key]), at, alpha))
+        for key, g in merged.groupby(keys, sort=False)
     ]
     table = pd.DataFrame(rows)
     if not table.empty:
@@ -76,9 +78,11 @@ def compare(
         f"combination the log ratios of its pairs of processes (their samples interleaved; each process's "
         f"{'median' if paired.VALUE == 'value' else 'fastest sample'}): {paired.DESCRIPTION[paired.DEFAULT_TEST]}"
     )
-    if any(k.get(r, 1) > 1 for r in shared):
+    if any(len(at.get(r, ())) > 1 for r in shared):
         note += (
-            f"; sequential: each interval at alpha {alpha:g} / the looks of its run(s) ({_looks_text(runs, shared)})"
+            f"; sequential ({_looks_text(runs, shared)}): each interval at what its run's looks left of alpha "
+            f"{alpha:g} (alpha / K at a look, all of it where the run ended before the first look; runs pooled: "
+            "alpha over the sum of their looks)"
         )
     if left_out:
         note += f"; {left_out} rows of other runs or the canary left out"
@@ -86,17 +90,26 @@ def compare(
     return table, note + (f"; the sides differ in {differs}" if differs else "")
 
 
-def looks_of(runs: pd.DataFrame | None) -> dict[str, int]:
-    """run id → the looks its sequential A/B run took (``len(looks)`` of its ``sequential``); runs before
-    schema 6 looked once. Pairs pooled over several runs are judged at alpha over the sum of their looks
-    (:mod:`bench_lib.measure.intervals`: the union bound over every look that could have stopped them)."""
+def looks_of(runs: pd.DataFrame | None) -> dict[str, tuple[int, ...]]:
+    """run id → the looks of its sequential A/B run (``looks`` of its ``sequential``, the last its most
+    pairs); runs before schema 6 are absent (they looked once, at the end)."""
     if runs is None or "sequential" not in runs:
         return {}
     return {
-        r: len(json.loads(text)["looks"])
+        r: tuple(json.loads(text)["looks"])
         for r, text in zip(runs["run_id"], runs["sequential"], strict=True)
         if isinstance(text, str)
     }
+
+
+def _alpha(runs, pairs: int, at: dict[str, tuple[int, ...]], alpha: float) -> float:
+    """The confidence of one combination's interval: in one sequential run, what its looks left after the
+    ``pairs`` it was measured in (:func:`bench_lib.measure.intervals.judged_alpha`; failed pairs counted, as
+    the run counted them); pooled over several runs, alpha over the sum of their looks (the union bound
+    over every look that could have stopped them)."""
+    if len(runs) == 1 and runs[0] in at:
+        return intervals.judged_alpha(alpha, at[runs[0]], pairs)
+    return alpha / sum(len(at.get(r, (1,))) for r in runs)
 
 
 def _looks_text(runs: pd.DataFrame, shared: set[str]) -> str:

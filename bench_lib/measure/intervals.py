@@ -14,13 +14,16 @@ otherwise.
 **Sequential looks.** A run of at most ``max_pairs`` pairs looks at a combination's interval at the pair
 counts of :func:`looks` (the first at :data:`FIRST_LOOK` pairs, each next about :data:`LOOK_GROWTH` times
 the last, ``max_pairs`` the last) and stops measuring it once the verdict is not ``inconclusive``; a budget
-of minutes may end it between looks. Every interval, at a look or where the run ended, is computed at
-``alpha / K`` with ``K = len(looks(max_pairs))`` (:func:`look_alpha`): a combination is judged at most K
-times (the looks below the pair count it ended at, and that count itself, which is at most ``max_pairs``),
-so by the union bound the chance that any interval it was judged by misses the true change is at most
-alpha, whatever the stopping rule. Identical sides are then called ``slower`` or ``faster`` with chance
-alpha at most, and a real change of the factor called ``unchanged`` with chance alpha at most (Bonferroni
-over the looks: valid under optional stopping, and conservative, since the looks share their pairs).
+of minutes may end it between looks. Alpha is spent as it is used (Bonferroni spending): every look
+spends ``alpha / K`` with ``K = len(looks(max_pairs))`` (:func:`look_alpha`), and the interval where the
+run ended a combination still open gets what its looks left (:func:`end_alpha`): all of alpha where the
+run ended before the first look, ``alpha / K`` at ``max_pairs``. The confidences a combination is judged
+at sum to alpha at most, so by the union bound the chance that any interval it was judged by misses the
+true change is at most alpha, whatever the stopping rule (the looks' pair counts are fixed in advance, and
+where a budget ends the run depends on the clock, not on the combination's values). Identical sides are
+then called ``slower`` or ``faster`` with chance alpha at most, and a real change of the factor called
+``unchanged`` with chance alpha at most (valid under optional stopping, and conservative, since the looks
+share their pairs).
 """
 
 from __future__ import annotations
@@ -108,6 +111,21 @@ def look_alpha(alpha: float, max_pairs: int) -> float:
     """The confidence of every interval of a sequential run of at most ``max_pairs`` pairs: ``alpha`` split
     equally over its looks (see the module docstring)."""
     return alpha / len(looks(max_pairs))
+
+
+def end_alpha(alpha: float, at: Sequence[int], pairs: int) -> float:
+    """The confidence of a combination's interval where its run ended it still open after ``pairs`` pairs:
+    ``alpha`` less what the looks ``at`` it went through spent (:func:`look_alpha` each; the last look,
+    ``max_pairs``, is the end itself). ``end_alpha(a, (16, 40), 14)`` is ``a``, at 20 or 40 pairs ``a / 2``."""
+    spent = sum(1 for n in at[:-1] if n <= pairs)
+    return alpha - spent * alpha / len(at)
+
+
+def judged_alpha(alpha: float, at: Sequence[int], pairs: int) -> float:
+    """The confidence to judge a combination of a sequential run with looks ``at`` afterwards, from the
+    pairs it was measured in: ``alpha / K`` where that count is a look (it may have been decided there),
+    else :func:`end_alpha`."""
+    return alpha / len(at) if pairs in at else end_alpha(alpha, at, pairs)
 
 
 def verdict(d, alpha: float, factor: float) -> str:
