@@ -93,6 +93,44 @@ def test_measure_energy_per_call_sizes_its_window_from_the_measured_median(capsy
     assert (record["energy_j_per_call"], record["energy_reason"]) == (None, "no energy meter: no meter in this test")
 
 
+def test_a_metric_added_to_the_table_is_measured_and_shown_with_no_change_to_the_command(capsys, tmp_path, monkeypatch):
+    from dataclasses import dataclass, replace
+
+    from bench_lib.measure import metrics
+
+    @dataclass
+    class Count:
+        calls_per_call: int
+
+        def summary(self):
+            return {"calls_per_call": self.calls_per_call, "context": {"dropped": True}}
+
+    counted = metrics.Metric(
+        "calls",
+        "count",
+        "Calls",
+        per_round=False,
+        run=lambda target, settings: (1, Count(1), {}),
+        read=lambda fields: (None, {}),
+        headline="calls_per_call",
+        detail="counting",
+        column="calls_count",
+    )
+    argv = ["measure", "pointwise", "--height", "8", "--width", "8", "--samples", "3", "--max-time", "0.05"]
+    argv += ["--no-memory", "--no-energy", "--results", str(tmp_path), "--json"]
+    monkeypatch.setitem(metrics.METRICS, "calls", counted)
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["calls_per_call"] == 1 and record["counting"] == {"calls_per_call": 1}
+    assert "dropped" not in record["context"]
+    monkeypatch.setitem(metrics.METRICS, "calls", replace(counted, available=lambda backend: (False, "no counter")))
+    record = json.loads(run(capsys, *argv)[1])
+    assert record["calls_per_call"] is None and record["counting_reason"] == "no counter"
+    # a metric left out by its flag says so
+    assert (record["peak_bytes"], record["memory_reason"]) == (None, "not asked for (--no-memory)")
+
+
 def test_measure_text_output(capsys, tmp_path):
     code, out, _ = run(
         capsys,

@@ -136,3 +136,18 @@ def test_every_device_kind_a_spec_can_name_has_its_facts_in_one_table():
         assert isinstance(energy.meter_for(name), energy.Meter)
     with pytest.raises(ValueError, match="device kind 'tpu' is unknown; accepted: cpu, cuda, mps"):
         kinds.kind("tpu")
+
+
+def test_each_kind_has_one_backend_and_every_spec_form_comes_from_the_kinds_table():
+    from bench_lib.measure import kinds
+
+    assert set(devices.BACKENDS) == set(kinds.KINDS)
+    assert all(cls.kind == name for name, cls in devices.BACKENDS.items())
+    assert kinds.spec_help() == "cpu, cpu-Nt (N intra-op threads, N >= 1), cuda, cuda:K or mps"
+    with pytest.raises(ValueError, match=r"device kind 'tpu' has no entry in measure/kinds\.py"):
+        devices.backend_of("tpu")(type("TpuBackend", (devices.Backend,), {}))
+    # every kind that has no candidate here is still listed, with the reason it is absent
+    listed = [s for s, _, _ in devices.visible_specs()]
+    assert {devices.parse_spec(s).kind for s in listed} == set(kinds.KINDS)
+    assert devices.parse_spec("cuda:2").torch_device == torch.device("cuda", 2)
+    assert devices.parse_spec("cpu-1t").torch_device == torch.device("cpu")

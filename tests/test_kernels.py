@@ -4,7 +4,8 @@ known on this machine's CPU."""
 import pytest
 import torch
 
-from bench_lib.measure import devices, harness, kernels
+from bench_lib.measure import harness, kernels
+from bench_lib.measure.task import Task
 
 VERBOSE = """\
 onednn_verbose,v1,info,oneDNN v3.12.0 (commit 80afa71049cd69a3df32adcccb623b12cd7baa22)
@@ -36,9 +37,7 @@ def test_the_signature_keeps_the_main_ops_and_names_a_fallback():
 
 
 def _captured(case: str) -> kernels.Kernels:
-    prepared = harness.prepare_case(
-        case, device=devices.backend("cpu-1t"), layout="nchw", dtype="float32", mode="inference", batch=1
-    )
+    prepared = harness.prepare(Task(case, device="cpu-1t"))
     with prepared.grad_mode():
         prepared.step()
     return kernels.capture(prepared)

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from bench_lib.measure import allocator, devices, harness, memory, metrics, timing
+from bench_lib.measure.task import Task
 from bench_lib.measure.timing import Measurement
 
 
 def timed(name: str, samples: int, max_time_s: float, **prepare) -> Measurement:
     """Prepare ``name`` and measure its latency through the measuring service."""
     settings = metrics.Settings(timing={"samples": samples, "max_time_s": max_time_s})
-    return metrics.measure(harness.prepare(name, **prepare), "latency", settings).result
+    return metrics.measure(harness.prepare(Task.of(name, **prepare)), "latency", settings).result
 
 
 def test_measurement_statistics_are_exact():
@@ -121,10 +122,12 @@ def test_cold_policy_keeps_a_fresh_process_page_faults_and_steady_removes_them()
     # glibc's dynamic threshold; cold must hold the fresh-process behaviour regardless. Then steady.
     code = (
         "from bench_lib.measure import harness, metrics\n"
+        "from bench_lib.measure.task import Task\n"
         "t = metrics.Settings(timing=dict(samples=5, max_time_s=0.2))\n"
         "kw = dict(in_channels=64, height=56, width=56)\n"
-        "cold = metrics.measure(harness.prepare('depthwise', allocator_policy='cold', **kw), 'latency', t).result\n"
-        "steady = metrics.measure(harness.prepare('depthwise', allocator_policy='steady', **kw), 'latency', t).result\n"
+        "cold = metrics.measure(harness.prepare(Task.of('depthwise', allocator='cold', **kw)), 'latency', t).result\n"
+        "steady = harness.prepare(Task.of('depthwise', allocator='steady', **kw))\n"
+        "steady = metrics.measure(steady, 'latency', t).result\n"
         "print(cold.page_faults_per_call, steady.page_faults_per_call, cold.context['allocator'])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -177,22 +180,16 @@ def test_context_records_what_was_in_force():
 
 
 def test_channels_last_converts_module_and_input():
-    p = harness.prepare("standard", device="cpu-1t", layout="channels_last", height=8, width=8)
+    p = harness.prepare(Task.of("standard", device="cpu-1t", layout="channels_last", height=8, width=8))
     assert p.inputs.is_contiguous(memory_format=torch.channels_last)
     assert p.module.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_training_step_computes_gradients_for_parameters_and_input():
-    p = harness.prepare(
-        "mobilenet_v1",
-        device="cpu-1t",
-        mode="training",
-        batch=2,
-        height=8,
-        width=8,
-        in_channels=8,
-        out_channels=16,
+    task = Task.of(
+        "mobilenet_v1", device="cpu-1t", mode="training", batch=2, height=8, width=8, in_channels=8, out_channels=16
     )
+    p = harness.prepare(task)
     assert p.module.training
     with p.grad_mode():
         p.step()
@@ -216,7 +213,7 @@ def test_wrong_answers_are_failures_not_timings(monkeypatch):
         match=r"standard on cpu-1t \(nchw, float32, inference\): relative "
         r"error .* against float64 on the CPU exceeds 0.005",
     ):
-        harness.prepare("standard", device="cpu-1t", height=8, width=8)
+        harness.prepare(Task.of("standard", device="cpu-1t", height=8, width=8))
 
 
 def test_a_runs_reference_is_computed_once_and_shared_by_devices_and_layouts(tmp_path, monkeypatch):
@@ -232,21 +229,21 @@ def test_a_runs_reference_is_computed_once_and_shared_by_devices_and_layouts(tmp
 
     registry_build = registry.build
     monkeypatch.setattr(registry, "build", counting_build)
-    kw = dict(height=8, width=8, batch=2, reference_dir=tmp_path)
-    first = harness.prepare("grouped", device="cpu-1t", **kw)
+    kw = dict(height=8, width=8, batch=2)
+    first = harness.prepare(Task.of("grouped", device="cpu-1t", **kw), reference_dir=tmp_path)
     assert forwards.count(torch.float64) == 1 and len(list(tmp_path.glob("*.pt"))) == 1
-    second = harness.prepare("grouped", device="cpu-2t", layout="channels_last", **kw)
+    second = harness.prepare(Task.of("grouped", device="cpu-2t", layout="channels_last", **kw), reference_dir=tmp_path)
     assert forwards.count(torch.float64) == 1  # read, not recomputed
     assert second.relative_error == pytest.approx(first.relative_error, rel=1e-3, abs=1e-9)
     # the same case at another batch (or in training) is another reference
-    harness.prepare("grouped", device="cpu-1t", **{**kw, "batch": 3})
+    harness.prepare(Task.of("grouped", device="cpu-1t", **{**kw, "batch": 3}), reference_dir=tmp_path)
     assert forwards.count(torch.float64) == 2 and len(list(tmp_path.glob("*.pt"))) == 2
     # a file that cannot be read is recomputed, and the check still runs against it
     for f in tmp_path.glob("*.pt"):
         f.write_bytes(b"not a tensor")
     monkeypatch.setattr(harness, "_relative_error", lambda y, ref: original(y, ref) + 1.0)
     with pytest.raises(harness.WrongResult):
-        harness.prepare("grouped", device="cpu-1t", **kw)
+        harness.prepare(Task.of("grouped", device="cpu-1t", **kw), reference_dir=tmp_path)
     assert forwards.count(torch.float64) == 3
 
 
@@ -265,13 +262,13 @@ def test_a_runs_reference_is_computed_once_and_shared_by_devices_and_layouts(tmp
 )
 def test_bad_or_impossible_combinations(kwargs, error, message):
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
-        harness.prepare("standard", device="cpu-1t", height=8, width=8, **kwargs)
+        harness.prepare(Task.of("standard", device="cpu-1t", height=8, width=8, **kwargs))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip on a machine without CUDA")
 def test_absent_device_is_a_skip_with_the_reason():
     with pytest.raises(harness.Unsupported) as e:
-        harness.prepare("standard", device="cuda", height=8, width=8)
+        harness.prepare(Task.of("standard", device="cuda", height=8, width=8))
     assert isinstance(e.value, NotImplementedError)  # what asv records as skipped
 
 
@@ -279,19 +276,19 @@ def test_absent_device_is_a_skip_with_the_reason():
 def test_half_types_run_natively_or_skip_with_the_reason(dtype):
     native = devices.backend("cpu-1t").supports(dtype, "inference")
     if native[0]:
-        p = harness.prepare("depthwise_separable", device="cpu-1t", dtype=dtype, height=12, width=12)
+        p = harness.prepare(Task.of("depthwise_separable", device="cpu-1t", dtype=dtype, height=12, width=12))
         assert p.relative_error < harness.DTYPES[dtype].tolerance
         assert p.inputs.dtype == getattr(torch, dtype)
     else:
         with pytest.raises(harness.Unsupported, match=f"cpu-1t, {dtype}: this CPU has no native {dtype}"):
-            harness.prepare("depthwise_separable", device="cpu-1t", dtype=dtype, height=12, width=12)
+            harness.prepare(Task.of("depthwise_separable", device="cpu-1t", dtype=dtype, height=12, width=12))
 
 
 def test_cpu_peak_memory_of_large_activations_is_bounded_by_theory():
     from bench_lib.catalogue import theory
 
     kw = {"in_channels": 64, "out_channels": 256, "batch": 16, "height": 112, "width": 112}
-    p = harness.prepare("pointwise", device="cpu-1t", **kw)
+    p = harness.prepare(Task.of("pointwise", device="cpu-1t", **kw))
     mem = memory.measure_memory(p)
     c = theory.cost("pointwise", **kw)
     output_bytes = math.prod(c.out_shape) * 4
@@ -307,7 +304,7 @@ def test_cuda_measurement_with_and_without_graphs():
     for graph in (False, True):
         m = timed("depthwise", device="cuda", graph=graph, samples=5, max_time_s=0.2)
         assert m.median_s > 0 and m.context["graph"] is graph
-    p = harness.prepare("pointwise", device="cuda", batch=8)
+    p = harness.prepare(Task.of("pointwise", device="cuda", batch=8))
     mem = memory.measure_memory(p)
     assert mem.peak_bytes >= mem.resident_bytes
 
@@ -355,7 +352,16 @@ def test_a_metric_is_one_entry_the_service_the_runner_and_the_store_all_read(mon
 
     monkeypatch.setattr(metrics, "METRICS", dict(metrics.METRICS))  # the entry below is gone after the test
 
-    @metrics.metric("calls", "calls", "Calls", per_round=False, read=lambda f: (f["calls"], {}))
+    @metrics.metric(
+        "calls",
+        "calls",
+        "Calls",
+        per_round=False,
+        read=lambda f: (f["calls"], {}),
+        headline="calls",
+        detail="counted",
+        column="calls_count",
+    )
     def _calls(target, settings):
         target.step()
         return 1, None, {"calls": 1}

@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from bench_lib.measure import allocator, fresh, modes
+from bench_lib.measure.task import Task
 
 
 def test_two_modes_are_found_with_their_shares():
@@ -90,9 +91,8 @@ def test_the_heap_state_sees_a_large_buffer_mapped_on_its_own():
 
 
 def test_fresh_processes_each_give_a_record_with_what_they_had():
-    spec = fresh.ProcessSpec(
-        "depthwise", {"in_channels": 8}, height=16, width=16, timing={"samples": 5, "max_time_s": 0.1}
-    )
+    task = Task.of("depthwise", in_channels=8, height=16, width=16, allocator="plain")
+    spec = fresh.ProcessSpec(task, timing={"samples": 5, "max_time_s": 0.1})
     records = fresh.run(spec, 2)
     assert len(records) == 2 and len({r["pid"] for r in records}) == 2  # two processes
     for r in records:
@@ -104,11 +104,13 @@ def test_fresh_processes_each_give_a_record_with_what_they_had():
 
 
 def test_a_failing_fresh_process_is_a_record_with_its_error():
-    spec = fresh.ProcessSpec("depthwise", {"in_channels": 8}, height=16, width=16, allocator="warm", checked_error=0.0)
+    spec = fresh.ProcessSpec(
+        Task.of("depthwise", in_channels=8, height=16, width=16, allocator="warm"), checked_error=0.0
+    )
     (record,) = fresh.run(spec, 1)
     assert record["error"].startswith("the process failed (exit 1): ValueError: allocator='warm' is not valid")
     with pytest.raises(RuntimeError, match="the reference check the process failed"):
-        fresh.check(fresh.ProcessSpec("nonesuch"))
+        fresh.check(fresh.ProcessSpec(Task("nonesuch@8x8")))
 
 
 def test_measure_with_processes_prints_each_process_and_the_modes(tmp_path):
@@ -162,7 +164,8 @@ def test_a_runs_summary_names_multimodal_and_allocator_sensitive_combinations():
 def test_a_fresh_process_that_cannot_run_here_is_a_skip_with_its_reason():
     from bench_lib.measure import harness
 
-    spec = fresh.ProcessSpec("depthwise", {"in_channels": 8}, device="cuda:0", height=16, width=16, checked_error=0.0)
+    task = Task.of("depthwise", in_channels=8, device="cuda:0", height=16, width=16, allocator="plain")
+    spec = fresh.ProcessSpec(task, checked_error=0.0)
     with pytest.raises(harness.Unsupported, match="cuda:0: "):
         fresh.one(spec)
 

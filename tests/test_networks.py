@@ -69,8 +69,9 @@ def test_width_multipliers():
 
 def test_breakdown_times_every_part():
     from bench_lib.measure import breakdown, harness
+    from bench_lib.measure.task import Task
 
-    p = harness.prepare("net_shufflenet_v2", device="cpu-1t", height=64, width=64)
+    p = harness.prepare(Task.of("net_shufflenet_v2", device="cpu-1t", height=64, width=64))
     rows = breakdown.breakdown(p, samples=3, max_time_s=0.01)
     assert [r["part"] for r in rows] == [n for n, _ in p.module.named_children()]
     assert all(r["median_s"] > 0 for r in rows)
@@ -78,4 +79,4 @@ def test_breakdown_times_every_part():
     parts = theory.cost("net_shufflenet_v2", height=64, width=64).parts()
     assert {r["part"]: r["macs"] for r in rows} == {k: v["macs"] for k, v in parts.items()}
     with pytest.raises(ValueError, match="a breakdown needs a sequential workload"):
-        breakdown.breakdown(harness.prepare("mbconv", device="cpu-1t", height=8, width=8))
+        breakdown.breakdown(harness.prepare(Task.of("mbconv", device="cpu-1t", height=8, width=8)))

@@ -94,6 +94,9 @@ HOW: dict[str, tuple[str, object]] = {
     "convbench run --side A --side B:THP_MEM_ALLOC_ENABLE=0 --bench 'bench_ops\\.Latency' --device cpu-1t": instead(
         ["run", "--side", "A", "--side", "B:THP_MEM_ALLOC_ENABLE=0", "--pairs", "2", *SMOKE]
     ),
+    "convbench run --side A --side B --bench 'bench_ops\\.Latency' --device cpu-1t --budget 15": instead(
+        ["run", "--side", "A", "--side", "B", "--pairs", "2", "--budget", "15", *SMOKE]
+    ),
     "convbench compare --baseline side=A --candidate side=B": AS_WRITTEN,
     "convbench compare --baseline torch=2.12.1 --candidate torch=2.13.0": AS_WRITTEN,
     "convbench run --rounds 2": smoke(),

@@ -13,13 +13,14 @@ from torch import nn
 
 from bench_lib.catalogue.cases import Case
 from bench_lib.measure import fresh, harness, user_script
+from bench_lib.measure.task import Task
 from bench_lib.suite import grids
 
 PLAIN = [Case.parse(c) for c in grids.plain_cases()]
 
 
-def _spec(case: Case, **over) -> fresh.ProcessSpec:
-    return fresh.ProcessSpec(case.workload, dict(case.params), height=case.height, width=case.width, **over)
+def _spec(case: Case, checked_error: float | None = None, **over) -> fresh.ProcessSpec:
+    return fresh.ProcessSpec(Task(str(case), allocator="plain", **over), checked_error=checked_error)
 
 
 @pytest.mark.parametrize("case", PLAIN, ids=str)
@@ -33,7 +34,7 @@ def test_the_script_builds_the_very_module_and_input_convbench_measures(case, dt
     threads = torch.get_num_threads()
     space = {"torch": torch, "nn": nn}
     try:
-        exec(user_script.build_source(spec), space)  # the script's own text
+        exec(user_script.build_source(spec.task), space)  # the script's own text
     finally:
         torch.set_num_threads(threads)
     module, x = space["module"], space["x"]
@@ -101,9 +102,8 @@ def test_only_cpu_inference_is_written_and_an_absent_device_is_a_skip():
 
 
 def test_a_plain_process_records_the_script_it_ran_as_a_user_would_run_it(tmp_path):
-    spec = fresh.ProcessSpec(
-        "depthwise", {"in_channels": 8}, height=16, width=16, timing={"samples": 5, "max_time_s": 0.1}
-    )
+    task = Task.of("depthwise", in_channels=8, height=16, width=16, allocator="plain")
+    spec = fresh.ProcessSpec(task, timing={"samples": 5, "max_time_s": 0.1})
     path = tmp_path / "mine.py"
     path.write_text(user_script.render(fresh.replace(spec, checked_error=0.0)))
     out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=300, cwd=tmp_path)

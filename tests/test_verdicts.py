@@ -413,3 +413,18 @@ def test_compare_and_regressions_default_to_the_documented_alpha():
     parser = build_parser()
     for command in (["compare", "--baseline", "a=b", "--candidate", "a=b"], ["regressions"]):
         assert parser.parse_args(command).alpha == verdicts.ALPHA == 0.001
+
+
+def test_where_to_add_a_verdict_rule_compare_and_regressions_follow_verdicts_alone(monkeypatch):
+    # docs/architecture.md, "Where to add": the rule lives in analysis/verdicts.py only. Turned around there,
+    # every command's verdict turns around with it (none keeps a copy of its own).
+    original = verdicts.direction
+    monkeypatch.setattr(verdicts, "direction", lambda change, width: -original(change, width))
+    quiet = _runs_frame([{}] * 5 + [{OPS[0]: 1.3}], [1.0] * 6, sigma=0.003, seed=12)
+    table, _ = compare.compare(
+        quiet.assign(machine_name="box", run_date=quiet.started_at), "run=r04", "run=r05", 1.05, 0.01
+    )
+    assert list(table[table.verdict == "faster"].case) == [OPS[0]] and "slower" not in set(table.verdict)
+    slow = {c: 1.25 for c in OPS if c.startswith("pointwise")}
+    table, _ = regressions.scan(series.run_values(_runs_frame([{}] * 8 + [slow, slow], [1.0] * 10)), 1.05, 0.001)
+    assert set(table[table.case.str.startswith("pointwise")].verdict) == {"improvement"}

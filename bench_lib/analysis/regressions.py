@@ -110,10 +110,10 @@ def judge_many(m: np.ndarray, prior_sigma: np.ndarray, alpha: float, factor: flo
             "reason": "",
         }
     )
-    if m.shape[1] > MIN_RUNS:  # HUD-style persistence: the two newest beyond the band of the runs before them
-        center2, width2, sigma2, _ = bands(m[:, :-2], prior_sigma, alpha, factor)
-        beyond = verdicts.direction(m[:, -2:] - center2[:, None], width2[:, None])
-        up, down = (beyond > 0).all(axis=1), (beyond < 0).all(axis=1)
+    newest = verdicts.PERSISTENT_RUNS
+    if m.shape[1] > MIN_RUNS:  # a persistent change (verdicts.persistent)
+        center2, width2, sigma2, _ = bands(m[:, :-newest], prior_sigma, alpha, factor)
+        up, down = verdicts.persistent(verdicts.direction(m[:, -newest:] - center2[:, None], width2[:, None]))
         for i in np.flatnonzero((n >= MIN_RUNS + 1) & (up | down)):
             v = m[i, -n[i] :]
             step = _step(v, center2[i], width2[i], sigma2[i], t, verdicts.REGRESSION if up[i] else verdicts.IMPROVEMENT)
@@ -138,7 +138,7 @@ def _step(v: np.ndarray, center: float, width: float, sigma: float, t: float, ve
     """A persistent change: where it started (asv's step detection, kept where every run since is beyond
     the band), its size and interval."""
     n = len(v)
-    first = n - 2
+    first = n - verdicts.PERSISTENT_RUNS
     steps = step_detect.detect_steps(list(np.exp(v)))
     if len(steps) > 1:
         p = steps[-1][0]

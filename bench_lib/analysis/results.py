@@ -30,7 +30,7 @@ from bench_lib.analysis import verdicts
 from bench_lib.catalogue import theory
 from bench_lib.catalogue.cases import Case
 from bench_lib.errors import ArgumentError
-from bench_lib.measure import roofline
+from bench_lib.measure import metrics, roofline
 from bench_lib.store import records, redact, store_path
 from bench_lib.store.query import Store
 from bench_lib.store.trust import short
@@ -318,18 +318,23 @@ def _join_theory(df: pd.DataFrame) -> None:
         df[col] = joined[col].to_numpy()
 
 
-def _derive(df: pd.DataFrame, peaks: dict[tuple[str, str], roofline.Peaks]) -> None:
+def metric_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Each metric's value (``ok`` rows) in a column of its own, named with its unit (``Metric.column``:
+    ``latency_s``, ``peak_bytes``, ``energy_j_per_item``); ``df`` itself, changed in place."""
     ok = df["status"] == "ok"
-    latency = ok & (df["metric"] == "latency")
-    df["latency_s"] = df["value"].where(latency)
+    for m in metrics.METRICS.values():
+        df[m.column] = df["value"].where(ok & (df["metric"] == m.name))
+    return df
+
+
+def _derive(df: pd.DataFrame, peaks: dict[tuple[str, str], roofline.Peaks]) -> None:
+    metric_columns(df)
     work = pd.Series(np.nan, index=df.index)
     for mode, column in theory.WORK_OF_MODE.items():
         work = work.where(df["mode"] != mode, df[f"theory_{column}"])
     df["achieved_flops_per_s"] = work / df["latency_s"]
     df["achieved_bytes_per_s"] = df["theory_min_bytes"] / df["latency_s"]
     df["items_per_s"] = df["batch"] / df["latency_s"]
-    df["energy_j_per_item"] = df["value"].where(ok & (df["metric"] == "energy"))
-    df["peak_bytes"] = df["value"].where(ok & (df["metric"] == "peak_memory"))
     for column, values in _roofline(df, peaks, work).items():
         df[column] = values
     df["speedup"] = _speedup(df)

@@ -12,6 +12,7 @@ from bench_lib.analysis import units
 
 # env_name: two torch versions side by side are two results, never one mixed table
 LATEST_KEYS = ["machine", "env_name", "device", "layout", "dtype", "mode", "batch", "case"]
+ROW_KEYS = ["machine", "device", "layout", "mode", "batch", "case"]  # what a table's row names
 
 
 def no_data(what: str, df: pd.DataFrame | None = None) -> str:
@@ -109,13 +110,7 @@ def thread_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def energy_table(df: pd.DataFrame) -> pd.DataFrame:
     d = latest(df, "energy")
-    return (
-        d[["machine", "device", "layout", "mode", "batch", "case", "energy_j_per_item", "theory_flops"]].reset_index(
-            drop=True
-        )
-        if not d.empty
-        else d
-    )
+    return d[[*ROW_KEYS, "energy_j_per_item", "theory_flops"]].reset_index(drop=True) if not d.empty else d
 
 
 def memory_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -127,12 +122,7 @@ def memory_table(df: pd.DataFrame) -> pd.DataFrame:
     return (
         d[
             [
-                "machine",
-                "device",
-                "layout",
-                "mode",
-                "batch",
-                "case",
+                *ROW_KEYS,
                 "peak_bytes",
                 "theory_min_bytes",
                 "peak_over_min_bytes",
@@ -231,12 +221,7 @@ def roofline_table(df: pd.DataFrame) -> pd.DataFrame:
     """Every case's achieved FLOP/s and the fraction of its device's roofline, lowest fraction first."""
     t = roofline_points(df)
     cols = [
-        "machine",
-        "device",
-        "layout",
-        "mode",
-        "batch",
-        "case",
+        *ROW_KEYS,
         "theory_intensity_flops_per_byte",
         "achieved_flops_per_s",
         "roofline_fraction",

@@ -41,6 +41,9 @@ KERNEL_CHANGED = "kernel changed"
 FLAGS = (REGRESSION, SUSPECT, IMPROVEMENT)  # what regressions flags in a series
 FAILING = frozenset({SLOWER, NEW_FAILURE, REGRESSION})  # a verdict that fails the job (exit code 1)
 JUDGED_STATES = ("complete", "interrupted")  # runs a verdict reads (a running one is not finished)
+# A regression (improvement) persists: the newest this many runs all beyond the band of the runs before them,
+# the same way (PyTorch HUD's rule; one run beyond it is a suspect)
+PERSISTENT_RUNS = 2
 
 
 def check(factor: float, alpha: float) -> None:
@@ -74,6 +77,13 @@ def pairwise(change, detectable, factor: float):
     d = direction(change, width)
     out = np.where(d > 0, SLOWER, np.where(d < 0, FASTER, quiet(width, factor)))
     return str(out) if out.ndim == 0 else out
+
+
+def persistent(beyond) -> tuple[np.ndarray, np.ndarray]:
+    """(regression, improvement) per row of ``beyond``: :func:`direction` of each series' newest
+    :data:`PERSISTENT_RUNS` runs against the band of the runs before them; all +1, all −1."""
+    beyond = np.asarray(beyond)
+    return (beyond > 0).all(axis=1), (beyond < 0).all(axis=1)
 
 
 def exit_code(verdicts: Iterable[str]) -> int:

@@ -27,6 +27,7 @@ from bench_lib.cli.common import (
 from bench_lib.errors import ArgumentError
 from bench_lib.measure import kinds
 from bench_lib.measure.fresh import PROCESSES as PLAIN_ROUNDS
+from bench_lib.measure.timing import DEFAULT_TIMING
 
 
 def cmd_workloads(args: argparse.Namespace) -> int:
@@ -166,21 +167,20 @@ def _resolve_device(spec: str):
 def _spec(args: argparse.Namespace, params: dict[str, Any]):
     """What ``convbench measure`` measures, as one process would (:class:`bench_lib.measure.fresh.ProcessSpec`)."""
     from bench_lib.measure import fresh
+    from bench_lib.measure.task import Task
 
     where = {"device": args.device, "layout": args.layout, "dtype": args.dtype, "mode": args.mode}
-    geometry = {"batch": args.batch, "height": args.height, "width": args.width}
-    timing = {"samples": args.samples, "max_time_s": args.max_time}
-    return fresh.ProcessSpec(
-        args.name, params, **where, **geometry, timing=timing, allocator=args.allocator, graph=args.graph
-    )
+    how = {"batch": args.batch, "allocator": args.allocator, "graph": args.graph}
+    task = Task.of(args.name, height=args.height, width=args.width, **where, **how, **params)
+    return fresh.ProcessSpec(task, timing={"samples": args.samples, "max_time_s": args.max_time})
 
 
-def _prepare_for_cli(args: argparse.Namespace, params: dict[str, Any], backend):
-    """The prepared combination, or a ArgumentError where it cannot run as asked; None on a wrong result."""
+def _prepare_for_cli(args: argparse.Namespace, spec, backend):
+    """The prepared task, or a ArgumentError where it cannot run as asked; None on a wrong result."""
     from bench_lib.measure import fresh, harness
 
     try:
-        return fresh.prepare(_spec(args, params), device=backend)
+        return fresh.prepare(spec, backend=backend)
     except harness.Unsupported as e:
         raise ArgumentError(f"{args.name} cannot run on {args.device} as asked: {e}") from None
     except harness.WrongResult as e:
@@ -188,33 +188,8 @@ def _prepare_for_cli(args: argparse.Namespace, params: dict[str, Any], backend):
         return None
 
 
-def _memory_fields(args: argparse.Namespace, prepared) -> dict[str, Any]:
-    from bench_lib.measure import metrics
-
-    if args.no_memory:
-        return {"peak_bytes": None}
-    try:
-        mem = metrics.measure(prepared, "peak_memory").result
-    except RuntimeError as e:
-        return {"peak_bytes": None, "memory_reason": str(e)}
-    return {"peak_bytes": mem.peak_bytes, "memory": mem.summary()}
-
-
-def _energy_fields(args: argparse.Namespace, prepared, seconds_per_call: float) -> dict[str, Any]:
-    from bench_lib.measure import metrics
-
-    ok, reason = (
-        (False, "not asked for (--no-energy)") if args.no_energy else metrics.get("energy").available(prepared.backend)
-    )
-    if not ok:
-        return {"energy_j_per_call": None, "energy_reason": reason}
-    e = metrics.measure(prepared, "energy", metrics.Settings(seconds_per_call=seconds_per_call)).result
-    return {"energy_j_per_call": e.energy_j_per_call, "energy": e.summary()}
-
-
 def cmd_measure(args: argparse.Namespace) -> int:
-    from bench_lib.catalogue import theory
-    from bench_lib.measure import breakdown, kernels, metrics, roofline
+    from bench_lib.measure import single
 
     params = _user_workload(args)
     backend = _resolve_device(args.device)
@@ -222,27 +197,20 @@ def cmd_measure(args: argparse.Namespace) -> int:
         return _print_script(args, params)
     if args.processes or args.allocator == "plain":
         return _measure_processes(args, params, backend)
-    prepared = _prepare_for_cli(args, params, backend)
+    spec = _spec(args, params)
+    prepared = _prepare_for_cli(args, spec, backend)
     if prepared is None:
         return EXIT_FAILED
-    timing = {"samples": args.samples, "max_time_s": args.max_time}
-    m = metrics.measure(prepared, "latency", metrics.Settings(timing=timing)).result
-    record: dict[str, Any] = {k: v for k, v in m.summary().items() if k != "context"}
-    record.update(_memory_fields(args, prepared))
-    record.update(_energy_fields(args, prepared, m.median_s))
-    c = theory.cost(args.name, dtype=args.dtype, batch=args.batch, height=args.height, width=args.width, **params)
-    if args.breakdown:
-        record["breakdown"] = breakdown.breakdown(prepared)
-    flops = c.work_flops(args.mode)
-    peaks = roofline.peaks_for(args.device, args.results, dtypes=(args.dtype,))
-    record["roofline_fraction"] = peaks.fraction(m.median_s, flops, c.min_bytes, args.dtype)
-    record["achieved_flops_per_s"] = flops / m.median_s
-    record.update(kernels.capture(prepared).fields())
-    record["context"] = m.context
+    left_out = {"peak_memory": "not asked for (--no-memory)"} if args.no_memory else {}
+    if args.no_energy:
+        left_out["energy"] = "not asked for (--no-energy)"
+    record = single.measure_task(
+        prepared, spec.task, timing=spec.timing, left_out=left_out, results_dir=args.results, parts=args.breakdown
+    )
     if args.json:
         print_json(record)
     else:
-        _print_measurement(m, record)
+        _print_measurement(record)
     return EXIT_OK
 
 
@@ -310,39 +278,39 @@ def _print_processes(args: argparse.Namespace, records: list[dict[str, Any]], te
     print(f"  kernel: {'the same in every process' if len(kernels) == 1 else f'{len(kernels)} different'}")
 
 
-def _print_measurement(m, record: dict[str, Any]) -> None:
-    ctx = m.context
+def _print_measurement(m: dict[str, Any]) -> None:
+    ctx = m["context"]
     print(
         f"{ctx['case']} on {ctx['device_name']} ({ctx['layout']}, {ctx['dtype']}, {ctx['mode']}, "
         f"batch {ctx['batch']}, {ctx['threads'] or '-'} threads, allocator {ctx['allocator']})"
     )
     print(
-        f"  median {m.median_s * 1e6:,.1f} us  IQR {m.iqr_s * 1e6:,.1f} us  min {m.min_s * 1e6:,.1f} us  "
-        f"CV {m.cv:.1%}  {len(m.samples_s)} samples x {m.block} calls"
-        f"{'  NOISY: ' + m.noisy_reason if m.noisy else ''}"
+        f"  median {m['median_s'] * 1e6:,.1f} us  IQR {m['iqr_s'] * 1e6:,.1f} us  min {m['min_s'] * 1e6:,.1f} us  "
+        f"CV {m['cv']:.1%}  {len(m['samples_s'])} samples x {m['block']} calls"
+        f"{'  NOISY: ' + m['noisy_reason'] if m['noisy'] else ''}"
     )
     print(
-        f"  page faults per call {m.page_faults_per_call:.2f}; timer overhead {m.timer_overhead_s * 1e6:.2f} us"
-        " per sample"
+        f"  page faults per call {m['page_faults_per_call']:.2f}; timer overhead "
+        f"{m['timer_overhead_s'] * 1e6:.2f} us per sample"
     )
     print(
-        f"  achieved {record['achieved_flops_per_s'] / 1e9:,.2f} GFLOP/s, "
-        f"{record['roofline_fraction']:.1%} of this device's roofline"
+        f"  achieved {m['achieved_flops_per_s'] / 1e9:,.2f} GFLOP/s, "
+        f"{m['roofline_fraction']:.1%} of this device's roofline"
     )
-    if record["peak_bytes"] is not None:
-        print(f"  peak memory {record['peak_bytes'] / 2**20:,.1f} MiB ({record['memory']['source']})")
-    elif "memory_reason" in record:
-        print(f"  peak memory: not measured ({record['memory_reason']})")
-    ops = ", ".join(f"{op} {share:.0%}" for op, share in record["kernels"]["aten"][:4])
-    print(f"  kernel {record['kernel'] or '-'}; ATen ops by self time: {ops or '-'}")
-    if record["kernel_fallback"]:
-        print(f"  FALLBACK: {record['kernel_fallback']}")
-    if "breakdown" in record:
-        _print_breakdown(record["breakdown"])
-    if record["energy_j_per_call"] is not None:
-        print(f"  energy {record['energy_j_per_call']:.3g} J per call ({record['energy']['meter']})")
+    if m["peak_bytes"] is not None:
+        print(f"  peak memory {m['peak_bytes'] / 2**20:,.1f} MiB ({m['memory']['source']})")
+    elif "memory_reason" in m:
+        print(f"  peak memory: not measured ({m['memory_reason']})")
+    ops = ", ".join(f"{op} {share:.0%}" for op, share in m["kernels"]["aten"][:4])
+    print(f"  kernel {m['kernel'] or '-'}; ATen ops by self time: {ops or '-'}")
+    if m["kernel_fallback"]:
+        print(f"  FALLBACK: {m['kernel_fallback']}")
+    if "breakdown" in m:
+        _print_breakdown(m["breakdown"])
+    if m["energy_j_per_call"] is not None:
+        print(f"  energy {m['energy_j_per_call']:.3g} J per call ({m['energy']['meter']})")
     else:
-        print(f"  energy: not measured ({record['energy_reason']})")
+        print(f"  energy: not measured ({m['energy_reason']})")
 
 
 def _print_breakdown(rows: list[dict[str, Any]]) -> None:
@@ -376,7 +344,7 @@ def add_info(sub) -> None:
 
 def add_measure(sub) -> None:
     p = add_workload(sub, "measure", "measure one combination: time, memory, energy, roofline fraction")
-    p.add_argument("--device", default="cpu-1t", help=f"{kinds.SPEC_HELP} (default %(default)s)")
+    p.add_argument("--device", default="cpu-1t", help=f"{kinds.spec_help()} (default %(default)s)")
     p.add_argument("--layout", default="nchw", choices=LAYOUT_CHOICES, metavar="LAYOUT", help=CHOICE_HELP)
     p.add_argument("--mode", default="inference", choices=MODE_CHOICES, metavar="MODE", help=CHOICE_HELP)
     add_geometry(p)
@@ -395,11 +363,13 @@ def add_measure(sub) -> None:
         help=f"measure in N fresh interpreters, one after another, and report each and their modes (default "
         f"{PLAIN_ROUNDS} with --allocator plain, else one measurement in this process)",
     )
-    p.add_argument("--samples", type=int_at_least(3), default=15, help="samples to take (default %(default)s)")
+    p.add_argument(
+        "--samples", type=int_at_least(3), default=DEFAULT_TIMING.samples, help="samples to take (default %(default)s)"
+    )
     p.add_argument(
         "--max-time",
         type=float_in(0, 3600, lo_open=True),
-        default=2.0,
+        default=DEFAULT_TIMING.max_time_s,
         help="seconds of sampling (default %(default)s)",
     )
     p.add_argument(

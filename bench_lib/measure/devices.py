@@ -24,13 +24,11 @@ import psutil
 import torch
 
 from bench_lib.catalogue.dtypes import DTYPES
+from bench_lib.measure.kinds import KINDS, spec_help
 from bench_lib.measure.timing import BlockTimer
 
 LAYOUTS = ("nchw", "channels_last")
 MODES = ("inference", "training")
-
-_SPEC_RE = re.compile(r"^(?:cpu(?:-(?P<threads>\d+)t)?|cuda(?::(?P<index>\d+))?|mps)$")
-SPEC_HELP = "cpu, cpu-Nt (N intra-op threads, N >= 1), cuda, cuda:K or mps"
 
 
 @functools.cache
@@ -57,30 +55,22 @@ class DeviceSpec:
 
     @property
     def torch_device(self) -> torch.device:
-        if self.kind == "cuda":
-            return torch.device("cuda", self.index or 0)
-        return torch.device(self.kind)
+        return torch.device(self.kind) if self.index is None else torch.device(self.kind, self.index)
+
+
+@functools.cache
+def _spec_pattern() -> re.Pattern[str]:
+    """A device spec: one kind's pattern (:data:`bench_lib.measure.kinds.KINDS`), in a group named for the kind."""
+    return re.compile("^(?:" + "|".join(f"(?P<{k.name}>{k.spec_pattern})" for k in KINDS.values()) + ")$")
 
 
 def parse_spec(text: str) -> DeviceSpec:
     """Parse a device spec without touching any device. ValueError names the value and the accepted forms."""
-    m = _SPEC_RE.match(text.strip())
+    m = _spec_pattern().match(text.strip())
     if not m:
-        raise ValueError(f"device={text!r} is not a device spec; accepted: {SPEC_HELP}")
-    if text.startswith("cpu"):
-        cores = physical_cores()
-        threads = int(m.group("threads")) if m.group("threads") else cores
-        if threads < 1:
-            raise ValueError(f"device={text!r}: the thread count must be at least 1; accepted: {SPEC_HELP}")
-        if threads > (os.cpu_count() or cores):
-            raise ValueError(
-                f"device={text!r}: {threads} threads is more than this machine's {os.cpu_count()} logical "
-                f"cores ({cores} physical); accepted: cpu-1t … cpu-{os.cpu_count()}t"
-            )
-        return DeviceSpec(text, "cpu", threads=threads)
-    if text.startswith("cuda"):
-        return DeviceSpec(text, "cuda", index=int(m.group("index") or 0))
-    return DeviceSpec(text, "mps")
+        raise ValueError(f"device={text!r} is not a device spec; accepted: {spec_help()}")
+    kind = next(k for k in KINDS if m.group(k))
+    return BACKENDS[kind].spec_of(text, m)
 
 
 class CudaEventTimer(BlockTimer):
@@ -101,14 +91,43 @@ class CudaEventTimer(BlockTimer):
         return self._start.elapsed_time(self._end) / 1e3  # elapsed_time is in milliseconds
 
 
-class Backend:
-    """How to run, synchronise, time and probe memory on one device. Subclasses per device kind."""
+BACKENDS: dict[str, type[Backend]] = {}  # device kind → its backend, registered at its definition
 
+
+def backend_of(kind: str) -> Callable[[type[Backend]], type[Backend]]:
+    """Register the decorated class as the backend of ``kind`` (a kind of :data:`bench_lib.measure.kinds.KINDS`)."""
+
+    def register(cls: type[Backend]) -> type[Backend]:
+        if kind not in KINDS:
+            raise ValueError(f"device kind {kind!r} has no entry in measure/kinds.py")
+        cls.kind = kind
+        BACKENDS[kind] = cls
+        return cls
+
+    return register
+
+
+class Backend:
+    """How to run, synchronise, time and probe memory on one device. A subclass per device kind, registered
+    with :func:`backend_of`: how its specs parse (:meth:`spec_of`) and which are worth running here
+    (:meth:`candidates`)."""
+
+    kind = ""
     spec: DeviceSpec
     timer_name = "perf_counter"
 
     def __init__(self, spec: DeviceSpec):
         self.spec = spec
+
+    @classmethod
+    def spec_of(cls, text: str, match: re.Match[str]) -> DeviceSpec:
+        """The spec ``text`` of this kind (``match``: the spec pattern's match, its groups)."""
+        return DeviceSpec(text, cls.kind)
+
+    @classmethod
+    def candidates(cls) -> list[str]:
+        """The specs of this kind worth running here, found without initialising the device."""
+        return []
 
     @property
     def device(self) -> torch.device:
@@ -141,7 +160,27 @@ class Backend:
         return self.spec.text
 
 
+@backend_of("cpu")
 class CpuBackend(Backend):
+    @classmethod
+    def spec_of(cls, text: str, match: re.Match[str]) -> DeviceSpec:
+        cores = physical_cores()
+        threads = int(match.group("threads")) if match.group("threads") else cores
+        if threads < 1:
+            raise ValueError(f"device={text!r}: the thread count must be at least 1; accepted: {spec_help()}")
+        if threads > (os.cpu_count() or cores):
+            raise ValueError(
+                f"device={text!r}: {threads} threads is more than this machine's {os.cpu_count()} logical "
+                f"cores ({cores} physical); accepted: cpu-1t … cpu-{os.cpu_count()}t"
+            )
+        return DeviceSpec(text, cls.kind, threads=threads)
+
+    @classmethod
+    def candidates(cls) -> list[str]:
+        """One thread, and all the physical cores."""
+        cores = physical_cores()
+        return ["cpu-1t"] + ([f"cpu-{cores}t"] if cores > 1 else [])
+
     def available(self) -> tuple[bool, str]:
         return True, ""
 
@@ -180,8 +219,30 @@ class CpuBackend(Backend):
         return rss_probe()
 
 
+@backend_of("cuda")
 class CudaBackend(Backend):
     timer_name = "cuda_event"
+
+    @classmethod
+    def spec_of(cls, text: str, match: re.Match[str]) -> DeviceSpec:
+        return DeviceSpec(text, cls.kind, index=int(match.group("index") or 0))
+
+    @classmethod
+    def candidates(cls) -> list[str]:
+        """Each visible GPU: NVML counts NVIDIA's, the KFD driver AMD's under ROCm (whose torch drives them
+        through the cuda device API)."""
+        from bench_lib.measure import nvml
+
+        if torch.version.cuda:
+            nv = nvml.module()
+            physical = nv.nvmlDeviceGetCount() if nv is not None else 0
+            count = cuda_visible_count(physical, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        elif getattr(torch.version, "hip", None):
+            visible = os.environ.get("HIP_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
+            count = cuda_visible_count(amd_gpu_count(), visible)
+        else:
+            count = 0
+        return [f"cuda:{i}" for i in range(count)]
 
     def available(self) -> tuple[bool, str]:
         if torch.version.cuda is None:
@@ -215,8 +276,15 @@ class CudaBackend(Backend):
         return f"{self.spec.text} ({torch.cuda.get_device_name(self.device)})"
 
 
+@backend_of("mps")
 class MpsBackend(Backend):
     timer_name = "mps_synchronize+perf_counter"  # MPS events were unreliable before torch #196395
+
+    @classmethod
+    def candidates(cls) -> list[str]:
+        """MPS on Apple silicon where this torch is built with it."""
+        apple = platform.system() == "Darwin" and platform.machine() == "arm64"
+        return ["mps"] if torch.backends.mps.is_built() and apple else []
 
     def available(self) -> tuple[bool, str]:
         if not torch.backends.mps.is_built():
@@ -241,7 +309,7 @@ class MpsBackend(Backend):
 def backend(spec: str | DeviceSpec) -> Backend:
     """The backend for a device spec. Parsing touches no device; call ``available()`` before use."""
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
-    return {"cpu": CpuBackend, "cuda": CudaBackend, "mps": MpsBackend}[parsed.kind](parsed)
+    return BACKENDS[parsed.kind](parsed)
 
 
 def cuda_visible_entries(physical: int, visible: str | None) -> list[str] | None:
@@ -280,30 +348,17 @@ def amd_gpu_count(nodes: str = "/sys/class/kfd/kfd/topology/nodes") -> int:
 
 
 def candidate_specs() -> list[str]:
-    """The device specs worth running here: ``cpu-1t``, all cores, each visible CUDA device, MPS on Apple
-    silicon. Found without initialising CUDA or MPS (NVML counts NVIDIA GPUs, the KFD driver AMD ones under
-    ROCm), so asv's fork server may call it."""
-    from bench_lib.measure import nvml
-
-    cores = physical_cores()
-    specs = ["cpu-1t"] + ([f"cpu-{cores}t"] if cores > 1 else [])
-    if torch.version.cuda:
-        nv = nvml.module()
-        physical = nv.nvmlDeviceGetCount() if nv is not None else 0
-        specs += [f"cuda:{i}" for i in range(cuda_visible_count(physical, os.environ.get("CUDA_VISIBLE_DEVICES")))]
-    elif getattr(torch.version, "hip", None):  # ROCm's torch drives AMD GPUs through the cuda device API
-        visible = os.environ.get("HIP_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
-        specs += [f"cuda:{i}" for i in range(cuda_visible_count(amd_gpu_count(), visible))]
-    if torch.backends.mps.is_built() and platform.system() == "Darwin" and platform.machine() == "arm64":
-        specs.append("mps")
-    return specs
+    """The device specs worth running here, each kind's (:meth:`Backend.candidates`): ``cpu-1t``, all
+    cores, each visible CUDA device, MPS on Apple silicon. Found without initialising CUDA or MPS, so asv's
+    fork server may call it."""
+    return [s for cls in BACKENDS.values() for s in cls.candidates()]
 
 
 def visible_specs() -> list[tuple[str, bool, str]]:
-    """:func:`candidate_specs` with (spec, available, reason), plus ``cuda`` and ``mps`` with the reason
-    they are absent. Initialises CUDA: not for asv parents."""
+    """:func:`candidate_specs` with (spec, available, reason), plus each kind with none (``cuda``, ``mps``)
+    with the reason it is absent. Initialises CUDA: not for asv parents."""
     specs = candidate_specs()
-    specs += [s for s in ("cuda", "mps") if not any(x.startswith(s) for x in specs)]
+    specs += [k for k in BACKENDS if not any(parse_spec(x).kind == k for x in specs)]
     return [(s, *backend(s).available()) for s in specs]
 
 

@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench_lib.measure.task import Task
+
 # fresh processes per combination of the plain suite and of `convbench measure --allocator plain`
 # (a slow-mode share of 1 in 12 is seen)
 PROCESSES = 12
@@ -83,50 +85,31 @@ SMAPS_ROLLUP = "/proc/self/smaps_rollup"
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """What every fresh process measures: a workload (``name`` and ``params``), where and how, the
-    timing's keyword arguments, and the relative error an earlier process found (None: check here)."""
+    """What every fresh process measures: the task (its ``allocator``: the policy each process puts its
+    allocator under, :mod:`bench_lib.measure.allocator`; ``graph`` only in one process: a fresh process
+    measures the host allocator), the timing's keyword arguments, and the relative error an earlier process
+    found (None: check here)."""
 
-    name: str
-    params: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu-1t"
-    layout: str = "nchw"
-    dtype: str = "float32"
-    mode: str = "inference"
-    batch: int = 1
-    height: int = 56
-    width: int = 56
+    task: Task
     timing: dict[str, float] = field(default_factory=dict)
-    allocator: str = "plain"  # the policy each process puts its allocator under (bench_lib.measure.allocator)
     checked_error: float | None = None
-    graph: bool = False  # CUDA only, and in one process: a fresh process measures the host allocator
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return json.dumps({"task": self.task.as_dict(), "timing": self.timing, "checked_error": self.checked_error})
 
     @classmethod
     def from_json(cls, text: str) -> ProcessSpec:
-        return cls(**json.loads(text))
+        d = json.loads(text)
+        return cls(Task.from_dict(d["task"]), d["timing"], d["checked_error"])
 
 
-def prepare(spec: ProcessSpec, policy: str | None = None, device=None):
-    """:func:`bench_lib.measure.harness.prepare` of ``spec`` in this process, under ``policy`` (default the
-    spec's), on ``device`` (a backend or spec; default the spec's)."""
+def prepare(spec: ProcessSpec, policy: str | None = None, backend=None):
+    """:func:`bench_lib.measure.harness.prepare` of ``spec``'s task in this process, under ``policy``
+    (default the task's), on ``backend`` (default the task's device)."""
     from bench_lib.measure import harness
 
-    return harness.prepare(
-        spec.name,
-        device=device or spec.device,
-        layout=spec.layout,
-        dtype=spec.dtype,
-        mode=spec.mode,
-        batch=spec.batch,
-        height=spec.height,
-        width=spec.width,
-        graph=spec.graph,
-        allocator_policy=policy or spec.allocator,
-        checked_error=spec.checked_error,
-        **spec.params,
-    )
+    task = replace(spec.task, allocator=policy) if policy else spec.task
+    return harness.prepare(task, backend=backend, checked_error=spec.checked_error)
 
 
 def _offset(t: Any) -> int | None:
@@ -198,15 +181,12 @@ def report(spec_json: str, module, inputs, step, measurement) -> None:
     """The end of a user's script (:mod:`bench_lib.measure.user_script`), after its timed window: glibc's
     heap read first, then the workload adopted with its context, the kernels captured, and the record
     printed as one JSON line."""
-    from bench_lib.catalogue.cases import Case
     from bench_lib.measure import allocator, devices, harness
 
     heap = allocator.heap_state()
     spec = ProcessSpec.from_json(spec_json)
-    asked = {k: getattr(spec, k) for k in ("layout", "dtype", "mode", "batch", "height", "width")}
-    case = Case(spec.name, dict(spec.params), spec.height, spec.width)
-    backend = devices.backend(spec.device)
-    prepared = harness.adopt(case, module, inputs, step, backend, asked, allocator.apply("plain"), spec.checked_error)
+    backend = devices.backend(spec.task.device)
+    prepared = harness.adopt(spec.task, module, inputs, step, backend, allocator.apply("plain"), spec.checked_error)
     m = replace(measurement, context={**measurement.context, **prepared.context})
     _print(record(prepared, m, heap))
 
@@ -233,7 +213,7 @@ def _child(python: str, args: list[str], timeout_s: float) -> dict[str, Any]:
 def _measured(spec: ProcessSpec, python: str, timeout_s: float) -> dict[str, Any]:
     """One measured process of ``spec``: under ``plain`` the user's script (written to a folder of its own,
     run as ``python script.py``), else ``python -m bench_lib.measure.fresh SPEC``."""
-    if spec.allocator != "plain":
+    if spec.task.allocator != "plain":
         return _child(python, ["-m", "bench_lib.measure.fresh", spec.to_json()], timeout_s)
     from bench_lib.measure import harness, user_script
 

@@ -1,8 +1,8 @@
 """One workload made ready to measure on one device, and checked before it is.
 
-- :func:`prepare` builds a workload on a device in a layout, dtype and mode, checks its output once
-  against a float64 CPU reference, and returns the step to time (:class:`Prepared`); :func:`prepare_case`
-  does it from a case string (``grouped(in=64,out=128,k=3,g=4)@56x56``), as the suite names them.
+- :func:`prepare` builds what a :class:`bench_lib.measure.task.Task` names (a case such as
+  ``grouped(in=64,out=128,k=3,g=4)@56x56`` on a device, in a layout, dtype and mode) and checks its output
+  once against a float64 CPU reference, and returns the step to time (:class:`Prepared`).
 
 Measuring a prepared workload is :func:`bench_lib.measure.metrics.measure`'s (and a network's per-part
 times :func:`bench_lib.measure.breakdown.breakdown`'s): this module measures nothing and imports
@@ -27,10 +27,10 @@ import torch
 from bench_lib import __version__
 from bench_lib.catalogue import registry
 from bench_lib.catalogue.cases import Case
-from bench_lib.catalogue.registry import STAGE_SIZE
 from bench_lib.files import write_atomic
 from bench_lib.measure import allocator, devices
 from bench_lib.measure.devices import DTYPES, LAYOUTS, MODES, Backend, check_choice
+from bench_lib.measure.task import Task
 
 
 class Unsupported(NotImplementedError):
@@ -97,106 +97,97 @@ def _relative_error(y: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def prepare(
-    name: str,
+    task: Task,
     *,
-    device: str | Backend = "cpu-1t",
-    layout: str = "nchw",
-    dtype: str = "float32",
-    mode: str = "inference",
-    batch: int = 1,
-    height: int = STAGE_SIZE,
-    width: int = STAGE_SIZE,
-    graph: bool = False,
-    allocator_policy: str = "steady",
-    seed: int = 0,
+    backend: Backend | None = None,
     checked_error: float | None = None,
     reference_dir: str | Path | None = None,
-    **params: Any,
 ) -> Prepared:
-    """Build ``name`` on the device, check its answer against float64 on the CPU, return the step.
+    """Build ``task``'s workload on its device (``backend``: one resolved already), check its answer
+    against float64 on the CPU, return the step.
 
-    ``checked_error``: the relative error an earlier process of the same run measured for this very
-    combination (same weights and input: the seed fixes them); the float64 reference is then skipped.
+    ``checked_error``: the relative error an earlier process of the same run measured for this very task
+    (same weights and input: the seed fixes them); the float64 reference is then skipped.
     ``reference_dir``: a run's folder of references (:func:`_reference`), shared by its processes: the
     other devices, layouts and dtypes of a case then reuse its float64 output instead of recomputing it.
 
-    Raises ValueError for bad arguments, :class:`Unsupported` for a combination the device cannot run,
+    Raises ValueError for bad arguments, :class:`Unsupported` for a task the device cannot run,
     :class:`WrongResult` when the output is off by more than the dtype's tolerance
     (norm-wise relative; :mod:`bench_lib.catalogue.dtypes`).
     """
-    backend = devices.backend(device) if isinstance(device, str) else device
-    check_combination(backend, layout, dtype, mode)
-    config = registry.resolve(name, **params)
-    registry.input_shape(name, batch, height, width, **config)  # ValueError where a layer cannot take it
-    if graph and backend.spec.kind != "cuda":
-        raise Unsupported(f"CUDA graphs need a CUDA device, not {backend.spec.text}")
-    if graph and mode != "inference":
-        raise Unsupported("CUDA graph capture is implemented for inference only")
-    alloc = allocator.apply(allocator_policy) if backend.spec.kind == "cpu" else "device allocator"
+    backend = backend or devices.backend(task.device)
+    check_combination(backend, task.layout, task.dtype, task.mode)
+    case = task.parsed()
+    config = registry.resolve(case.workload, **case.params)
+    registry.input_shape(case.workload, task.batch, case.height, case.width, **config)  # ValueError if it cannot
+    _check_graph(task, backend)
+    alloc = allocator.apply(task.allocator) if backend.spec.kind == "cpu" else "device allocator"
     backend.activate()
 
-    torch.manual_seed(seed)
-    compute = checked_error is None
-    module, x_cpu, ref = _reference(name, config, batch, height, width, seed, mode, compute, reference_dir)
-    module, x = (_to_layout(t.to(device=backend.device, dtype=DTYPES[dtype].torch), layout) for t in (module, x_cpu))
+    torch.manual_seed(task.seed)
+    module, x_cpu, ref = _reference(case, config, task, checked_error is None, reference_dir)
+    torch_dtype = DTYPES[task.dtype].torch
+    module, x = (_to_layout(t.to(device=backend.device, dtype=torch_dtype), task.layout) for t in (module, x_cpu))
     if backend.spec.kind == "cuda":
         torch.backends.cudnn.benchmark = True
-    if checked_error is None:
-        err = _check(module, x, ref, f"{name} on {backend.spec.text} ({layout}, {dtype}, {mode})", dtype)
-    else:
-        err = checked_error
-        if mode == "training":
-            with torch.no_grad():
-                ref = module(x)  # only its shape is used: the training step's fixed output gradient
-    step = _training_step(module, x, ref, layout, seed) if mode == "training" else _inference_step(module, x)
-    if graph:
+    err, ref = _checked(module, x, ref, task, f"{case.workload} on {backend.spec.text}", checked_error)
+    training = task.mode == "training"
+    step = _training_step(module, x, ref, task.layout, task.seed) if training else _inference_step(module, x)
+    if task.graph:
         step = _capture_cuda_graph(step, backend)
-    asked = {"layout": layout, "dtype": dtype, "mode": mode, "batch": batch, "height": height, "width": width}
-    return adopt(Case(name, dict(params), height, width), module, x, step, backend, asked, alloc, err, graph)
+    return adopt(task, module, x, step, backend, alloc, err)
+
+
+def _checked(module, x, ref, task: Task, where: str, checked_error: float | None) -> tuple[float, torch.Tensor]:
+    """The relative error (:func:`_check`'s, or ``checked_error`` known already) and the output whose shape
+    a training step's fixed gradient takes."""
+    if checked_error is None:
+        return _check(module, x, ref, f"{where} ({task.layout}, {task.dtype}, {task.mode})", task.dtype), ref
+    if task.mode == "training":
+        with torch.no_grad():
+            ref = module(x)  # only its shape is used: the training step's fixed output gradient
+    return checked_error, ref
+
+
+def _check_graph(task: Task, backend: Backend) -> None:
+    """:class:`Unsupported` where a CUDA graph is asked for and cannot be captured."""
+    if task.graph and backend.spec.kind != "cuda":
+        raise Unsupported(f"CUDA graphs need a CUDA device, not {backend.spec.text}")
+    if task.graph and task.mode != "inference":
+        raise Unsupported("CUDA graph capture is implemented for inference only")
 
 
 def adopt(
-    case: Case,
+    task: Task,
     module: torch.nn.Module,
     inputs: torch.Tensor,
     step: Callable[[], Any],
     backend: Backend,
-    asked: dict[str, Any],
     alloc: str,
     err: float,
-    graph: bool = False,
 ) -> Prepared:
     """A workload built elsewhere (by :func:`prepare`, or by a user's script: :mod:`user_script`) as a
-    :class:`Prepared` with its context; ``asked`` holds layout, dtype, mode, batch, height and width."""
-    config = registry.resolve(case.workload, **case.params)
-    context = _context(case, config, backend, asked, tuple(inputs.shape), alloc, graph, err)
-    return Prepared(module, inputs, step, backend, context, asked["mode"], err)
+    :class:`Prepared` with its context; ``alloc``: the allocator in force, ``err``: its checked error."""
+    context = _context(task, backend, tuple(inputs.shape), alloc, err)
+    return Prepared(module, inputs, step, backend, context, task.mode, err)
 
 
-def _context(
-    case: Case,
-    config: dict[str, Any],
-    backend: Backend,
-    asked: dict[str, Any],
-    in_shape: tuple[int, ...],
-    alloc: str,
-    graph: bool,
-    err: float,
-) -> dict[str, Any]:
+def _context(task: Task, backend: Backend, in_shape: tuple[int, ...], alloc: str, err: float) -> dict[str, Any]:
     """What a measurement records about what was in force: the case, the device, the layout, dtype, mode and
     geometry asked for, the allocator, CUDA's settings, the reference check and the versions."""
     cuda = backend.spec.kind == "cuda"
+    case = task.parsed()
     return {
         "case": str(case),
         "workload": case.workload,
-        "params": config,
+        "params": case.resolved,
         "device": backend.spec.text,
         "device_name": backend.describe(),
         "threads": backend.threads_in_force(),
-        **asked,
+        **task.asked(),
         "in_shape": list(in_shape),
         "allocator": alloc,
-        "graph": graph,
+        "graph": task.graph,
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if cuda else None,
         "relative_error": err,
         "torch_version": torch.__version__,
@@ -205,13 +196,9 @@ def _context(
 
 
 def _reference(
-    name: str,
+    case: Case,
     config: dict[str, Any],
-    batch: int,
-    height: int,
-    width: int,
-    seed: int,
-    mode: str,
+    task: Task,
     compute: bool = True,
     cache_dir: str | Path | None = None,
 ) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor | None]:
@@ -223,6 +210,7 @@ def _reference(
     everything that determines it; a later process reads it instead of running the float64 forward, which
     costs 3-4x the float32 one and was most of a default run's setup. A file that cannot be read is
     recomputed."""
+    name, batch, height, width, seed, mode = case.workload, task.batch, case.height, case.width, task.seed, task.mode
     module = registry.build(name, **config)
     module.train(mode == "training")
     x_cpu = registry.example_input(name, batch, height, width, seed=seed, **config)
@@ -334,10 +322,3 @@ def _capture_cuda_graph(step: Callable[[], Any], backend: Backend) -> Callable[[
         step()
     backend.synchronize()
     return g.replay
-
-
-def prepare_case(case_text: str, *, device: str | Backend, **options: Any) -> Prepared:
-    """:func:`prepare` of a case string (its workload, parameters and input size) with ``options``
-    (layout, dtype, mode, batch, ...)."""
-    case = Case.parse(case_text)
-    return prepare(case.workload, device=device, height=case.height, width=case.width, **options, **case.params)

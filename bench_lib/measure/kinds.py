@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SPEC_HELP = "cpu, cpu-Nt (N intra-op threads, N >= 1), cuda, cuda:K or mps"
-
 # Dense convolutions a roofline's compute roof is measured on: (channels, height = width, batch, kernel) at
 # the stage shapes the grids use, 1×1, 3×3 and 5×5 (the dense equivalent of an MBConv k=5 is a wide 5×5
 # conv). oneDNN's efficiency moves with the shape, so one shape under-states the roof.
@@ -31,15 +29,18 @@ GPU_CONV_SHAPES = ((512, 64, 1, 3), (256, 56, 64, 3), (512, 14, 64, 1), (1024, 7
 class DeviceKind:
     """What convbench runs on one kind of device, and at which sizes.
 
-    ``throughput_batch``: the grids' batch beside 1; ``paper_batch``: the paper tables' batch (single-image
-    CPU latency, GPU throughput); ``canary``: (GEMM edge, 3×3 conv channels, its spatial size, its batch);
-    ``gemm_size`` and ``copy_bytes``: the roofline's large GEMM edge and DRAM copy (big enough to reach
-    the peak, small enough for a 2-core laptop); ``copy_levels``: copy working sets (source + destination
-    bytes) that fit each cache level; ``conv_shapes``: the dense convolutions of the compute roof;
-    ``energy_meter``: ``nvml``, ``rapl`` or None, with ``no_meter_reason`` where None.
+    ``spec_pattern``: the regular expression of its device specs (its named groups unique among the kinds: the
+    backend reads them), and ``spec_help`` the same in words; ``throughput_batch``: the grids' batch beside 1;
+    ``paper_batch``: the paper tables' batch (single-image CPU latency, GPU throughput); ``canary``: (GEMM edge,
+    3×3 conv channels, its spatial size, its batch); ``gemm_size`` and ``copy_bytes``: the roofline's large GEMM
+    edge and DRAM copy (big enough to reach the peak, small enough for a 2-core laptop); ``copy_levels``: copy
+    working sets (source + destination bytes) that fit each cache level; ``conv_shapes``: the dense convolutions
+    of the compute roof; ``energy_meter``: ``nvml``, ``rapl`` or None, with ``no_meter_reason`` where None.
     """
 
     name: str
+    spec_pattern: str
+    spec_help: str
     throughput_batch: int
     paper_batch: int
     canary: tuple[int, int, int, int]
@@ -57,9 +58,35 @@ _GPU_LEVELS = tuple(2**k for k in range(20, 28))  # 1 MiB … 128 MiB (L2 is 40-
 KINDS = {
     k.name: k
     for k in (
-        DeviceKind("cpu", 8, 1, (512, 64, 56, 1), 1024, 256 * 2**20, _CPU_LEVELS, CPU_CONV_SHAPES, "rapl"),
-        DeviceKind("cuda", 64, 32, (4096, 256, 56, 32), 8192, 2**30, _GPU_LEVELS, GPU_CONV_SHAPES, "nvml"),
         DeviceKind(
+            "cpu",
+            r"cpu(?:-(?P<threads>\d+)t)?",
+            "cpu, cpu-Nt (N intra-op threads, N >= 1)",
+            8,
+            1,
+            (512, 64, 56, 1),
+            1024,
+            256 * 2**20,
+            _CPU_LEVELS,
+            CPU_CONV_SHAPES,
+            "rapl",
+        ),
+        DeviceKind(
+            "cuda",
+            r"cuda(?::(?P<index>\d+))?",
+            "cuda, cuda:K",
+            64,
+            32,
+            (4096, 256, 56, 32),
+            8192,
+            2**30,
+            _GPU_LEVELS,
+            GPU_CONV_SHAPES,
+            "nvml",
+        ),
+        DeviceKind(
+            "mps",
+            "mps",
             "mps",
             64,
             32,
@@ -73,6 +100,12 @@ KINDS = {
         ),
     )
 }
+
+
+def spec_help() -> str:
+    """Every kind's specs in words, for the CLI's help and the parser's errors."""
+    helps = [k.spec_help for k in KINDS.values()]
+    return f"{', '.join(helps[:-1])} or {helps[-1]}"
 
 
 def kind(name: str) -> DeviceKind:

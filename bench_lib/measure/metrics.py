@@ -92,7 +92,10 @@ class Metric:
     """One metric: asv's ``unit`` and benchmark class name, ``per_round`` (runs in every round's process, or
     once), ``run(target, settings)`` → (value, result, fields), ``read(fields)`` → (the value the store keeps,
     in ``unit``; its statistics by store column) from an event's fields, and ``available(backend)`` → (ok,
-    why not: a phrase such as "no energy meter: ...")."""
+    why not: a phrase such as "no energy meter: ..."). One measurement of everything
+    (:mod:`bench_lib.measure.single`) shows the reading's ``headline`` field (per call, with its unit) at the top
+    and the whole reading under ``detail`` (None: the reading's fields all at the top); the analysis's tidy
+    table holds its stored value in ``column`` (named with its unit: :mod:`bench_lib.analysis.results`)."""
 
     name: str
     unit: str
@@ -100,17 +103,31 @@ class Metric:
     per_round: bool
     run: Callable[[Any, Settings], tuple[Any, Any, dict[str, Any]]]
     read: Callable[[Mapping[str, Any]], tuple[Any, dict[str, Any]]]
+    headline: str
+    detail: str | None
+    column: str
     available: Callable[[Backend], tuple[bool, str]] = _always
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def metric(name: str, unit: str, asv_class: str, *, per_round: bool, read, available=_always):
+def metric(
+    name: str,
+    unit: str,
+    asv_class: str,
+    *,
+    per_round: bool,
+    read,
+    headline: str,
+    detail: str | None,
+    column: str,
+    available=_always,
+):
     """Register the decorated ``run(target, settings)`` as the metric ``name``."""
 
     def decorate(run):
-        METRICS[name] = Metric(name, unit, asv_class, per_round, run, read, available)
+        METRICS[name] = Metric(name, unit, asv_class, per_round, run, read, headline, detail, column, available)
         return run
 
     return decorate
@@ -151,7 +168,16 @@ def _read_latency(fields: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     return m.get("median_s"), stats
 
 
-@metric("latency", "seconds", "Latency", per_round=True, read=_read_latency)
+@metric(
+    "latency",
+    "seconds",
+    "Latency",
+    per_round=True,
+    read=_read_latency,
+    headline="median_s",
+    detail=None,
+    column="latency_s",
+)
 def _latency(target: Target, settings: Settings):
     """Seconds per call: samples of blocks of back-to-back calls (:func:`time_callable`)."""
     with target.grad_mode():
@@ -170,6 +196,9 @@ def _latency(target: Target, settings: Settings):
     "PeakMemory",
     per_round=False,
     read=lambda f: ((f.get("memory") or {}).get("peak_bytes"), {}),
+    headline="peak_bytes",
+    detail="memory",
+    column="peak_bytes",
 )
 def _peak_memory(target: Target, settings: Settings):
     """Peak bytes live during one call (deterministic: measured once)."""
@@ -192,6 +221,9 @@ def _energy_available(backend: Backend) -> tuple[bool, str]:
     "Energy",
     per_round=False,
     read=lambda f: (f.get("energy_j_per_item"), {}),
+    headline="energy_j_per_call",
+    detail="energy",
+    column="energy_j_per_item",
     available=_energy_available,
 )
 def _energy(target: Target, settings: Settings):

@@ -13,6 +13,7 @@ import torch
 import torch.utils.benchmark as tub
 
 from bench_lib.measure import harness, metrics
+from bench_lib.measure.task import Task
 
 # ~20 us to ~20 ms per call on one core of a 2020s x86 CPU
 TIMING_CASES: list[tuple[str, dict]] = [
@@ -34,7 +35,7 @@ SETTINGS = metrics.Settings(timing={"samples": 15, "max_time_s": 0.5})
 def timing(rounds: int = 3, device: str = "cpu-1t") -> int:
     prepared = []
     for name, kw in TIMING_CASES:
-        prepared.append(harness.prepare(name, device=device, **kw))
+        prepared.append(harness.prepare(Task.of(name, device=device, **kw)))
     ratios: list[list[float]] = [[] for _ in prepared]
     ours: list[list[float]] = [[] for _ in prepared]
     theirs: list[list[float]] = [[] for _ in prepared]

@@ -25,6 +25,25 @@ NOISY_RELATIVE_IQR = 0.10
 OVERHEAD_FRACTION = 0.01  # timer + sync overhead allowed per sample
 
 
+@dataclass(frozen=True)
+class Timing:
+    """How long and how much :func:`time_callable` samples (its keyword arguments): at most ``samples``
+    samples, each of at least ``min_sample_s``, after at most ``max_warmup_s`` of warm-up; it stops at
+    ``samples`` once ``min_time_s`` has passed, or at ``min_samples`` once ``max_time_s`` has. A grid's
+    timing, ``convbench measure``'s flags and an A/B pair's stopping rule all start from
+    :data:`DEFAULT_TIMING`."""
+
+    samples: int = 15
+    min_samples: int = 5
+    min_sample_s: float = 0.005
+    max_time_s: float = 2.0
+    max_warmup_s: float = 2.0
+    min_time_s: float = 0.0
+
+
+DEFAULT_TIMING = Timing()
+
+
 def minor_faults() -> int:
     """Minor page faults of this process so far (all threads)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -217,8 +236,8 @@ class Sampler:
 
     fn: Callable[[], Any]
     backend: Clock
-    min_sample_s: float = 0.005
-    max_warmup_s: float = 2.0
+    min_sample_s: float = DEFAULT_TIMING.min_sample_s
+    max_warmup_s: float = DEFAULT_TIMING.max_warmup_s
     block_multiple: int = 1
     context: dict[str, Any] | None = None
     taken: list[float] = field(default_factory=list)
@@ -269,12 +288,12 @@ def time_callable(
     fn: Callable[[], Any],
     backend: Clock,
     *,
-    samples: int = 15,
-    min_samples: int = 5,
-    min_sample_s: float = 0.005,
-    max_time_s: float = 2.0,
-    max_warmup_s: float = 2.0,
-    min_time_s: float = 0.0,
+    samples: int = DEFAULT_TIMING.samples,
+    min_samples: int = DEFAULT_TIMING.min_samples,
+    min_sample_s: float = DEFAULT_TIMING.min_sample_s,
+    max_time_s: float = DEFAULT_TIMING.max_time_s,
+    max_warmup_s: float = DEFAULT_TIMING.max_warmup_s,
+    min_time_s: float = DEFAULT_TIMING.min_time_s,
     block_multiple: int = 1,
     context: dict[str, Any] | None = None,
 ) -> Measurement:

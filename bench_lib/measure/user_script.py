@@ -37,6 +37,7 @@ import bench_lib
 from bench_lib.catalogue import layers, registry
 from bench_lib.catalogue.dtypes import DTYPES
 from bench_lib.measure import devices, harness
+from bench_lib.measure.task import Task
 
 PROJECT_ROOT = Path(bench_lib.__file__).resolve().parent.parent  # put on the script's path for step 3
 
@@ -122,30 +123,30 @@ def definitions(module: nn.Module) -> str:
     return "\n\n\n".join(_user_source(o) for o in ordered)
 
 
-def build_source(spec) -> str:
-    """The part of the user's script for ``spec`` that builds it: the definitions, the threads, the seed, the
+def build_source(task: Task) -> str:
+    """The part of the user's script for ``task`` that builds it: the definitions, the threads, the seed, the
     module, the input, the dtype and the layout (it needs ``torch`` and ``nn`` imported).
     :class:`bench_lib.measure.harness.Unsupported` where the device cannot run it, NotScriptable beyond CPU
     inference."""
-    backend = devices.backend(spec.device)
-    harness.check_combination(backend, spec.layout, spec.dtype, spec.mode)
-    if backend.spec.kind != "cpu" or spec.mode != "inference":
+    backend = devices.backend(task.device)
+    harness.check_combination(backend, task.layout, task.dtype, task.mode)
+    if backend.spec.kind != "cpu" or task.mode != "inference":
         raise NotScriptable("a user's script is written for CPU inference (the plain suite)")
-    config = registry.resolve(spec.name, **spec.params)
-    module = registry.build(spec.name, **config)
-    shape = registry.input_shape(spec.name, spec.batch, spec.height, spec.width, **config)
+    case = task.parsed()
+    module = registry.build(case.workload, **case.resolved)
+    shape = registry.input_shape(case.workload, task.batch, case.height, case.width, **case.resolved)
     lines = [
         definitions(module),
         "",
         f"torch.set_num_threads({backend.spec.threads or devices.physical_cores()})",
-        "torch.manual_seed(0)",
+        f"torch.manual_seed({task.seed})",
         f"module = {constructor(module)}",
-        f"x = torch.randn({tuple(shape)}, generator=torch.Generator().manual_seed(0))",
+        f"x = torch.randn({tuple(shape)}, generator=torch.Generator().manual_seed({task.seed}))",
     ]
-    if spec.dtype != "float32":
-        name = DTYPES[spec.dtype].name
+    if task.dtype != "float32":
+        name = DTYPES[task.dtype].name
         lines.append(f"module, x = module.to(torch.{name}), x.to(torch.{name})")
-    if spec.layout == "channels_last":
+    if task.layout == "channels_last":
         lines.append("module, x = (t.to(memory_format=torch.channels_last) for t in (module, x))")
     return "\n".join([*lines, "module.eval()", ""]).lstrip("\n")
 
@@ -154,11 +155,12 @@ def render(spec) -> str:
     """The user's script for ``spec`` (a :class:`bench_lib.measure.fresh.ProcessSpec` under ``plain``): it
     builds the workload (:func:`build_source`), times it, then prints the process's record as one JSON line
     (:func:`bench_lib.measure.fresh.report`)."""
-    what = f"{spec.name} {registry.resolve(spec.name, **spec.params)} on {spec.device}, {spec.layout}, {spec.dtype}"
+    task = spec.task
+    what = f"{task.case} on {task.device}, {task.layout}, {task.dtype}"
     return _TEMPLATE.format(
-        what=f"{what}, batch {spec.batch}",
+        what=f"{what}, batch {task.batch}",
         root=str(PROJECT_ROOT),
-        build=build_source(spec),
+        build=build_source(task),
         timing=dict(spec.timing),
         spec=spec.to_json(),
     )

@@ -175,7 +175,7 @@ def interleave(servers: list[Server], c: Combination, pair: int, timing: dict[st
         if o.block != block and o.server.ask({"op": "block", "calls": block}).get("status") != "ok":
             opened.remove(o)  # it ended instead: its event says why
         o.block = block
-    rule = {k: timing.get(k, v) for k, v in STOP_RULE.items()}
+    rule = {k: timing.get(k, getattr(measuring.DEFAULT_TIMING, k)) for k in STOP_RULE}
     cycle, k = (len(opened) if len(opened) >= 3 else 1), 0
     while opened and not (k % cycle == 0 and all(measuring.enough(o.taken, o.sampled_s, **rule) for o in opened)):
         for o in [opened[j] for j in turn_order(len(opened), k)]:
@@ -205,8 +205,8 @@ def turn_order(n_sides: int, round_: int) -> list[int]:
 
 # Untimed calls before each sample of an A/B pair: docs/ab.md ("Why every sample comes after another side")
 TURN_WARM_CALLS = 1
-# time_callable's stopping rule and its defaults, read from the grid's timing where it sets them
-STOP_RULE = {"samples": 15, "min_samples": 5, "min_time_s": 0.0, "max_time_s": 2.0}
+# time_callable's stopping rule (measure.timing.enough), read from the grid's timing or the defaults
+STOP_RULE = ("samples", "min_samples", "min_time_s", "max_time_s")
 
 
 class ServerDied(RuntimeError):
@@ -320,14 +320,15 @@ def start_servers(ctx, base: dict[str, str], log) -> list[Server]:
 
 
 def _walk(ctx, servers: list[Server], stop: guard.Stop, events_path: Path, renew: Callable[[], None]) -> None:
-    """The canaries at the start, then pass after pass: pass ``p`` gives pair ``p`` to every combination
-    still open (:class:`ab_sequential.Sequential`), each combination's sides back to back, the side that
-    goes first rotating (:func:`first_side`); after a pass at a look, decided combinations close. It ends
-    when none is open, at the run's most pairs, when its budget is spent or on a stop signal; then the
-    canaries at the end. The run is saved, its progress printed and every side's server started anew after
-    each pass: a server's memory layout (its heap, where ASLR put its libraries) is inherited by every
-    process it forks, so one server per side for the whole run makes that layout a difference between the
-    sides (docs/ab.md, "Why a new server every pair")."""
+    """The canaries at the start, then pass after pass: pass ``p`` gives pair ``p`` to every combination still open
+    (:class:`ab_sequential.Sequential`), each combination's sides back to back, the side that goes first
+    rotating (:func:`first_side`); after a pass at a look, decided combinations close. It ends when none is
+    open, at the run's most pairs, when its budget is spent or on a stop signal; then the canaries at the
+    end; a pass cut short by the budget or a stop takes no look (it is the end). The run is saved, its
+    progress printed and every side's server started anew after each pass: a server's memory layout (its
+    heap, where ASLR put its libraries) is inherited by every process it forks, so one server per side for
+    the whole run makes that layout a difference between the sides (docs/ab.md, "Why a new server every
+    pair")."""
     combos, n = ctx.plan.selected, len(servers)
     _canaries(ctx, servers, "start")
     for pair in range(ctx.pairs):
@@ -348,7 +349,7 @@ def _walk(ctx, servers: list[Server], stop: guard.Stop, events_path: Path, renew
             else:
                 for server in ordered:
                     server.measure(combos[i], pair)
-        closed = ctx.sequential.look(pair + 1, summary.read_events(events_path))
+        closed = ctx.sequential.look(pair + 1, summary.read_events(events_path), cut_short=measured < len(todo))
         _progress(ctx, pair + 1, measured, len(closed))
     _canaries(ctx, servers, "end")
 

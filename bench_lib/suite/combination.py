@@ -21,6 +21,7 @@ from typing import Any
 from bench_lib import __version__
 from bench_lib.files import append_line
 from bench_lib.measure.metrics import METRICS as _METRICS
+from bench_lib.measure.task import Task
 
 PARAM_NAMES = ("case", "batch", "device", "layout", "dtype", "mode")
 METRICS = {name: m.unit for name, m in _METRICS.items()}  # metric → asv unit
@@ -88,6 +89,11 @@ class Combination:
     def asv_name(self) -> str:
         """How asv names this parameter combination when it filters with ``--bench``."""
         return f"{self.benchmark}({', '.join(repr(p) for p in self.params)})"
+
+    def task(self, allocator: str = "steady") -> Task:
+        """What this combination measures (:class:`bench_lib.measure.task.Task`), under ``allocator``."""
+        where = {"device": self.device, "layout": self.layout, "dtype": self.dtype, "mode": self.mode}
+        return Task(self.case, **where, batch=self.batch, allocator=allocator)
 
     def as_event(self) -> dict[str, Any]:
         """The identity part of an events/history line."""

@@ -67,6 +67,7 @@ def measure_breakdowns(grid: grids.Grid) -> tuple[list[dict[str, Any]], float]:
     import torch
 
     from bench_lib.measure import breakdown, harness
+    from bench_lib.measure.task import Task
 
     found, spent_s = [], 0.0
     for spec in grid.devices:
@@ -75,7 +76,7 @@ def measure_breakdowns(grid: grids.Grid) -> tuple[list[dict[str, Any]], float]:
         for case_text in grid.cases["networks"]:
             layout = grid.layouts[0]  # NCHW: the breakdown's shares barely move with the layout
             try:
-                prepared = harness.prepare_case(case_text, device=spec, layout=layout)
+                prepared = harness.prepare(Task(case_text, device=spec, layout=layout))
                 started = time.perf_counter()
                 rows = breakdown.breakdown(prepared)
                 spent_s += time.perf_counter() - started

@@ -30,7 +30,6 @@ from typing import Any
 
 import torch
 
-from bench_lib.catalogue.cases import Case
 from bench_lib.files import append_line, read_json_lines
 from bench_lib.measure import devices, fresh, harness, kernels, metrics
 from bench_lib.measure import timing as measuring
@@ -173,10 +172,7 @@ def _setup_plain(c: Combination, g: Grid) -> Fresh:
     if reason:
         raise harness.Unsupported(reason)
     _inject_failure(c)
-    case = Case.parse(c.case)
-    where = {"device": c.device, "layout": c.layout, "dtype": c.dtype, "mode": c.mode, "batch": c.batch}
-    spec = fresh.ProcessSpec(case.workload, dict(case.params), **where, height=case.height, width=case.width)
-    spec = replace(spec, timing=dict(g.timing), checked_error=_checked_error(c))
+    spec = fresh.ProcessSpec(c.task(allocator="plain"), timing=dict(g.timing), checked_error=_checked_error(c))
     if spec.checked_error is None:
         spec = replace(spec, checked_error=fresh.check(spec))
         _remember_check(c, spec.checked_error)
@@ -222,16 +218,8 @@ def _prepare(c: Combination, g: Grid) -> harness.Prepared:
     if not ok:
         raise harness.Unsupported(f"{c.device}: {why}")
     known = _checked_error(c)
-    prepared = harness.prepare_case(
-        c.case,
-        device=backend,
-        layout=c.layout,
-        dtype=c.dtype,
-        mode=c.mode,
-        batch=c.batch,
-        checked_error=known,
-        reference_dir=os.environ.get("CONVBENCH_REFERENCES"),
-    )
+    references = os.environ.get("CONVBENCH_REFERENCES")
+    prepared = harness.prepare(c.task(), backend=backend, checked_error=known, reference_dir=references)
     if known is None:
         _remember_check(c, prepared.relative_error)
     return prepared
@@ -248,8 +236,8 @@ def interleaved(ready: Ready, ask: Callable[[], str], answer: Callable[[str], No
     sampler = measuring.Sampler(
         prepared.step,
         prepared.backend,
-        min_sample_s=timing.get("min_sample_s", 0.005),
-        max_warmup_s=timing.get("max_warmup_s", 2.0),
+        min_sample_s=timing.get("min_sample_s", measuring.DEFAULT_TIMING.min_sample_s),
+        max_warmup_s=timing.get("max_warmup_s", measuring.DEFAULT_TIMING.max_warmup_s),
         block_multiple=period,
         context=prepared.context,
     )

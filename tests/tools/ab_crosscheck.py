@@ -4,7 +4,7 @@
 
 For every combination whose paired change between side A and each other side of the A/B run is beyond
 ``--threshold``, each side's interpreter is started ``--processes`` times, alternating the sides; each
-process prepares the case as convbench does (:func:`bench_lib.measure.harness.prepare_case`: the same
+process prepares the case as convbench does (:func:`bench_lib.measure.harness.prepare` of its task: the same
 module, input, layout, dtype, mode, threads and allocator policy) and times it with
 ``torch.utils.benchmark.Timer.blocked_autorange(min_run_time=1.0)``, printing the median. Per
 combination it prints convbench's ratio and interval beside the ratio of the medians of the processes'
@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 TIME_ONE = """
 import json, sys, torch.utils.benchmark as tb
 from bench_lib.measure import devices, harness
+from bench_lib.measure.task import Task
 c = json.loads(sys.argv[1])
-p = harness.prepare_case(c["case"], device=devices.backend(c["device"]), layout=c["layout"], dtype=c["dtype"],
-                         mode=c["mode"], batch=int(c["batch"]))
+p = harness.prepare(Task(c["case"], device=c["device"], layout=c["layout"], dtype=c["dtype"], mode=c["mode"],
+                         batch=int(c["batch"])))
 with p.grad_mode():
     threads = devices.parse_spec(c["device"]).threads or 1
     m = tb.Timer(stmt="step()", globals={"step": p.step}, num_threads=threads).blocked_autorange(min_run_time=1.0)

@@ -35,12 +35,13 @@ OPS = {"pointwise": {"in_channels": 64, "out_channels": 64}, "depthwise": {"in_c
 ONE_PROCESS = """
 import json
 from bench_lib.measure import harness, metrics
+from bench_lib.measure.task import Task
 from bench_lib.suite import grids
 OPS = json.loads(OPS_JSON)
 out = {}
 settings = metrics.Settings(timing=grids.ROUND_TIMING)
 for name, params in OPS.items():
-    m = metrics.measure(harness.prepare(name, device="cpu-1t", batch=8, **params), "latency", settings).result
+    m = metrics.measure(harness.prepare(Task.of(name, device="cpu-1t", batch=8, **params)), "latency", settings).result
     out[name] = [m.min_s, m.median_s]
 print(json.dumps(out))
 """

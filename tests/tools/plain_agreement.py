@@ -27,6 +27,7 @@ from pathlib import Path
 from scipy import stats
 
 from bench_lib.measure import fresh
+from bench_lib.measure.task import Task
 
 SLOW_FAULTS_PER_CALL = 100.0  # a process at or above this many minor faults per call is in the slow mode
 
@@ -104,7 +105,7 @@ def bare(python: str, op: str, dtype: str, processes: int) -> list[tuple[float, 
 
 def plain(python: str, op: str, dtype: str, processes: int) -> list[tuple[float, float]]:
     """(median seconds, faults per call) of ``processes`` of convbench's plain processes."""
-    spec = fresh.ProcessSpec(op, SPECS[op], dtype=dtype)
+    spec = fresh.ProcessSpec(Task.of(op, dtype=dtype, allocator="plain", **SPECS[op]))
     records = fresh.run(spec, processes, python=python)
     bad = [r for r in records if "median_s" not in r]
     if bad:
