@@ -3,6 +3,7 @@ stopping on synthetic pairs with known answers (bench_lib.measure.intervals, ben
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -58,7 +59,7 @@ def _run(combos, ratios: np.ndarray, seq: ab_sequential.Sequential, until: int |
         for i in todo:
             got[i] = pair + 1
         if pair + 1 in seq.looks[:-1]:
-            seq.look(pair + 1, _events(combos, ratios, pair + 1))
+            seq.look(pair + 1, functools.partial(_events, combos, ratios, pair + 1))
     return got
 
 
@@ -147,9 +148,9 @@ def test_a_combination_a_side_never_measured_closes_at_the_first_look():
     seq = ab_sequential.Sequential(combos, ["A", "B"], 40)
     events = _events(combos, np.zeros((2, 16)), 16)
     events = [e for e in events if not (e["side"] == "B" and e["params"]["case"] == combos[1].case)]
-    assert seq.look(15, events) == []  # not a look
-    assert seq.look(16, events, cut_short=True) == [] and not seq.closed  # a pass the budget cut: the end
-    assert seq.look(16, events) == [0, 1]  # 0: decided unchanged (no spread at all); 1: B never measured it
+    assert seq.look(15, lambda: events) == []  # not a look
+    assert seq.look(16, lambda: events, cut_short=True) == [] and not seq.closed  # a pass the budget cut: the end
+    assert seq.look(16, lambda: events) == [0, 1]  # 0: decided unchanged (no spread at all); 1: B never measured it
 
 
 def test_three_sides_close_only_once_every_comparison_is_decided():

@@ -117,7 +117,7 @@ def prepare(
     """
     backend = backend or devices.backend(task.device)
     check_combination(backend, task.layout, task.dtype, task.mode)
-    case = task.parsed()
+    case = task.parsed
     config = registry.resolve(case.workload, **case.params)
     registry.input_shape(case.workload, task.batch, case.height, case.width, **config)  # ValueError if it cannot
     _check_graph(task, backend)
@@ -176,7 +176,7 @@ def _context(task: Task, backend: Backend, in_shape: tuple[int, ...], alloc: str
     """What a measurement records about what was in force: the case, the device, the layout, dtype, mode and
     geometry asked for, the allocator, CUDA's settings, the reference check and the versions."""
     cuda = backend.spec.kind == "cuda"
-    case = task.parsed()
+    case = task.parsed
     return {
         "case": str(case),
         "workload": case.workload,

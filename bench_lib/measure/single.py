@@ -78,7 +78,7 @@ def measure_task(
         raise RuntimeError(f"no seconds per call were measured: {record.get('latency_reason')}")
     if parts:
         record["breakdown"] = breakdown.breakdown(prepared)
-    case = task.parsed()
+    case = task.parsed
     c = theory.cost(
         case.workload, dtype=task.dtype, batch=task.batch, height=case.height, width=case.width, **case.params
     )

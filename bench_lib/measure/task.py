@@ -6,8 +6,8 @@ A task is a case (a workload, its parameters and input size, as the case string
 allocator policy, with the seed that fixes its weights and input. The suite builds it from a
 :class:`bench_lib.suite.combination.Combination` (which adds the suite and the metric), ``convbench measure``
 from its arguments (:meth:`Task.of`), a fresh process from JSON (:class:`bench_lib.measure.fresh.ProcessSpec`
-carries a task, the timing and the checked error), and a measurement's context records it
-(:meth:`Task.context`).
+carries a task, the timing and the checked error), and a measurement's context records it (its case and
+:meth:`Task.asked`: :func:`bench_lib.measure.harness.prepare`).
 
 Standard library only at import (the CLI and the fresh processes' launcher read it without torch); the
 case string is parsed where the workload is built.
@@ -15,6 +15,7 @@ case string is parsed where the workload is built.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -60,15 +61,16 @@ class Task:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @functools.cached_property
     def parsed(self) -> Case:
-        """The case: workload, its given parameters, height and width."""
+        """The case: workload, its given parameters, height and width (parsed once per task)."""
         from bench_lib.catalogue.cases import Case
 
         return Case.parse(self.case)
 
     def asked(self) -> dict[str, Any]:
         """What the measurement was asked for beside the case: layout, dtype, mode, batch, height, width."""
-        case = self.parsed()
+        case = self.parsed
         return {
             "layout": self.layout,
             "dtype": self.dtype,

@@ -132,7 +132,7 @@ def build_source(task: Task) -> str:
     harness.check_combination(backend, task.layout, task.dtype, task.mode)
     if backend.spec.kind != "cpu" or task.mode != "inference":
         raise NotScriptable("a user's script is written for CPU inference (the plain suite)")
-    case = task.parsed()
+    case = task.parsed
     module = registry.build(case.workload, **case.resolved)
     shape = registry.input_shape(case.workload, task.batch, case.height, case.width, **case.resolved)
     lines = [

@@ -176,19 +176,24 @@ def interleave(servers: list[Server], c: Combination, pair: int, timing: dict[st
             opened.remove(o)  # it ended instead: its event says why
         o.block = block
     rule = {k: timing.get(k, getattr(measuring.DEFAULT_TIMING, k)) for k in STOP_RULE}
-    cycle, k = (len(opened) if len(opened) >= 3 else 1), 0
+    cycle, k = _cycle(len(opened)), 0
     while opened and not (k % cycle == 0 and all(measuring.enough(o.taken, o.sampled_s, **rule) for o in opened)):
         for o in [opened[j] for j in turn_order(len(opened), k)]:
             reply = o.server.ask({"op": "sample", "warm": TURN_WARM_CALLS})
             if reply.get("status") != "ok":  # it ended (failed or died: its event says so)
                 opened.remove(o)
-                cycle = len(opened) if len(opened) >= 3 else 1
+                cycle = _cycle(len(opened))
                 continue
             o.taken += 1
             o.sampled_s += reply["seconds_per_call"] * o.block
         k += 1
     for o in opened:
         o.server.ask({"op": "close"})
+
+
+def _cycle(n_sides: int) -> int:
+    """The rounds after which every side has taken every place (:func:`turn_order`): one for two sides."""
+    return n_sides if n_sides >= 3 else 1
 
 
 def turn_order(n_sides: int, round_: int) -> list[int]:
@@ -349,7 +354,7 @@ def _walk(ctx, servers: list[Server], stop: guard.Stop, events_path: Path, renew
             else:
                 for server in ordered:
                     server.measure(combos[i], pair)
-        closed = ctx.sequential.look(pair + 1, summary.read_events(events_path), cut_short=measured < len(todo))
+        closed = ctx.sequential.look(pair + 1, lambda: summary.read_events(events_path), measured < len(todo))
         _progress(ctx, pair + 1, measured, len(closed))
     _canaries(ctx, servers, "end")
 

@@ -16,6 +16,7 @@ import itertools
 import math
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,14 +55,15 @@ class Sequential:
         (``rounds_of(c)`` is 1 for a metric measured once)."""
         return [i for i, c in enumerate(self.combinations) if i not in self.closed and pair < rounds_of(c)]
 
-    def look(self, pairs: int, events: list[dict[str, Any]], cut_short: bool = False) -> list[int]:
+    def look(self, pairs: int, events: Callable[[], list[dict[str, Any]]], cut_short: bool = False) -> list[int]:
         """After pass ``pairs`` (a count): at a look, close every open combination that is decided; return
-        the indices closed now. A pass ``cut_short`` (by the budget or a stop) takes no look: it is the end,
-        and a combination it left at fewer pairs is judged at the end at what its looks left
-        (:func:`bench_lib.measure.intervals.end_alpha`), not at this look's count."""
+        the indices closed now. ``events()`` reads the run's events, at a look only. A pass ``cut_short`` (by
+        the budget or a stop) takes no look: it is the end, and a combination it left at fewer pairs is
+        judged at the end at what its looks left (:func:`bench_lib.measure.intervals.end_alpha`), not at this
+        look's count."""
         if cut_short or pairs not in self.looks or pairs >= self.max_pairs:
             return []
-        values = values_by_side(events)
+        values = values_by_side(events())
         now = []
         for i, c in enumerate(self.combinations):
             if i in self.closed:
