@@ -4,6 +4,7 @@ import itertools
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -372,6 +373,12 @@ class FakeServer:
         self.label, self.log, self.per_call_s, self.status, self.dies_at = label, log, per_call_s, status, dies_at
         self.samples, self.block, self.multiple, self.requests = 0, 2, 1, []
 
+    def send(self, request: dict) -> None:
+        self.pending = self.ask(request)
+
+    def receive(self) -> dict:
+        return self.pending
+
     def ask(self, request: dict) -> dict:
         self.log.append((self.label, request["op"]))
         self.requests.append(request)
@@ -435,6 +442,28 @@ def test_the_sides_of_a_pair_time_the_same_calls_per_sample(blocks, multiples, c
     assert a.block == b.block == common
     asked = [label for label, op in log if op == "block"]
     assert asked == [x for x, n in zip("AB", blocks, strict=True) if n != common]
+
+
+def test_the_sides_open_and_close_at_once():
+    """Every side is asked to open before any reply is read (their processes set up and warm up side by
+    side), and likewise to close; the samples go one side at a time."""
+    said: list = []
+
+    class Recording(FakeServer):
+        def send(self, request: dict) -> None:
+            said.append(("send", self.label, request["op"]))
+            super().send(request)
+
+        def receive(self) -> dict:
+            said.append(("receive", self.label))
+            return super().receive()
+
+    sides = [Recording(x, []) for x in "ABC"]
+    ab.interleave(sides, _combos(1)[0], 0, {"samples": 3, "min_samples": 2, "min_time_s": 0.0, "max_time_s": 1.0})
+    at_once = [("send", "A"), ("send", "B"), ("send", "C"), ("receive", "A"), ("receive", "B"), ("receive", "C")]
+    assert [x[:2] for x in said[:6]] == at_once and {x[2] for x in said[:3]} == {"open"}
+    assert [x[:2] for x in said[-6:]] == at_once and {x[2] for x in said[-6:-3]} == {"close"}
+    assert len(said) == 12 and all(s.samples == 3 for s in sides)
 
 
 def test_a_side_that_is_skipped_or_dies_leaves_the_other_to_finish():
@@ -516,3 +545,25 @@ def test_the_sides_summaries_merge_by_a_rule_for_every_field():
     assert m.skipped == {"no cuda": 2, "other": 1} and m.excluded == {"big": 2} and m.wall_s == 10.0
     assert m.failed == [("side A: x", "boom")] and m.multimodal == [("side A: y", "2 modes")]
     assert m.run_level_s == 0.7
+
+
+def test_stopping_a_server_collects_it_instead_of_waiting_out_the_grace(tmp_path, monkeypatch):
+    """A side's server ends at SIGTERM; stop() collects it as it ends and returns, instead of polling its
+    group (an ended child not yet collected still counts as one) for the whole 5 s grace, 50 polls of
+    0.1 s: every pass restarts every server, and that wait was 10 s of each 60 s pass with two sides."""
+    from bench_lib.suite import guard
+
+    polls = []
+    real_sleep = guard.time.sleep
+
+    def sleep(seconds: float) -> None:
+        if seconds == 0.1:  # terminate_group's poll (Popen.wait sleeps other lengths)
+            polls.append(seconds)
+        real_sleep(seconds)
+
+    with open(tmp_path / "log", "w") as log:
+        child = guard.Child(["sleep", "60"], tmp_path, dict(os.environ), log, pipes=True)
+        monkeypatch.setattr(guard.time, "sleep", sleep)
+        child.stop()
+    assert child.proc.returncode == -signal.SIGTERM
+    assert len(polls) <= 3

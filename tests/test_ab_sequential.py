@@ -124,6 +124,30 @@ def test_what_the_looks_leave_is_exact():
     assert intervals.end_alpha(0.001, (16, 32, 64, 100), 50) == pytest.approx(0.0005)
     assert intervals.judged_alpha(0.001, (16, 40), 16) == 0.0005  # it may have been decided at the look
     assert intervals.judged_alpha(0.001, (16, 40), 15) == 0.001
+    # a look the run skipped spent nothing
+    assert intervals.end_alpha(0.001, (16, 40), 20, skipped=(16,)) == 0.001
+    assert intervals.judged_alpha(0.001, (16, 40), 16, skipped=(16,)) == 0.001
+    assert intervals.end_alpha(0.001, (16, 32, 64, 100), 50, skipped=(32,)) == pytest.approx(0.00075)
+
+
+@pytest.mark.parametrize(
+    "elapsed_s, budget_s, taken",
+    [(400.0, 900.0, True), (450.0, 900.0, True), (451.0, 900.0, False), (800.0, 900.0, False), (1e6, None, True)],
+)
+def test_a_look_is_taken_only_where_the_budget_leaves_as_many_passes_again(elapsed_s, budget_s, taken):
+    assert intervals.worth_a_look(16, elapsed_s, budget_s) is taken
+
+
+def test_a_look_the_budget_leaves_no_room_after_is_skipped_and_recorded():
+    """15 minutes, the look at 16 reached after 12: skipped (no combination closes, the record says so,
+    and compare then judges the run's combinations at all of alpha); reached after 7: taken."""
+    combos = _combos(1)
+    events = _events(combos, np.zeros((1, 16)), 16)
+    late = ab_sequential.Sequential(combos, ["A", "B"], 40, budget_s=900.0, started=0.0)
+    assert late.look(16, lambda: events, now=720.0) == [] and late.skipped == [16]
+    assert late.as_dict()["skipped"] == [16] and "look at 16 skipped" in late.describe()
+    early = ab_sequential.Sequential(combos, ["A", "B"], 40, budget_s=900.0, started=0.0)
+    assert early.look(16, lambda: events, now=420.0) == [0] and early.skipped == []
 
 
 def test_a_real_change_of_the_factor_is_found_and_decided_combinations_stop_early():
@@ -171,7 +195,7 @@ def test_the_run_record_says_the_looks_and_their_confidence():
     seq = ab_sequential.Sequential(_combos(1), ["A", "B"], 40, budget_s=900.0)
     said = seq.as_dict()
     assert said.pop("look_alpha") == pytest.approx(0.0005)
-    assert said == {"looks": [16, 40], "alpha": 0.001, "factor": 1.05, "budget_s": 900.0}
+    assert said == {"looks": [16, 40], "alpha": 0.001, "factor": 1.05, "budget_s": 900.0, "skipped": []}
 
 
 def test_compare_judges_a_sequential_run_at_what_its_looks_left():
@@ -196,3 +220,9 @@ def test_compare_judges_a_sequential_run_at_what_its_looks_left():
     assert ab_compare.compare(b, c, 1.05, 0.001, looked)[0]["detectable"].iloc[0] == pytest.approx(
         ab_compare.compare(b, c, 1.05, 0.001, plain)[0]["detectable"].iloc[0], rel=1e-12
     )
+    # the look at 16 skipped (the budget left too little after it): the 16 pairs are judged at all of alpha
+    skipped = plain.assign(sequential=[json.dumps({"looks": [16, 40], "alpha": 0.001, "skipped": [16]})])
+    b, c = rows[rows["side"] == "A"], rows[rows["side"] == "B"]
+    table, note = ab_compare.compare(b, c, 1.05, 0.001, skipped)
+    assert table["detectable"].iloc[0] == pytest.approx(fixed["detectable"].iloc[0], rel=1e-12)
+    assert "looks at 16, 40 pairs, 16 skipped" in note

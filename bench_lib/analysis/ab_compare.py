@@ -78,7 +78,7 @@ def compare(
         f"combination the log ratios of its pairs of processes (their samples interleaved; each process's "
         f"{'median' if paired.VALUE == 'value' else 'fastest sample'}): {paired.DESCRIPTION[paired.DEFAULT_TEST]}"
     )
-    if any(len(at.get(r, ())) > 1 for r in shared):
+    if any(len(at[r][0]) > 1 for r in shared if r in at):
         note += (
             f"; sequential ({_looks_text(runs, shared)}): each interval at what its run's looks left of alpha "
             f"{alpha:g} (alpha / K at a look, all of it where the run ended before the first look; runs pooled: "
@@ -90,35 +90,38 @@ def compare(
     return table, note + (f"; the sides differ in {differs}" if differs else "")
 
 
-def looks_of(runs: pd.DataFrame | None) -> dict[str, tuple[int, ...]]:
-    """run id → the looks of its sequential A/B run (``looks`` of its ``sequential``, the last its most
-    pairs); runs before schema 6 are absent (they looked once, at the end)."""
+def looks_of(runs: pd.DataFrame | None) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """run id → (the looks of its sequential A/B run, the last its most pairs; the looks it skipped), from
+    its ``sequential``; runs before schema 6 are absent (they looked once, at the end)."""
     if runs is None or "sequential" not in runs:
         return {}
-    return {
-        r: tuple(json.loads(text)["looks"])
-        for r, text in zip(runs["run_id"], runs["sequential"], strict=True)
-        if isinstance(text, str)
-    }
+    found = {}
+    for r, text in zip(runs["run_id"], runs["sequential"], strict=True):
+        if isinstance(text, str):
+            record = json.loads(text)
+            found[r] = (tuple(record["looks"]), tuple(record.get("skipped", ())))
+    return found
 
 
-def _alpha(runs, pairs: int, at: dict[str, tuple[int, ...]], alpha: float) -> float:
+def _alpha(runs, pairs: int, at: dict[str, tuple[tuple[int, ...], tuple[int, ...]]], alpha: float) -> float:
     """The confidence of one combination's interval: in one sequential run, what its looks left after the
     ``pairs`` it was measured in (:func:`bench_lib.measure.intervals.judged_alpha`; failed pairs counted, as
-    the run counted them); pooled over several runs, alpha over the sum of their looks (the union bound
-    over every look that could have stopped them)."""
+    the run counted them; a look it skipped spent nothing); pooled over several runs, alpha over the sum of
+    their looks (the union bound over every look that could have stopped them)."""
     if len(runs) == 1 and runs[0] in at:
-        return intervals.judged_alpha(alpha, at[runs[0]], pairs)
-    return alpha / sum(len(at.get(r, (1,))) for r in runs)
+        looks, skipped = at[runs[0]]
+        return intervals.judged_alpha(alpha, looks, pairs, skipped)
+    return alpha / sum(len(at[r][0]) if r in at else 1 for r in runs)
 
 
 def _looks_text(runs: pd.DataFrame, shared: set[str]) -> str:
-    found = {
-        r: json.loads(text)["looks"]
-        for r, text in zip(runs["run_id"], runs["sequential"], strict=True)
-        if r in shared and isinstance(text, str)
-    }
-    return "; ".join(f"looks at {', '.join(map(str, v))} pairs" for v in dict.fromkeys(map(tuple, found.values())))
+    found = {r: v for r, v in looks_of(runs).items() if r in shared}
+
+    def said(looks: tuple[int, ...], skipped: tuple[int, ...]) -> str:
+        left_out = f", {', '.join(map(str, skipped))} skipped" if skipped else ""
+        return f"looks at {', '.join(map(str, looks))} pairs{left_out}"
+
+    return "; ".join(said(*v) for v in dict.fromkeys(found.values()))
 
 
 def _value(g: pd.DataFrame, suffix: str) -> pd.Series:

@@ -17,7 +17,9 @@ the last, ``max_pairs`` the last) and stops measuring it once the verdict is not
 of minutes may end it between looks. Alpha is spent as it is used (Bonferroni spending): every look
 spends ``alpha / K`` with ``K = len(looks(max_pairs))`` (:func:`look_alpha`), and the interval where the
 run ended a combination still open gets what its looks left (:func:`end_alpha`): all of alpha where the
-run ended before the first look, ``alpha / K`` at ``max_pairs``. The confidences a combination is judged
+run ended before the first look, ``alpha / K`` at ``max_pairs``. A run with a budget takes a look only
+where the budget leaves time for as many passes again (:func:`worth_a_look`); a look not taken spends
+nothing. The confidences a combination is judged
 at sum to alpha at most, so by the union bound the chance that any interval it was judged by misses the
 true change is at most alpha, whatever the stopping rule (the looks' pair counts are fixed in advance, and
 where a budget ends the run depends on the clock, not on the combination's values). Identical sides are
@@ -113,19 +115,34 @@ def look_alpha(alpha: float, max_pairs: int) -> float:
     return alpha / len(looks(max_pairs))
 
 
-def end_alpha(alpha: float, at: Sequence[int], pairs: int) -> float:
+def end_alpha(alpha: float, at: Sequence[int], pairs: int, skipped: Sequence[int] = ()) -> float:
     """The confidence of a combination's interval where its run ended it still open after ``pairs`` pairs:
     ``alpha`` less what the looks ``at`` it went through spent (:func:`look_alpha` each; the last look,
-    ``max_pairs``, is the end itself). ``end_alpha(a, (16, 40), 14)`` is ``a``, at 20 or 40 pairs ``a / 2``."""
-    spent = sum(1 for n in at[:-1] if n <= pairs)
+    ``max_pairs``, is the end itself; a look the run ``skipped`` spent nothing). ``end_alpha(a, (16, 40),
+    14)`` is ``a``, at 20 or 40 pairs ``a / 2``, at 20 with the look at 16 skipped ``a``."""
+    spent = sum(1 for n in at[:-1] if n <= pairs and n not in skipped)
     return alpha - spent * alpha / len(at)
 
 
-def judged_alpha(alpha: float, at: Sequence[int], pairs: int) -> float:
-    """The confidence to judge a combination of a sequential run with looks ``at`` afterwards, from the
-    pairs it was measured in: ``alpha / K`` where that count is a look (it may have been decided there),
-    else :func:`end_alpha`."""
-    return alpha / len(at) if pairs in at else end_alpha(alpha, at, pairs)
+def judged_alpha(alpha: float, at: Sequence[int], pairs: int, skipped: Sequence[int] = ()) -> float:
+    """The confidence to judge a combination of a sequential run with looks ``at`` (``skipped`` not taken)
+    afterwards, from the pairs it was measured in: ``alpha / K`` where that count is a look taken (it may
+    have been decided there), else :func:`end_alpha`."""
+    taken = pairs in at and pairs not in skipped
+    return alpha / len(at) if taken else end_alpha(alpha, at, pairs, skipped)
+
+
+def worth_a_look(pairs: int, elapsed_s: float, budget_s: float | None) -> bool:
+    """Whether a run with a budget should take its look after ``pairs`` passes in ``elapsed_s`` seconds:
+    only where, at the pace so far, the budget leaves time for as many passes again (the pairs could
+    double, as the looks do). A look spends ``alpha / K`` for every combination, and every interval after
+    it is wider for it; the pairs it frees pay for that only where many passes are left to spend them on
+    (docs/ab.md, "Sequential sampling"). Without a budget every look is taken. Whether a look is taken
+    depends on the clock, never on the combinations' values, so the spending stays valid: a look not taken
+    spends nothing (:func:`end_alpha`)."""
+    if budget_s is None:
+        return True
+    return budget_s - elapsed_s >= elapsed_s  # passes left at this pace >= passes so far
 
 
 def verdict(d, alpha: float, factor: float) -> str:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from bench_lib.errors import ArgumentError
 from bench_lib.measure import fresh
@@ -150,7 +150,8 @@ def common_block(opened: list[_Open]) -> int:
     up to a multiple of every side's ``multiple``. Equal blocks make the sides' samples alike: a block of
     20 calls amortises the first call after the other side ran (caches it left cold) better than a block
     of 3, and a planted slowdown's side, its block a multiple of the slowdown's period, would otherwise be
-    measured in longer blocks than its partner (a planted 5 % then showed as 2-4 %, docs/ab.md)."""
+    measured in longer blocks than its partner (a planted 5 % then showed as 2-4 %, docs/ab.md). Not
+    longer: turns of at least 20 ms doubled the pairs' spread (docs/ab.md, "Where a pass's time goes")."""
     if not opened:
         return 1
     multiple = math.lcm(*(o.multiple for o in opened))
@@ -158,18 +159,19 @@ def common_block(opened: list[_Open]) -> int:
 
 
 def interleave(servers: list[Server], c: Combination, pair: int, timing: dict[str, float]) -> None:
-    """One pair of a latency combination: every side's process warms up (in ``servers``' order), then they
-    take turns, a sample each in the order of :func:`turn_order` (A B A B ...; A B C, B C A, C A B, ...),
-    each turn :data:`TURN_WARM_CALLS` untimed call(s) then one timed block of the pair's common size, in
-    whole cycles of rounds until every side has what ``timing`` asks of one process
-    (:func:`bench_lib.measure.timing.enough`, on its own sampled seconds); then each writes its event. A
-    side that is skipped or fails leaves the others to finish."""
+    """One pair of a latency combination: every side's process is set up and warms up (all at once), then
+    they take turns, a sample each in the order of :func:`turn_order` (A B A B ...; A B C, B C A, C A B,
+    ...), each turn :data:`TURN_WARM_CALLS` untimed call(s) then one timed block of the pair's common size
+    (:func:`common_block`), in whole cycles of rounds until every side has what
+    ``timing`` asks of one process (:func:`bench_lib.measure.timing.enough`, on its own sampled seconds);
+    then each captures its kernels and writes its event (all at once). A side that is skipped or fails
+    leaves the others to finish."""
     request = {"op": "open", "combination": c.as_event(), "pair": pair, "timeout_s": MEASURE_TIMEOUT_S}
-    opened = []
-    for server in servers:
-        reply = server.ask(request)
-        if reply.get("status") == "ready":
-            opened.append(_Open(server, reply["block"], reply.get("multiple", 1)))
+    opened = [
+        _Open(server, reply["block"], reply.get("multiple", 1))
+        for server, reply in zip(servers, ask_all(servers, request), strict=True)
+        if reply.get("status") == "ready"
+    ]
     block = common_block(opened)
     for o in list(opened):
         if o.block != block and o.server.ask({"op": "block", "calls": block}).get("status") != "ok":
@@ -187,8 +189,7 @@ def interleave(servers: list[Server], c: Combination, pair: int, timing: dict[st
             o.taken += 1
             o.sampled_s += reply["seconds_per_call"] * o.block
         k += 1
-    for o in opened:
-        o.server.ask({"op": "close"})
+    ask_all([o.server for o in opened], {"op": "close"})  # each captures its kernels and writes its event
 
 
 def _cycle(n_sides: int) -> int:
@@ -227,22 +228,42 @@ class Server:
     identity: dict[str, Any] = field(default_factory=dict)
 
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        proc = self.child.proc
+        self.send(request)
+        return self.receive()
+
+    def send(self, request: dict[str, Any]) -> None:
         try:
-            proc.stdin.write(json.dumps(request) + "\n")
-            proc.stdin.flush()
-            line = proc.stdout.readline()
+            self.child.proc.stdin.write(json.dumps(request) + "\n")
+            self.child.proc.stdin.flush()
         except (BrokenPipeError, ValueError, OSError):
+            self._died()
+
+    def receive(self) -> dict[str, Any]:
+        try:
+            line = self.child.proc.stdout.readline()
+        except (ValueError, OSError):
             line = ""
         if not line:
-            raise ServerDied(f"side {self.side.label}'s server ended (exit {proc.poll()})")
+            self._died()
         return json.loads(line)
+
+    def _died(self) -> NoReturn:
+        raise ServerDied(f"side {self.side.label}'s server ended (exit {self.child.proc.poll()})")
 
     def measure(self, c: Combination, pair: int) -> dict[str, Any]:
         return self.ask({"op": "measure", "combination": c.as_event(), "pair": pair, "timeout_s": MEASURE_TIMEOUT_S})
 
     def stop(self) -> None:
         self.child.stop()
+
+
+def ask_all(servers: list[Server], request: dict[str, Any]) -> list[dict[str, Any]]:
+    """``request`` to every server at once, then their replies in order: the sides' processes set up and
+    warm up, or capture their kernels and end, side by side (one side after another, opening took half a
+    pair's time outside its samples)."""
+    for server in servers:
+        server.send(request)
+    return [server.receive() for server in servers]
 
 
 def side_environment(base: dict[str, str], side: Side, scratch: Path, root: Path) -> dict[str, str]:

@@ -37,6 +37,7 @@ class Sequential:
     alpha: float = intervals.ALPHA
     factor: float = intervals.FACTOR
     closed: dict[int, int] = field(default_factory=dict)  # combination index → the pairs it had when closed
+    skipped: list[int] = field(default_factory=list)  # looks not taken: the budget left too little after them
     look_alpha: float = field(init=False)  # the confidence of every look: alpha over the looks
 
     def __post_init__(self) -> None:
@@ -55,13 +56,19 @@ class Sequential:
         (``rounds_of(c)`` is 1 for a metric measured once)."""
         return [i for i, c in enumerate(self.combinations) if i not in self.closed and pair < rounds_of(c)]
 
-    def look(self, pairs: int, events: Callable[[], list[dict[str, Any]]], cut_short: bool = False) -> list[int]:
+    def look(
+        self, pairs: int, events: Callable[[], list[dict[str, Any]]], cut_short: bool = False, now: float | None = None
+    ) -> list[int]:
         """After pass ``pairs`` (a count): at a look, close every open combination that is decided; return
         the indices closed now. ``events()`` reads the run's events, at a look only. A pass ``cut_short`` (by
         the budget or a stop) takes no look: it is the end, and a combination it left at fewer pairs is
         judged at the end at what its looks left (:func:`bench_lib.measure.intervals.end_alpha`), not at this
-        look's count."""
+        look's count. A look the budget leaves too little time after (:func:`intervals.worth_a_look`, at
+        ``now``) is skipped, and spends nothing."""
         if cut_short or pairs not in self.looks or pairs >= self.max_pairs:
+            return []
+        if not intervals.worth_a_look(pairs, (now or time.time()) - self.started, self.budget_s):
+            self.skipped.append(pairs)
             return []
         values = values_by_side(events())
         now = []
@@ -80,9 +87,14 @@ class Sequential:
         closed = ", ".join(f"{k} at {pairs}" for pairs, k in sorted(by_look.items()))
         still = len(self.combinations) - len(self.closed)
         budget = f"; budget {self.budget_s / 60:g} min" if self.budget_s is not None else ""
+        skipped = (
+            f"; look at {', '.join(map(str, self.skipped))} skipped (the budget left too little after it)"
+            if self.skipped
+            else ""
+        )
         return (
             f"  sequential (looks at {', '.join(map(str, self.looks))} pairs, each at alpha "
-            f"{self.look_alpha:.2g}{budget}): decided {closed or 'none'} "
+            f"{self.look_alpha:.2g}{budget}{skipped}): decided {closed or 'none'} "
             f"before the end; {still} measured to the end"
         )
 
@@ -95,6 +107,7 @@ class Sequential:
             "look_alpha": self.look_alpha,
             "factor": self.factor,
             "budget_s": self.budget_s,
+            "skipped": list(self.skipped),
         }
 
 

@@ -28,6 +28,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,12 +164,16 @@ def _is_asv_group(pgid: int, started: float) -> bool:
         return False
 
 
-def terminate_group(pgid: int, grace_s: float = TERMINATE_GRACE_S) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after ``grace_s``."""
+def terminate_group(pgid: int, grace_s: float = TERMINATE_GRACE_S, reap: Callable[[], Any] | None = None) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after ``grace_s``. ``reap``: the caller's
+    own child in the group (its ``poll``), collected as it ends: an ended child not yet collected still
+    counts as the group's, and the wait would last the whole grace (5 s for every A/B server, every pass)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
+            if reap is not None:
+                reap()
             os.killpg(pgid, 0)
             time.sleep(0.1)
         os.killpg(pgid, signal.SIGKILL)
@@ -205,7 +210,7 @@ class Child:
 
     def stop(self) -> None:
         if self.running() or _group_alive(self.pgid):
-            terminate_group(self.pgid)
+            terminate_group(self.pgid, reap=self.proc.poll)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=1)
 
