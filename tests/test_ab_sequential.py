@@ -135,7 +135,7 @@ def test_what_the_looks_leave_is_exact():
     [(400.0, 900.0, True), (450.0, 900.0, True), (451.0, 900.0, False), (800.0, 900.0, False), (1e6, None, True)],
 )
 def test_a_look_is_taken_only_where_the_budget_leaves_as_many_passes_again(elapsed_s, budget_s, taken):
-    assert intervals.worth_a_look(16, elapsed_s, budget_s) is taken
+    assert intervals.worth_a_look(elapsed_s, budget_s) is taken
 
 
 def test_a_look_the_budget_leaves_no_room_after_is_skipped_and_recorded():

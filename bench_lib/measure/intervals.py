@@ -132,14 +132,15 @@ def judged_alpha(alpha: float, at: Sequence[int], pairs: int, skipped: Sequence[
     return alpha / len(at) if taken else end_alpha(alpha, at, pairs, skipped)
 
 
-def worth_a_look(pairs: int, elapsed_s: float, budget_s: float | None) -> bool:
-    """Whether a run with a budget should take its look after ``pairs`` passes in ``elapsed_s`` seconds:
-    only where, at the pace so far, the budget leaves time for as many passes again (the pairs could
-    double, as the looks do). A look spends ``alpha / K`` for every combination, and every interval after
-    it is wider for it; the pairs it frees pay for that only where many passes are left to spend them on
-    (docs/ab.md, "Sequential sampling"). Without a budget every look is taken. Whether a look is taken
-    depends on the clock, never on the combinations' values, so the spending stays valid: a look not taken
-    spends nothing (:func:`end_alpha`)."""
+def worth_a_look(elapsed_s: float, budget_s: float | None) -> bool:
+    """Whether a run with a budget of ``budget_s`` seconds should take a look reached after ``elapsed_s``:
+    only where, at the pace so far, the budget leaves time for as many passes again as it has had (the
+    pairs could double, as the looks do): ``budget_s − elapsed_s ≥ elapsed_s``. A look spends
+    ``alpha / K`` for every combination, and every interval after it is wider for it; the pairs it frees
+    pay for that only where many passes are left to spend them on (docs/ab.md, "Sequential sampling").
+    Without a budget every look is taken. Whether a look is taken depends on the clock, never on the
+    combinations' values, so the spending stays valid: a look not taken spends nothing
+    (:func:`end_alpha`)."""
     if budget_s is None:
         return True
     return budget_s - elapsed_s >= elapsed_s  # passes left at this pace >= passes so far

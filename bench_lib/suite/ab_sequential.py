@@ -67,7 +67,7 @@ class Sequential:
         ``now``) is skipped, and spends nothing."""
         if cut_short or pairs not in self.looks or pairs >= self.max_pairs:
             return []
-        if not intervals.worth_a_look(pairs, (now or time.time()) - self.started, self.budget_s):
+        if not intervals.worth_a_look((now or time.time()) - self.started, self.budget_s):
             self.skipped.append(pairs)
             return []
         values = values_by_side(events())
