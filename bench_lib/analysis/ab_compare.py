@@ -80,7 +80,7 @@ def compare(
     )
     if any(len(at[r][0]) > 1 for r in shared if r in at):
         note += (
-            f"; sequential ({_looks_text(runs, shared)}): each interval at what its run's looks left of alpha "
+            f"; sequential ({_looks_text(at, shared)}): each interval at what its run's looks left of alpha "
             f"{alpha:g} (alpha / K at a look, all of it where the run ended before the first look; runs pooled: "
             "alpha over the sum of their looks)"
         )
@@ -114,8 +114,8 @@ def _alpha(runs, pairs: int, at: dict[str, tuple[tuple[int, ...], tuple[int, ...
     return alpha / sum(len(at[r][0]) if r in at else 1 for r in runs)
 
 
-def _looks_text(runs: pd.DataFrame, shared: set[str]) -> str:
-    found = {r: v for r, v in looks_of(runs).items() if r in shared}
+def _looks_text(at: dict[str, tuple[tuple[int, ...], tuple[int, ...]]], shared: set[str]) -> str:
+    found = {r: v for r, v in at.items() if r in shared}
 
     def said(looks: tuple[int, ...], skipped: tuple[int, ...]) -> str:
         left_out = f", {', '.join(map(str, skipped))} skipped" if skipped else ""

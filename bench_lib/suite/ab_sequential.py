@@ -71,15 +71,15 @@ class Sequential:
             self.skipped.append(pairs)
             return []
         values = values_by_side(events())
-        now = []
+        closing = []
         for i, c in enumerate(self.combinations):
             if i in self.closed:
                 continue
             ratios = side_ratios(values.get(c, {}), self.labels)
             if ratios is None or intervals.decided(ratios, self.look_alpha, self.factor):
                 self.closed[i] = pairs
-                now.append(i)
-        return now
+                closing.append(i)
+        return closing
 
     def describe(self) -> str:
         """A line on how the pairs were spent: combinations closed at each look, and those open at the end."""
