@@ -276,6 +276,29 @@ def test_the_json_of_a_paired_comparison():
     assert out["rule"].startswith("paired verdicts read the interval at 0.999 confidence: slower or faster where")
 
 
+def test_a_pairs_ratio_is_the_median_of_its_rounds_ratios_where_its_samples_were_interleaved():
+    ln2 = math.log(2)
+    # B's sample twice A's in two of three rounds; the processes' medians equal
+    assert intervals.pair_log_ratio(2.0, 2.0, [1.0, 2.0, 3.0], [2.0, 4.0, 1.5]) == pytest.approx(ln2)
+    assert intervals.pair_log_ratio(2.0, 2.0) == 0.0  # no samples: the values'
+    assert intervals.pair_log_ratio(1.0, 2.0, [1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0]) == pytest.approx(ln2)  # 3 rounds
+    assert intervals.pair_log_ratio(1.0, 3.0, [1.0, 0.0], [2.0, 2.0]) == pytest.approx(math.log(3))  # a 0: values'
+    assert intervals.pair_log_ratio(1.0, 3.0, [], [2.0]) == pytest.approx(math.log(3))
+    assert math.isnan(intervals.pair_log_ratio(math.nan, 1.0)) and math.isnan(intervals.pair_log_ratio(0.0, 1.0))
+
+
+def test_compare_reads_an_interleaved_pair_by_its_rounds_and_a_plain_pair_by_its_medians():
+    rows = _ab_rows({"a(x=1)@8x8": 0.0}, pairs=4)
+    rows["value"] = 2e-3
+    rows["samples"] = [[1e-3, 2e-3, 3e-3] if side == "A" else [2e-3, 4e-3, 1.5e-3] for side in rows["side"]]
+    plain = rows.assign(suite="plain")
+    table, note = compare.compare(pd.concat([rows, plain]), "side=A", "side=B")
+    verdict = dict(zip(table["suite"], table["verdict"], strict=True))
+    assert verdict == {"ops": verdicts.SLOWER, "plain": verdicts.UNCHANGED}
+    assert table.set_index("suite").loc["ops", "ratio"] == pytest.approx(2.0)
+    assert "the median of its rounds' log ratios" in note
+
+
 def test_selecting_one_side_twice_is_refused():
     rows = _ab_rows({"a(x=1)@8x8": 0.0})
     with pytest.raises(ArgumentError, match="both select side A of A/B run r1"):

@@ -178,11 +178,28 @@ def test_a_combination_a_side_never_measured_closes_at_the_first_look():
 
 
 def test_three_sides_close_only_once_every_comparison_is_decided():
-    by_side = {"A": {0: 1.0, 1: 1.0}, "B": {0: 1.0, 1: 1.0}, "C": {0: 2.0}}
+    one, two = ab_sequential.Process(1.0), ab_sequential.Process(2.0)
+    by_side = {"A": {0: one, 1: one}, "B": {0: one, 1: one}, "C": {0: two}}
     ratios = ab_sequential.side_ratios(by_side, ["A", "B", "C"])
     assert ratios == [[0.0, 0.0], [pytest.approx(math.log(2))], [pytest.approx(math.log(2))]]
     assert not intervals.decided(ratios, 0.001, 1.05)  # A vs C has one pair: no interval yet
-    assert ab_sequential.side_ratios({"A": {0: 1.0}, "B": {}}, ["A", "B"]) is None
+    assert ab_sequential.side_ratios({"A": {0: one}, "B": {}}, ["A", "B"]) is None
+
+
+def test_a_look_reads_an_interleaved_pair_by_its_rounds():
+    """Equal medians (2 ms), but B's sample is twice A's in two of three rounds: the look's ratio is the
+    rounds' median, ln 2; a plain-suite pair (fresh interpreters, one after the other) keeps its medians'."""
+    c = _combos(1)[0]
+    plain = Combination("plain", *list(c.as_dict().values())[1:])
+    events = [
+        {**x.as_event(), "status": "ok", "side": side, "pair": 0, "measurement": {"median_s": 2.0, "samples_s": s}}
+        for x in (c, plain)
+        for side, s in (("A", [1.0, 2.0, 3.0]), ("B", [2.0, 4.0, 1.5]))
+    ]
+    values = ab_sequential.values_by_side(events)
+    assert values[c]["B"][0] == ab_sequential.Process(2.0, [2.0, 4.0, 1.5])
+    assert ab_sequential.side_ratios(values[c], ["A", "B"]) == [[pytest.approx(math.log(2))]]
+    assert ab_sequential.side_ratios(values[plain], ["A", "B"]) == [[0.0]]
 
 
 def test_the_budget_ends_the_walk_only_once_spent():

@@ -19,7 +19,7 @@ import pandas as pd
 from bench_lib.analysis import noise, paired, series, verdicts
 from bench_lib.errors import ArgumentError
 from bench_lib.measure import intervals
-from bench_lib.suite.combination import benchmark_name
+from bench_lib.suite.combination import benchmark_name, interleaved
 
 COMBINATION = series.COMBINATION
 PAIR_KEYS = ["machine", *COMBINATION, "run_id", "pair"]
@@ -75,8 +75,8 @@ def compare(
     sides_b, sides_c = sorted(set(b["side"])), sorted(set(c["side"]))
     note = (
         f"paired: {len(shared)} A/B run(s), side {'/'.join(sides_b)} vs side {'/'.join(sides_c)}; per "
-        f"combination the log ratios of its pairs of processes (their samples interleaved; each process's "
-        f"{'median' if paired.VALUE == 'value' else 'fastest sample'}): {paired.DESCRIPTION[paired.DEFAULT_TEST]}"
+        f"combination the log ratios of its pairs of processes (interleaved: a pair's, the median of its "
+        f"rounds' log ratios; a plain pair's, of its processes' medians): {paired.DESCRIPTION[paired.DEFAULT_TEST]}"
     )
     if any(len(at[r][0]) > 1 for r in shared if r in at):
         note += (
@@ -133,8 +133,7 @@ def _row(key: tuple, g: pd.DataFrame, factor: float, alpha: float) -> dict:
     out = dict(zip(["machine", *COMBINATION], key, strict=True))
     vb, vc = _value(g, "_b"), _value(g, "_c")
     ok = vb.notna() & vc.notna()
-    d = np.log(vc[ok].to_numpy(dtype=float)) - np.log(vb[ok].to_numpy(dtype=float))
-    judged = paired.judge(d, alpha)
+    judged = paired.judge(_log_ratios(g[ok], vb[ok], vc[ok], interleaved(out["suite"], out["metric"])), alpha)
     injected = g["injected_c"].dropna().tolist() + g["injected_b"].dropna().tolist()
     kernel_b, kernel_c = (_most_common(g, f"kernel{suffix}") for suffix in ("_b", "_c"))
     out.update(
@@ -157,6 +156,24 @@ def _row(key: tuple, g: pd.DataFrame, factor: float, alpha: float) -> dict:
         verdict = {("ok", "failed"): verdicts.NEW_FAILURE, ("failed", "ok"): verdicts.FIXED}.get((status_b, status_c))
         return {**out, "verdict": verdict or f"{status_b} / {status_c}"}
     return {**out, "verdict": verdicts.by_interval(judged["low"], judged["high"], factor)}
+
+
+def _log_ratios(g: pd.DataFrame, vb: pd.Series, vc: pd.Series, rounds: bool) -> np.ndarray:
+    """Each pair's ``d`` (:func:`bench_lib.measure.intervals.pair_log_ratio`): the median of its rounds' log
+    ratios where the pair was interleaved and both processes kept their samples, else their values'."""
+    sb = g["samples_b"] if rounds and "samples_b" in g else [None] * len(g)
+    sc = g["samples_c"] if rounds and "samples_c" in g else [None] * len(g)
+    return np.array(
+        [
+            intervals.pair_log_ratio(b, c, _listed(xb), _listed(xc))
+            for b, c, xb, xc in zip(vb.to_numpy(dtype=float), vc.to_numpy(dtype=float), sb, sc, strict=True)
+        ]
+    )
+
+
+def _listed(samples) -> list[float] | None:
+    """A row's samples as a list (None where it kept none)."""
+    return None if samples is None or not hasattr(samples, "__len__") or len(samples) == 0 else list(samples)
 
 
 def _most_common(g: pd.DataFrame, column: str) -> str | None:

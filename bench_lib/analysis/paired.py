@@ -4,7 +4,10 @@ An A/B run (:mod:`bench_lib.suite.ab`) measures each combination in pairs of pro
 to back; a pair shares its minute of the machine, so the log ratio ``d = ln(candidate) − ln(baseline)`` of
 a pair is free of the drift that separates pairs. The pairs are independent draws of ``d``:
 
-1. Each process gives one value: the median of its samples (:data:`VALUE`).
+1. Each pair gives one ``d`` (:func:`bench_lib.measure.intervals.pair_log_ratio`): where its processes'
+   samples were interleaved, the median over the pair's rounds of the two samples' log ratio; else the log
+   ratio of the processes' values, the medians of their samples (:data:`VALUE`). The rounds' median spread
+   least on A/A runs (docs/ab.md, "Which value per pair").
 2. The estimate of the change is the mean of ``d``, its interval Student's t with n − 1 degrees of
    freedom at confidence ``1 − alpha`` (:func:`paired_t`). Chosen by A/A runs (docs/ab.md, "Which test,
    and which value per process") over the fastest sample and over the signed-rank test's Hodges-Lehmann

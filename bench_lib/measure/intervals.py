@@ -3,8 +3,9 @@ pairs come (sequential sampling). Pure functions: the A/B runner (:mod:`bench_li
 combination with them while it measures, and ``convbench compare`` (:mod:`bench_lib.analysis.ab_compare`)
 judges with the same ones afterwards.
 
-**The interval.** A pair's log ratio ``d = ln(candidate) − ln(baseline)`` is free of the drift that
-separates pairs; the pairs are independent draws of ``d``. The change is their mean, its interval
+**The interval.** A pair's log ratio ``d = ln(candidate) − ln(baseline)`` (:func:`pair_log_ratio`: the
+median of its rounds' log ratios where its samples were interleaved) is free of the drift that separates
+pairs; the pairs are independent draws of ``d``. The change is their mean, its interval
 Student's t with n − 1 degrees of freedom at confidence 1 − alpha (:func:`paired_t`).
 
 **The verdict** (:func:`by_interval`): ``slower`` where the interval lies above 0 and reaches ``ln
@@ -69,6 +70,27 @@ def paired_t(d, alpha: float) -> tuple[float, float, float]:
     mean = float(d.mean())
     half = t_critical(alpha, len(d) - 1) * float(d.std(ddof=1)) / math.sqrt(len(d))
     return mean, mean - half, mean + half
+
+
+def pair_log_ratio(baseline_s: float, candidate_s: float, baseline_samples=None, candidate_samples=None) -> float:
+    """One pair's ``d``: ``ln(candidate) − ln(baseline)`` of its two processes (seconds per call).
+
+    Where both processes' samples are given in rounds (sample ``k`` of each side taken in round ``k`` of the
+    pair, a few milliseconds apart: an interleaved latency pair, :mod:`bench_lib.suite.ab`), ``d`` is the
+    **median over the rounds** of ``ln c_k − ln b_k`` (the first ``min(n_b, n_c)`` rounds): a slow moment of
+    the machine falls on both samples of a round and cancels in their ratio before the median is taken,
+    where the ratio of the two processes' own medians keeps whatever the slow moments did to each median.
+    Measured on A/A runs: docs/ab.md ("Which value per pair"). Else (no samples, or a non-positive one) the
+    log ratio of the two values. NaN where a value is missing or not positive."""
+    if baseline_samples is not None and candidate_samples is not None:
+        b = np.asarray(baseline_samples, dtype=float)
+        c = np.asarray(candidate_samples, dtype=float)
+        n = min(len(b), len(c))
+        if n and (b[:n] > 0).all() and (c[:n] > 0).all():
+            return float(np.median(np.log(c[:n]) - np.log(b[:n])))
+    if not (baseline_s > 0 and candidate_s > 0):  # NaN fails both
+        return math.nan
+    return math.log(candidate_s) - math.log(baseline_s)
 
 
 def by_interval(low: float, high: float, factor: float) -> str:

@@ -35,7 +35,7 @@ from bench_lib.errors import ArgumentError
 from bench_lib.measure import fresh
 from bench_lib.measure import timing as measuring
 from bench_lib.suite import ab_sequential, asv_adapter, guard, run_level, summary
-from bench_lib.suite.combination import PLAIN, Combination
+from bench_lib.suite.combination import Combination
 
 LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,15}$")
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
@@ -370,7 +370,7 @@ def _walk(ctx, servers: list[Server], stop: guard.Stop, events_path: Path, renew
                 break
             measured += 1
             ordered = [servers[(first_side(pair, i, n) + k) % n] for k in range(n)]
-            if combos[i].metric == "latency" and combos[i].suite != PLAIN:  # a plain process is a fresh interpreter
+            if combos[i].interleaved:
                 interleave(ordered, combos[i], pair, ctx.grid.timing)
             else:
                 for server in ordered:

@@ -111,27 +111,43 @@ class Sequential:
         }
 
 
-def values_by_side(events: list[dict[str, Any]]) -> dict[Combination, dict[str, dict[int, float]]]:
-    """combination → side → pair → the process's value (the median of its samples, seconds per call), from
-    the run's events: the ok ones with a side, a pair and a measurement."""
-    found: dict[Combination, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+@dataclass(frozen=True)
+class Process:
+    """One side's process of a pair: its value (seconds per call) and its samples in rounds (None where the
+    pair was not interleaved)."""
+
+    value_s: float
+    samples_s: list[float] | None = None
+
+
+def values_by_side(events: list[dict[str, Any]]) -> dict[Combination, dict[str, dict[int, Process]]]:
+    """combination → side → pair → the process's value (the median of its samples, seconds per call) and,
+    where the pair was interleaved (:attr:`Combination.interleaved`), its samples in the order of the pair's
+    rounds; from the run's events: the ok ones with a side, a pair and a measurement."""
+    found: dict[Combination, dict[str, dict[int, Process]]] = defaultdict(lambda: defaultdict(dict))
     for e in events:
         m = e.get("measurement") or {}
         if e.get("status") != "ok" or e.get("side") is None or e.get("pair") is None or "median_s" not in m:
             continue
-        found[Combination.from_event(e)][e["side"]][int(e["pair"])] = float(m["median_s"])
+        c = Combination.from_event(e)
+        samples = m.get("samples_s") if c.interleaved else None
+        found[c][e["side"]][int(e["pair"])] = Process(float(m["median_s"]), samples)
     return found
 
 
-def side_ratios(by_side: dict[str, dict[int, float]], labels: list[str]) -> list[list[float]] | None:
-    """The log ratios of every two sides (in ``labels``' order) over the pairs both measured; None where a
-    side has no value at all (skipped or failed there: no comparison to wait for)."""
+def side_ratios(by_side: dict[str, dict[int, Process]], labels: list[str]) -> list[list[float]] | None:
+    """The log ratios of every two sides (in ``labels``' order) over the pairs both measured
+    (:func:`bench_lib.measure.intervals.pair_log_ratio`); None where a side has no value at all (skipped or
+    failed there: no comparison to wait for)."""
     if any(not by_side.get(label) for label in labels):
         return None
     out = []
     for a, b in itertools.combinations(labels, 2):
         shared = sorted(set(by_side[a]) & set(by_side[b]))
-        out.append(
-            [math.log(by_side[b][p]) - math.log(by_side[a][p]) for p in shared if min(by_side[a][p], by_side[b][p]) > 0]
-        )
+        d = [intervals.pair_log_ratio(*_args(by_side[a][p], by_side[b][p])) for p in shared]
+        out.append([x for x in d if math.isfinite(x)])
     return out
+
+
+def _args(a: Process, b: Process) -> tuple:
+    return a.value_s, b.value_s, a.samples_s, b.samples_s

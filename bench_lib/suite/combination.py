@@ -44,6 +44,11 @@ def metric_of(benchmark: str) -> str:
     return method.removeprefix("track_").removeprefix("time_")
 
 
+def interleaved(suite: str, metric: str) -> bool:
+    """:attr:`Combination.interleaved`, from a row's ``suite`` and ``metric``."""
+    return metric == "latency" and suite != PLAIN
+
+
 @dataclass(frozen=True)
 class Combination:
     """One combination: which benchmark (suite, metric) and which parameters (case … mode)."""
@@ -84,6 +89,13 @@ class Combination:
     @property
     def unit(self) -> str:
         return METRICS[self.metric]
+
+    @property
+    def interleaved(self) -> bool:
+        """Whether an A/B run measures its pairs interleaved at the sample (:func:`bench_lib.suite.ab.interleave`),
+        sample ``k`` of every side in round ``k``: a latency outside the plain suite (whose processes are fresh
+        interpreters, measured one after another)."""
+        return interleaved(self.suite, self.metric)
 
     @property
     def asv_name(self) -> str:

@@ -6,10 +6,12 @@ own side's than after another side's (for runs made with the order of before, A 
 
 For each A/B run of each results folder, and each two of its sides: the median over combinations of
 
-- ``spread``: the standard deviation of the pairs' log ratios of the process medians;
+- ``spread``: the standard deviation of the pairs' log ratios of the process medians (the ratio of before);
 - ``sampling``: the standard deviation those ratios would have from each process's samples alone (the
   variance of a median of n samples taken as π/2 × their variance / n, summed over the two processes);
-- ``at 20 pairs``: the t interval's half-width that spread gives at 20 pairs, alpha 0.001.
+- ``at 20 pairs``: the t interval's half-width that spread gives at 20 pairs, alpha 0.001;
+- ``rounds``, ``rounds at 20``: the same two for the pairs' ratios as ``convbench compare`` reads an
+  interleaved pair (the median of its rounds' log ratios, :func:`bench_lib.measure.intervals.pair_log_ratio`).
 
 A ``spread`` well above ``sampling`` is noise between processes (memory layouts, the machine's minutes);
 close to it, the samples within each process are what to make steadier.
@@ -45,8 +47,10 @@ def rows_of(folder: str) -> pd.DataFrame:
 def spread(rows: pd.DataFrame, a: str, b: str) -> dict[str, float]:
     m = rows[rows["side"] == a].merge(rows[rows["side"] == b], on=[*KEY, "pair"], suffixes=("_a", "_b"))
     m["ratio"] = m["log_value_b"] - m["log_value_a"]
+    pairs = zip(m["samples_a"], m["samples_b"], strict=True)
+    m["rounds"] = [intervals.pair_log_ratio(1.0, 1.0, x, y) for x, y in pairs]
     g = m.groupby(KEY)
-    sd = g["ratio"].std()
+    sd, rounds = g["ratio"].std(), g["rounds"].std()
     sampling = np.sqrt(g.apply(lambda x: (x["sampling_var_a"] + x["sampling_var_b"]).mean(), include_groups=False))
     half = intervals.t_critical(0.001, 19) * sd / math.sqrt(20)
     return {
@@ -56,6 +60,8 @@ def spread(rows: pd.DataFrame, a: str, b: str) -> dict[str, float]:
         "spread_%": 100 * sd.median(),
         "sampling_%": 100 * sampling.median(),
         "at_20_pairs_%": 100 * half.median(),
+        "rounds_%": 100 * rounds.median(),
+        "rounds_at_20_%": 100 * (intervals.t_critical(0.001, 19) * rounds / math.sqrt(20)).median(),
     }
 
 
