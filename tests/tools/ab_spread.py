@@ -11,7 +11,8 @@ For each A/B run of each results folder, and each two of its sides: the median o
   variance of a median of n samples taken as π/2 × their variance / n, summed over the two processes);
 - ``at 20 pairs``: the t interval's half-width that spread gives at 20 pairs, alpha 0.001;
 - ``rounds``, ``rounds at 20``: the same two for the pairs' ratios as ``convbench compare`` reads an
-  interleaved pair (the median of its rounds' log ratios, :func:`bench_lib.measure.intervals.pair_log_ratio`).
+  interleaved pair (the median of its rounds' log ratios, :func:`bench_lib.measure.intervals.pair_log_ratio`);
+- ``fastest``: the spread of the pairs' log ratios of the two processes' fastest samples.
 
 A ``spread`` well above ``sampling`` is noise between processes (memory layouts, the machine's minutes);
 close to it, the samples within each process are what to make steadier.
@@ -49,6 +50,7 @@ def spread(rows: pd.DataFrame, a: str, b: str) -> dict[str, float]:
     m["ratio"] = m["log_value_b"] - m["log_value_a"]
     pairs = zip(m["samples_a"], m["samples_b"], strict=True)
     m["rounds"] = [intervals.pair_log_ratio(1.0, 1.0, x, y) for x, y in pairs]
+    m["fastest"] = [math.log(min(y)) - math.log(min(x)) for x, y in zip(m["samples_a"], m["samples_b"], strict=True)]
     g = m.groupby(KEY)
     sd, rounds = g["ratio"].std(), g["rounds"].std()
     sampling = np.sqrt(g.apply(lambda x: (x["sampling_var_a"] + x["sampling_var_b"]).mean(), include_groups=False))
@@ -62,6 +64,7 @@ def spread(rows: pd.DataFrame, a: str, b: str) -> dict[str, float]:
         "at_20_pairs_%": 100 * half.median(),
         "rounds_%": 100 * rounds.median(),
         "rounds_at_20_%": 100 * (intervals.t_critical(0.001, 19) * rounds / math.sqrt(20)).median(),
+        "fastest_%": 100 * g["fastest"].std().median(),
     }
 
 
