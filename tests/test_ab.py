@@ -299,6 +299,38 @@ def test_compare_reads_an_interleaved_pair_by_its_rounds_and_a_plain_pair_by_its
     assert "the median of its rounds' log ratios" in note
 
 
+REAL_PAIR = "20261202T144422Z-2ae5019a-941c4f455a"  # torch 2.12.1 vs 2.13.0, turns A B B A (of before)
+AA_ROTATED = "20261206T194051Z-516336e9-37a14afdfa"  # A/A, AMD EPYC VM, turns A B A B, sequential
+
+
+@pytest.mark.parametrize("run_id, by", [(AA_ROTATED, "rounds"), (REAL_PAIR, "medians")])
+def test_convbench_compare_reads_an_ab_run_from_the_store_by_its_order(run_id, by, capsys):
+    """Two committed runs through the command: a run of turns where no sample follows its own side's
+    (it records ``sequential``) is read by the median of each pair's rounds' log ratios, from the store's
+    ``samples``; a run of the order of before by its processes' medians. The report's section alike."""
+    from bench_lib.analysis import report
+    from bench_lib.cli import main
+    from bench_lib.store.query import Store
+
+    selectors = ["--baseline", f"run={run_id},side=A", "--candidate", f"run={run_id},side=B", "--json"]
+    assert main(["compare", "--results", str(ROOT / "results"), *selectors]) in (0, 1)
+    table = pd.DataFrame(json.loads(capsys.readouterr().out)["rows"])
+    store = Store(ROOT / "results" / "store")
+    rows = store.frame("measurements")
+    rows = rows[(rows["run_id"] == run_id) & (rows["suite"] == "ops") & (rows["status"] == "ok")]
+    key = ["case", "batch", "layout", "dtype", "mode"]
+    m = rows[rows["side"] == "A"].merge(rows[rows["side"] == "B"], on=[*key, "pair"], suffixes=("_a", "_b"))
+    pairs = zip(m["value_a"], m["value_b"], m["samples_a"], m["samples_b"], strict=True)
+    m["rounds"] = [intervals.pair_log_ratio(a, b, list(x), list(y)) for a, b, x, y in pairs]
+    m["medians"] = np.log(m["value_b"]) - np.log(m["value_a"])
+    expected = m.groupby(key)[["rounds", "medians"]].mean().add_prefix("by_").reset_index().merge(table, on=key)
+    assert len(expected) == len(table) == 56
+    assert np.allclose(np.log(expected["ratio"]), expected[f"by_{by}"], rtol=0, atol=1e-9)
+    assert (abs(expected["by_rounds"] - expected["by_medians"]) > 1e-3).sum() >= 10  # the two readings differ
+    counts = ", ".join(f"{n} {v}" for v, n in table["verdict"].value_counts().items())
+    assert f"run {run_id} on vm: side B / side A</h3><p>{counts}." in report._ab_section(store, None).body
+
+
 def test_selecting_one_side_twice_is_refused():
     rows = _ab_rows({"a(x=1)@8x8": 0.0})
     with pytest.raises(ArgumentError, match="both select side A of A/B run r1"):

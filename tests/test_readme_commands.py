@@ -22,6 +22,7 @@ from bench_lib.store.writer import RunWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PLANTED = r"C:CONVBENCH_SLOWDOWN=^depthwise\(=1.05"  # a third side, 5 % slower on the depthwise convs
 SMOKE = ["--grid", "smoke", "--device", "cpu-1t", "--bench", r"bench_ops\.Latency.*depthwise"]  # one combination
 ONE_NIGHTLY = [
     "--device",
@@ -96,6 +97,10 @@ HOW: dict[str, tuple[str, object]] = {
     ),
     "convbench run --side A --side B --bench 'bench_ops\\.Latency' --device cpu-1t --budget 15": instead(
         ["run", "--side", "A", "--side", "B", "--pairs", "2", "--budget", "15", *SMOKE]
+    ),
+    "convbench run --side A --side B --side 'C:CONVBENCH_SLOWDOWN=^depthwise\\(=1.05' --bench 'bench_ops\\.Latency' "
+    "--device cpu-1t --budget 25": instead(
+        ["run", "--side", "A", "--side", "B", "--side", PLANTED, "--pairs", "2", "--budget", "25", *SMOKE]
     ),
     "convbench compare --baseline side=A --candidate side=B": AS_WRITTEN,
     "convbench compare --baseline torch=2.12.1 --candidate torch=2.13.0": AS_WRITTEN,

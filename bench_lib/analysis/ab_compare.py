@@ -65,8 +65,9 @@ def compare(
     merged = b.merge(c, on=PAIR_KEYS, suffixes=("_b", "_c"))
     at, keys = looks_of(runs), ["machine", *COMBINATION]
     counted = (pd.concat([b, c]).groupby(keys, sort=False)["pair"].max() + 1).to_dict()  # failed pairs too
+    rotated = set(at) if runs is not None else None
     rows = [
-        _row(key, g, factor, _alpha(g["run_id"].unique(), int(counted[key]), at, alpha))
+        _row(key, g, factor, _alpha(g["run_id"].unique(), int(counted[key]), at, alpha), rotated)
         for key, g in merged.groupby(keys, sort=False)
     ]
     table = pd.DataFrame(rows)
@@ -75,8 +76,9 @@ def compare(
     sides_b, sides_c = sorted(set(b["side"])), sorted(set(c["side"]))
     note = (
         f"paired: {len(shared)} A/B run(s), side {'/'.join(sides_b)} vs side {'/'.join(sides_c)}; per "
-        f"combination the log ratios of its pairs of processes (interleaved: a pair's, the median of its "
-        f"rounds' log ratios; a plain pair's, of its processes' medians): {paired.DESCRIPTION[paired.DEFAULT_TEST]}"
+        f"combination the log ratios of its pairs of processes (interleaved, no sample after its own side's: a "
+        f"pair's, the median of its rounds' log ratios; else of its processes' medians): "
+        f"{paired.DESCRIPTION[paired.DEFAULT_TEST]}"
     )
     if any(len(at[r][0]) > 1 for r in shared if r in at):
         note += (
@@ -129,11 +131,16 @@ def _value(g: pd.DataFrame, suffix: str) -> pd.Series:
     return v.where(g[f"status{suffix}"].eq("ok") & v.gt(0))
 
 
-def _row(key: tuple, g: pd.DataFrame, factor: float, alpha: float) -> dict:
+def _row(key: tuple, g: pd.DataFrame, factor: float, alpha: float, rotated: set[str] | None) -> dict:
+    """One combination's paired row. ``rotated``: the runs whose turns never let a sample follow its own
+    side's (those recording ``sequential``, schema 6 on; None: every run), whose interleaved pairs are read
+    by their rounds."""
     out = dict(zip(["machine", *COMBINATION], key, strict=True))
     vb, vc = _value(g, "_b"), _value(g, "_c")
     ok = vb.notna() & vc.notna()
-    judged = paired.judge(_log_ratios(g[ok], vb[ok], vc[ok], interleaved(out["suite"], out["metric"])), alpha)
+    rounds = g["run_id"].isin(rotated) if rotated is not None else pd.Series(True, index=g.index)
+    rounds &= interleaved(out["suite"], out["metric"])
+    judged = paired.judge(_log_ratios(g[ok], vb[ok], vc[ok], rounds[ok].to_numpy()), alpha)
     injected = g["injected_c"].dropna().tolist() + g["injected_b"].dropna().tolist()
     kernel_b, kernel_c = (_most_common(g, f"kernel{suffix}") for suffix in ("_b", "_c"))
     out.update(
@@ -158,15 +165,19 @@ def _row(key: tuple, g: pd.DataFrame, factor: float, alpha: float) -> dict:
     return {**out, "verdict": verdicts.by_interval(judged["low"], judged["high"], factor)}
 
 
-def _log_ratios(g: pd.DataFrame, vb: pd.Series, vc: pd.Series, rounds: bool) -> np.ndarray:
+def _log_ratios(g: pd.DataFrame, vb: pd.Series, vc: pd.Series, rounds: np.ndarray) -> np.ndarray:
     """Each pair's ``d`` (:func:`bench_lib.measure.intervals.pair_log_ratio`): the median of its rounds' log
-    ratios where the pair was interleaved and both processes kept their samples, else their values'."""
-    sb = g["samples_b"] if rounds and "samples_b" in g else [None] * len(g)
-    sc = g["samples_c"] if rounds and "samples_c" in g else [None] * len(g)
+    ratios where ``rounds`` says so for its row and both processes kept their samples, else their values'.
+
+    Only turns where no sample follows its own side's make a round's two samples alike: in the order of
+    before (A B B A), sample k of one side followed its own and sample k of the other did not, every other
+    round, and the rounds' ratios alternated by the 7-8 % that costs (docs/ab.md, "Which value per pair")."""
+    none = [None] * len(g)
+    sb, sc = (g.get(f"samples{s}", none) for s in ("_b", "_c"))
     return np.array(
         [
-            intervals.pair_log_ratio(b, c, _listed(xb), _listed(xc))
-            for b, c, xb, xc in zip(vb.to_numpy(dtype=float), vc.to_numpy(dtype=float), sb, sc, strict=True)
+            intervals.pair_log_ratio(b, c, _listed(xb) if r else None, _listed(xc) if r else None)
+            for b, c, xb, xc, r in zip(vb.to_numpy(dtype=float), vc.to_numpy(dtype=float), sb, sc, rounds, strict=True)
         ]
     )
 

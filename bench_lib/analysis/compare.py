@@ -48,7 +48,9 @@ COMBINATION = series.COMBINATION
 
 
 def _plain(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` less those of A/B runs (they carry a side)."""
+    """``rows`` less those of A/B runs (they carry a side; an A/B run is judged by its pairs, not as runs),
+    and less the ``samples`` only an A/B comparison reads (arrays, which no run value needs)."""
+    rows = rows.drop(columns="samples", errors="ignore")
     return rows[rows["side"].isna()] if "side" in rows else rows
 
 
@@ -132,7 +134,8 @@ def compare(
     if ab_compare.is_paired(b_rows, c_rows):
         table, note = ab_compare.compare(b_rows, c_rows, factor, alpha, runs)
         return processes.with_shares(table, b_rows, c_rows, ["machine", *COMBINATION], alpha), note
-    b_rows, c_rows = _plain(b_rows), _plain(c_rows)  # an A/B run is judged by its pairs, not as runs
+    b_rows, c_rows = _plain(b_rows), _plain(c_rows)
+    rows = rows.drop(columns="samples", errors="ignore")  # only an A/B comparison reads them
     if _hardware_differs(b_rows, c_rows) or _devices_differ(b_rows, c_rows):
         return across(rows, b_rows, c_rows, history, factor, alpha)
     note = "same machine: median of each side's run values (a run: the fastest sample of its fastest round)"
@@ -385,7 +388,8 @@ def run(results_dir: str, baseline: str, candidate: str, factor: float, alpha: f
         chosen.append(picked)
         machine_keys |= {f"{m}-{str(h)[:8]}" for m, h in zip(picked["machine"], picked["hardware_id"], strict=True)}
     chosen = pd.concat(chosen).drop_duplicates("run_id")
-    rows = results.rounds_of_runs(store, chosen, series.READ)
+    columns = series.READ_PAIRED if verdicts.is_ab(chosen).any() else series.READ
+    rows = results.rounds_of_runs(store, chosen, columns)
     if rows.empty:
         raise ArgumentError(f"--results {redact(results_dir)}: the selected runs hold no measurements")
     history = lambda: _history(store, chosen, machine_keys)  # noqa: E731 (read only by an unpaired comparison)

@@ -5,9 +5,10 @@ to back; a pair shares its minute of the machine, so the log ratio ``d = ln(cand
 a pair is free of the drift that separates pairs. The pairs are independent draws of ``d``:
 
 1. Each pair gives one ``d`` (:func:`bench_lib.measure.intervals.pair_log_ratio`): where its processes'
-   samples were interleaved, the median over the pair's rounds of the two samples' log ratio; else the log
-   ratio of the processes' values, the medians of their samples (:data:`VALUE`). The rounds' median spread
-   least on A/A runs (docs/ab.md, "Which value per pair").
+   samples were interleaved in turns where no sample follows its own side's (runs that record
+   ``sequential``, from 2026-12-05 on), the median over the pair's rounds of the two samples' log ratio;
+   else the log ratio of the processes' values, the medians of their samples (:data:`VALUE`). The rounds'
+   median spread least on A/A runs (docs/ab.md, "Which value per pair").
 2. The estimate of the change is the mean of ``d``, its interval Student's t with n − 1 degrees of
    freedom at confidence ``1 − alpha`` (:func:`paired_t`). Chosen by A/A runs (docs/ab.md, "Which test,
    and which value per process") over the fastest sample and over the signed-rank test's Hodges-Lehmann

@@ -175,7 +175,7 @@ def _ab_section(store, machines: list[str] | None) -> Section:
         return Section("ab", "A/B runs", text)
     body, figures = [AB_INTRO], {}
     for i, run in enumerate(runs.itertuples()):
-        rows = results.rounds_of_runs(store, runs[runs["run_id"] == run.run_id], series.READ)
+        rows = results.rounds_of_runs(store, runs[runs["run_id"] == run.run_id], series.READ_PAIRED)
         labels = [s["label"] for s in json.loads(run.sides)]
         for label in labels[1:]:
             table, note = compare.compare(
@@ -195,8 +195,9 @@ def _ab_section(store, machines: list[str] | None) -> Section:
 
 AB_INTRO = (
     "<p>Each A/B run measures its sides interleaved: for every combination, pairs of processes, one per side, "
-    "taking their samples alternately. The ratio is side / side A (the geometric mean of the pairs' ratios of "
-    "process medians), the bar its t interval at the verdict's confidence; <em>slower</em> and <em>faster</em> "
+    "taking their samples alternately. The ratio is side / side A (the geometric mean of the pairs' ratios; a "
+    "pair's ratio is the median of its rounds' ratios, sample k of each side), the bar its t interval at the "
+    "verdict's confidence; <em>slower</em> and <em>faster</em> "
     "have an interval that excludes no change and reaches the factor, <em>unchanged</em> one that lies within "
     "the factor. docs/ab.md gives the rates measured on identical environments (A/A).</p>"
 )

@@ -29,6 +29,9 @@ READ = [
     *("suite_version", "unit", *COMBINATION, "round", "status", "reason", "value", "min", "injected"),
     *("side", "pair", "kernel"),
 ]
+# an A/B run's rows also need their samples: an interleaved pair's log ratio is the median of its rounds'
+# (bench_lib.measure.intervals.pair_log_ratio), sample k of each side
+READ_PAIRED = [*READ, "samples"]
 
 
 def run_values(rows: pd.DataFrame) -> pd.DataFrame:

@@ -146,7 +146,7 @@ def add_run(sub) -> None:
         default=None,
         help="processes per latency combination, each its own round (default: the grid's; nightly and full 5, else 1)",
     )
-    add_results(p, "results folder or object store URL; the run goes to its store/")
+    add_results(p, "the run goes to its store/")
     p.add_argument(
         "--wait",
         type=float_in(0, math.inf),
