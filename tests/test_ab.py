@@ -421,6 +421,35 @@ def test_an_ab_run_interleaves_two_sides_and_a_side_variable_reaches_its_workers
     assert rows.loc[rows["side"] == "A", "injected"].isna().all()
 
 
+def test_the_pinned_cpus_are_the_last_of_the_allowed_as_many_as_the_devices_threads():
+    from bench_lib.measure import devices
+
+    assert devices.pinned_cpus(1, {0, 1}) == {1}
+    assert devices.pinned_cpus(2, {0, 3, 5, 7}) == {5, 7}
+    assert devices.pinned_cpus(2, {0, 1}) is None  # every allowed CPU: nothing to pin
+    assert devices.pinned_cpus(None, {0, 1, 2}) is None  # a GPU: its host thread is not pinned
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to pin one process to one of them")
+def test_a_sides_process_samples_on_the_pinned_cpu(tmp_path, monkeypatch):
+    """A real process of one side (forked here as its server forks it): set up and warmed up on every CPU,
+    then moved onto the shared one before its first sample, and no sooner."""
+    from bench_lib.suite import ab_server
+    from bench_lib.suite.grids import grid
+
+    for name, value in {"CONVBENCH_GRID": "smoke", "CONVBENCH_DEVICES": "cpu-1t"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CONVBENCH_EVENTS", str(tmp_path / "events.jsonl"))
+    combo = next(c for c in grid("smoke", ["cpu-1t"]).combinations("ops", "latency") if c.device == "cpu-1t")
+    request = {"combination": combo.as_event(), "pair": 0, "timeout_s": 120.0}
+    assert ab_server._interleaved("open", request)["status"] == "ready"
+    pid, allowed = ab_server._open[0].pid, os.sched_getaffinity(0)
+    assert os.sched_getaffinity(pid) == allowed
+    assert ab_server._interleaved("sample", {"warm": 1})["status"] == "ok"
+    assert os.sched_getaffinity(pid) == {max(allowed)}
+    assert ab_server._interleaved("close", {})["status"] == "ok"
+
+
 class FakeServer:
     """A side's server as :func:`ab.interleave` sees it: ``open`` answers ready (block 2) or ``status``,
     each sample takes ``per_call_s`` per call; every request is logged with the side's label."""

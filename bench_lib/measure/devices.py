@@ -58,6 +58,19 @@ class DeviceSpec:
         return torch.device(self.kind) if self.index is None else torch.device(self.kind, self.index)
 
 
+def pinned_cpus(threads: int | None, allowed: set[int]) -> set[int] | None:
+    """The CPUs the processes of an A/B pair share while they sample (``threads``: the device's intra-op
+    threads, None off the CPU; ``allowed``: the CPUs this process may use): the last ``threads`` of
+    ``allowed``, or None (no pinning) off the CPU or where the device takes every allowed CPU.
+
+    Unpinned, a one-thread process moves between CPUs, and the two samples of a round may run on two
+    CPUs and caches: pinned on the AMD EPYC VM, a process's samples spread 2.2 % instead of 4.7-5.3 %, and
+    the pairs' log ratios 0.69 % instead of 1.28-1.64 % (docs/ab.md, "Why one CPU for every side")."""
+    if threads is None or threads >= len(allowed):
+        return None
+    return set(sorted(allowed)[-threads:])
+
+
 @functools.cache
 def _spec_pattern() -> re.Pattern[str]:
     """A device spec: one kind's pattern (:data:`bench_lib.measure.kinds.KINDS`), in a group named for the kind."""

@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench_lib.measure import machine
+from bench_lib.measure import devices, machine
 from bench_lib.suite import worker
 from bench_lib.suite.combination import Combination
 from bench_lib.suite.grids import grid
@@ -113,6 +113,7 @@ class Interleaved:
     def __init__(self, request: dict) -> None:
         self.combination = Combination.from_event(request["combination"])
         self.pair, self.timeout_s = request["pair"], request["timeout_s"]
+        self.pinned = False
         to_child, self.commands = os.pipe()
         self.replies_fd, from_child = os.pipe()
         self.pid = os.fork()
@@ -147,6 +148,18 @@ class Interleaved:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+
+    def pin(self) -> None:
+        """Before its first sample (set up and warmed up, side by side with the other sides' processes), move
+        the process onto the CPUs every side's process of the pair shares (:func:`devices.pinned_cpus`):
+        the two samples of a round then run on the same CPUs."""
+        if self.pinned or not hasattr(os, "sched_setaffinity"):
+            return
+        self.pinned = True
+        cpus = devices.pinned_cpus(devices.parse_spec(self.combination.device).threads, os.sched_getaffinity(0))
+        if cpus:
+            with contextlib.suppress(OSError):  # it ended: its next reply says so
+                os.sched_setaffinity(self.pid, cpus)
 
     def ask(self, command: str | None) -> dict:
         """Send ``command`` (None: only read) and read the reply line: ``{"status": "ok", "reply": ...}``,
@@ -193,6 +206,8 @@ def _interleaved(op: str, request: dict) -> dict:
         return reply
     if not _open:
         return {"error": f"{op}: no process is open"}
+    if op == "sample":
+        _open[0].pin()
     if op in ("sample", "block"):
         text = f"sample {int(request.get('warm', 0))}" if op == "sample" else f"block {int(request['calls'])}"
         reply = _open[0].ask(text)
