@@ -89,11 +89,14 @@ def test_identical_sides_are_flagged_at_most_alpha_under_optional_stopping_and_w
     assert rates["naive"] > alpha
 
 
-def test_a_run_a_budget_ends_spends_what_its_looks_left_and_keeps_the_rate():
+@pytest.mark.parametrize("interval", [intervals.paired_interval, intervals.paired_t], ids=["t+sign", "t"])
+def test_a_run_a_budget_ends_spends_what_its_looks_left_and_keeps_the_rate(interval):
     """The same 4,000 A/A combinations (12 % spread, at most 100 pairs, alpha 0.05), the run ended by its
     budget after 12, 20, 40 or 70 pairs: a combination decided at a look is judged at alpha / 4, one still
     open at the end at what its looks left (all of alpha before the first look). At most alpha are flagged
-    at every cut; giving the end all of alpha whatever the looks spent flags more than alpha."""
+    at every cut, by the interval convbench reads (t and sign intersected) and by t alone. By t alone,
+    whose level is exactly alpha, giving the end all of alpha whatever the looks spent flags more than
+    alpha; the intersection, each half at alpha / 2, stays below its level on normal pairs either way."""
     rng = np.random.default_rng(5)
     n, alpha, most = 4000, 0.05, 100
     ratios = rng.normal(0.0, 0.12, size=(n, most))
@@ -108,13 +111,15 @@ def test_a_run_a_budget_ends_spends_what_its_looks_left_and_keeps_the_rate():
             spent = look if i in seq.closed else intervals.end_alpha(alpha, seq.looks, k)
             naive = look if i in seq.closed else alpha
             for name, a in (("spent", spent), ("naive", naive)):
-                flagged[name] += intervals.verdict(ratios[i, :k], a, intervals.FACTOR) in (
+                _, low, high = interval(ratios[i, :k], a)
+                flagged[name] += intervals.by_interval(low, high, intervals.FACTOR) in (
                     intervals.SLOWER,
                     intervals.FASTER,
                 )
         assert flagged["spent"] / n <= alpha, cut
         naive_rates.append(flagged["naive"] / n)
-    assert max(naive_rates) > alpha
+    if interval is intervals.paired_t:
+        assert max(naive_rates) > alpha
 
 
 def test_what_the_looks_leave_is_exact():
@@ -217,9 +222,10 @@ def test_the_run_record_says_the_looks_and_their_confidence():
 
 def test_compare_judges_a_sequential_run_at_what_its_looks_left():
     """The same pairs, judged as a run without looks and as a sequential run of looks (16, 40): with 16
-    pairs (a look) the second interval is the first's widened by the t quantile at alpha / 2, and the note
-    says so; with 14 (the budget ended the run before the first look) the two are the same."""
-    from bench_lib.analysis import ab_compare
+    pairs (a look) the second interval is the paired interval at alpha / 2, wider than the first's at
+    alpha, and the note says so; with 14 (the budget ended the run before the first look) the two are the
+    same."""
+    from bench_lib.analysis import ab_compare, noise, paired
     from tests.test_ab import _ab_rows
 
     rows = _ab_rows({"c(x=1)@8x8": 0.03}, pairs=16)
@@ -228,8 +234,12 @@ def test_compare_judges_a_sequential_run_at_what_its_looks_left():
     looked = plain.assign(sequential=[json.dumps({"looks": [16, 40], "alpha": 0.001})])
     fixed, fixed_note = ab_compare.compare(b, c, 1.05, 0.001, plain)
     seq, seq_note = ab_compare.compare(b, c, 1.05, 0.001, looked)
-    widened = intervals.t_critical(0.0005, 15) / intervals.t_critical(0.001, 15)
-    assert seq["detectable"].iloc[0] == pytest.approx(fixed["detectable"].iloc[0] * widened, rel=0.02)
+    d = np.log(c.sort_values("pair")["value"].to_numpy()) - np.log(b.sort_values("pair")["value"].to_numpy())
+    for table, alpha in ((fixed, 0.001), (seq, 0.0005)):
+        expected = paired.judge(d, alpha)
+        assert table["low"].iloc[0] == pytest.approx(noise.percent(expected["low"]), rel=1e-9)
+        assert table["high"].iloc[0] == pytest.approx(noise.percent(expected["high"]), rel=1e-9)
+    assert seq["detectable"].iloc[0] > fixed["detectable"].iloc[0]
     assert "sequential" not in fixed_note
     assert "sequential (looks at 16, 40 pairs): each interval at what its run's looks left of alpha 0.001" in seq_note
     short = rows[rows["pair"] < 14]

@@ -9,15 +9,16 @@ a pair is free of the drift that separates pairs. The pairs are independent draw
    ``sequential``, from 2026-12-05 on), the median over the pair's rounds of the two samples' log ratio;
    else the log ratio of the processes' values, the medians of their samples (:data:`VALUE`). The rounds'
    median spread least on A/A runs (docs/ab.md, "Which value per pair").
-2. The estimate of the change is the mean of ``d``, its interval Student's t with n − 1 degrees of
-   freedom at confidence ``1 − alpha`` (:func:`paired_t`). Chosen by A/A runs (docs/ab.md, "Which test,
-   and which value per process") over the fastest sample and over the signed-rank test's Hodges-Lehmann
-   interval (:func:`hodges_lehmann`) and the sign test's (:func:`sign_median`): with every side's server
-   started anew each pair, a process's fastest sample depends on the memory layout its server drew, and
-   its ratios spread by 5.3-5.7 % against 3.0-3.5 % for the process median; on those, the t interval was
-   the narrowest (median ±3.4-3.8 % at 20 pairs, against ±4.0-4.2 % for the signed-rank one) and no test
-   called any A/A combination slower or faster. A wild pair widens a t interval by its whole size: the
-   verdict then errs toward ``inconclusive``, never toward a false change.
+2. The change's interval is the intersection of Student's t interval on the mean of ``d`` and the sign
+   test's on its median, each at confidence ``1 − alpha/2`` (:func:`bench_lib.measure.intervals.
+   paired_interval`, the test the runner's looks use too); the estimate is the median of ``d``. Chosen on
+   A/A runs (docs/ab.md, "Which test") over each alone and over the signed-rank test's Hodges-Lehmann
+   interval (:func:`hodges_lehmann`): a process that drew a slow memory layout for its life makes one wild
+   pair, which widens a t interval by its whole size and moves the sign interval by one order statistic,
+   while with near-normal pairs the t interval is the narrower; the intersection is no wider than the
+   narrower of the two, combination by combination, at the price of alpha split between them. On the A/A runs of
+   2026-12-06 it decided more combinations than t, the sign test or the signed-rank test alone, and no
+   test called any A/A combination slower or faster.
 3. ``detectable`` is the interval's half-width (the larger side): the smallest change the comparison
    could have called; the verdict reads the interval itself (:func:`bench_lib.analysis.verdicts.by_interval`).
 """
@@ -29,7 +30,7 @@ import math
 
 import numpy as np
 
-from bench_lib.measure.intervals import MIN_PAIRS, paired_t
+from bench_lib.measure.intervals import MIN_PAIRS, paired_interval, paired_t, sign_interval
 
 VALUE = "value"  # the store's column a process contributes: the median of its samples (seconds per call)
 
@@ -73,24 +74,14 @@ def hodges_lehmann(d, alpha: float) -> tuple[float, float, float]:
     return float(np.median(walsh)), float(walsh[k - 1]), float(walsh[-k])
 
 
-def sign_median(d, alpha: float) -> tuple[float, float, float]:
-    """(median, low, high) of ``d``: the sign test's interval, from the k-th smallest to the k-th largest
-    ``d`` where P(Bin(n, ½) < k) ≤ alpha / 2. Robust to k − 1 wild pairs on each side."""
-    from scipy import stats
-
-    d = np.sort(np.asarray(d, dtype=float)[np.isfinite(np.asarray(d, dtype=float))])
-    if len(d) < MIN_PAIRS:
-        return (float(d[0]) if len(d) else math.nan), -math.inf, math.inf
-    k = int(np.searchsorted(stats.binom.cdf(np.arange(len(d) + 1), len(d), 0.5), alpha / 2, side="right"))
-    if k < 1:
-        return float(np.median(d)), -math.inf, math.inf
-    return float(np.median(d)), float(d[k - 1]), float(d[-k])
-
-
-TESTS = {"signed-rank": hodges_lehmann, "t": paired_t, "sign": sign_median}
-DEFAULT_TEST = "t"
-DESCRIPTION = {"t": "mean and t interval", "signed-rank": "Hodges-Lehmann estimate and signed-rank interval"}
-DESCRIPTION["sign"] = "median and sign-test interval"
+TESTS = {"signed-rank": hodges_lehmann, "t": paired_t, "sign": sign_interval, "t+sign": paired_interval}
+DEFAULT_TEST = "t+sign"
+DESCRIPTION = {
+    "t": "mean and t interval",
+    "signed-rank": "Hodges-Lehmann estimate and signed-rank interval",
+    "sign": "median and sign-test interval",
+    "t+sign": "median, and the intersection of the t and sign-test intervals at alpha/2 each",
+}
 
 
 def judge(d, alpha: float, test: str = DEFAULT_TEST) -> dict[str, float]:

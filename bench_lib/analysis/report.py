@@ -195,9 +195,9 @@ def _ab_section(store, machines: list[str] | None) -> Section:
 
 AB_INTRO = (
     "<p>Each A/B run measures its sides interleaved: for every combination, pairs of processes, one per side, "
-    "taking their samples alternately. The ratio is side / side A (the geometric mean of the pairs' ratios; a "
+    "taking their samples alternately. The ratio is side / side A (the median of the pairs' ratios; a "
     "pair's ratio is the median of its rounds' ratios, sample k of each side; in runs before 2026-12-05, the "
-    "ratio of its processes' medians), the bar its t interval at the "
+    "ratio of its processes' medians), the bar the interval where its t and sign-test intervals meet, at the "
     "verdict's confidence; <em>slower</em> and <em>faster</em> "
     "have an interval that excludes no change and reaches the factor, <em>unchanged</em> one that lies within "
     "the factor. docs/ab.md gives the rates measured on identical environments (A/A).</p>"

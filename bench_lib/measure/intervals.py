@@ -5,8 +5,16 @@ judges with the same ones afterwards.
 
 **The interval.** A pair's log ratio ``d = ln(candidate) − ln(baseline)`` (:func:`pair_log_ratio`: the
 median of its rounds' log ratios where its samples were interleaved) is free of the drift that separates
-pairs; the pairs are independent draws of ``d``. The change is their mean, its interval
-Student's t with n − 1 degrees of freedom at confidence 1 − alpha (:func:`paired_t`).
+pairs; the pairs are independent draws of ``d``. The change's interval is the **intersection of two
+intervals, each at confidence 1 − alpha/2** (:func:`paired_interval`): Student's t on their mean, with
+n − 1 degrees of freedom (:func:`paired_t`), and the sign test's on their median (:func:`sign_interval`).
+Both cover the change at once with chance 1 − alpha at least (the union bound), so their intersection does
+too, whatever the pairs' distribution (for t, near normal; the sign test assumes nothing but
+independence). Each covers the other's weakness: a wild pair (a process that drew a slow memory layout
+for its life, 20-45 % off on a memory-bound op) widens the t interval by its whole size and moves the sign
+interval by one order statistic; with few pairs (below 12 at alpha 0.001) the sign test has no interval
+and t decides alone. The estimate is the pairs' median, within the interval. Chosen on A/A runs:
+docs/ab.md ("Which test").
 
 **The verdict** (:func:`by_interval`): ``slower`` where the interval lies above 0 and reaches ``ln
 factor``, ``faster`` the mirror image, ``unchanged`` where it lies within ``±ln factor``, ``inconclusive``
@@ -70,6 +78,43 @@ def paired_t(d, alpha: float) -> tuple[float, float, float]:
     mean = float(d.mean())
     half = t_critical(alpha, len(d) - 1) * float(d.std(ddof=1)) / math.sqrt(len(d))
     return mean, mean - half, mean + half
+
+
+def sign_interval(d, alpha: float) -> tuple[float, float, float]:
+    """(median, low, high) of ``d`` (NaN dropped): the sign test's interval at confidence 1 − alpha, from
+    the k-th smallest to the k-th largest ``d``, ``k`` the largest with P(Bin(n, ½) < k) ≤ alpha / 2.
+    Distribution-free, and robust to k − 1 wild pairs on each side. Infinite where no ``k`` ≥ 1 exists:
+    fewer than 11 pairs at alpha 0.001 (2 / 2^n > alpha)."""
+    d = np.asarray(d, dtype=float)
+    d = np.sort(d[np.isfinite(d)])
+    if len(d) < MIN_PAIRS:
+        return (float(d[0]) if len(d) else math.nan), -math.inf, math.inf
+    k = _sign_rank(len(d), alpha)
+    if k < 1:
+        return float(np.median(d)), -math.inf, math.inf
+    return float(np.median(d)), float(d[k - 1]), float(d[-k])
+
+
+@functools.lru_cache(maxsize=1024)
+def _sign_rank(n: int, alpha: float) -> int:
+    """The largest k with P(Bin(n, ½) < k) ≤ alpha / 2 (0 where none is ≥ 1)."""
+    from scipy import special  # here: the CLI reads this module's defaults at start-up
+
+    cumulative = special.bdtr(np.arange(n + 1), n, 0.5)  # P(Bin(n, ½) ≤ i)
+    return int(np.searchsorted(cumulative, alpha / 2, side="right"))
+
+
+def paired_interval(d, alpha: float) -> tuple[float, float, float]:
+    """(estimate, low, high) of the change from the pairs' log ratios ``d`` at confidence 1 − alpha: the
+    intersection of the t interval (:func:`paired_t`) and the sign interval (:func:`sign_interval`), each
+    at 1 − alpha/2 (see the module docstring). The estimate is the median of ``d``, held within the
+    interval. Infinite where the two intervals do not meet: one of them has missed, and nothing is shown."""
+    _, low_t, high_t = paired_t(d, alpha / 2)
+    median, low_s, high_s = sign_interval(d, alpha / 2)
+    low, high = max(low_t, low_s), min(high_t, high_s)
+    if not low <= high:
+        return median, -math.inf, math.inf
+    return min(max(median, low), high), low, high
 
 
 def pair_log_ratio(baseline_s: float, candidate_s: float, baseline_samples=None, candidate_samples=None) -> float:
@@ -169,8 +214,9 @@ def worth_a_look(elapsed_s: float, budget_s: float | None) -> bool:
 
 
 def verdict(d, alpha: float, factor: float) -> str:
-    """The verdict of the log ratios ``d`` at confidence 1 − ``alpha`` (already the look's)."""
-    _, low, high = paired_t(d, alpha)
+    """The verdict of the log ratios ``d`` at confidence 1 − ``alpha`` (already the look's), read off
+    :func:`paired_interval`."""
+    _, low, high = paired_interval(d, alpha)
     return by_interval(low, high, factor)
 
 
