@@ -7,8 +7,9 @@ In one process with convbench's steady allocator (glibc keeps its memory: ``M_MM
 threshold of 1 GiB), one thread, optionally on one CPU: for each of ``--layouts`` layouts it draws the input
 afresh (the one before it freed only after, and a small buffer of a new size kept between, so the input and
 the output the call allocates land elsewhere in the heap), then times ``--repeats`` levels of ``--calls``
-calls each (the median per call, ms). A level is stable within a layout and moves between layouts where the
-op is sensitive to its memory's placement; docs/ab.md ("A process's memory layout") has what it printed.
+calls each (the median per call, ms), and prints where the input and an output lie within their 4 KiB pages.
+A level is stable within a layout and moves between layouts where the op is sensitive to its buffers'
+placement; docs/ab.md ("A process's memory layout") has what it printed.
 Run it under ``THP_MEM_ALLOC_ENABLE=1`` for PyTorch's 2 MiB-aligned huge pages, as convbench's workers do.
 """
 
@@ -23,6 +24,7 @@ import time
 import torch
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters
+PAGE = 4096  # bytes: a base page; addresses that agree modulo it share their cache sets in L1
 
 
 def level_ms(module: torch.nn.Module, x: torch.Tensor, calls: int) -> float:
@@ -62,10 +64,16 @@ def main() -> None:
             x = torch.randn(args.batch, args.channels, args.size, args.size)  # the former input freed after
             for _ in range(5):
                 module(x)
+            y = module(x)
+            offsets = x.data_ptr() % PAGE, y.data_ptr() % PAGE
+            del y  # freed: the timed calls' outputs land where it lay
             levels = [level_ms(module, x, args.calls) for _ in range(args.repeats)]
             spread = (max(levels) - min(levels)) / statistics.median(levels) * 100
             text = " ".join(f"{v:.3f}" for v in levels)
-            print(f"layout {layout}: {text}   within the layout {spread:.1f} %, median {statistics.median(levels):.3f}")
+            print(
+                f"layout {layout}: {text}   within the layout {spread:.1f} %, median {statistics.median(levels):.3f}; "
+                f"page offsets: input {offsets[0]}, output {offsets[1]}, apart {(offsets[1] - offsets[0]) % PAGE}"
+            )
 
 
 if __name__ == "__main__":
