@@ -185,7 +185,7 @@ def test_where_the_two_intervals_do_not_meet_nothing_is_shown():
 
 def test_the_combined_interval_is_narrow_with_wild_pairs_and_with_normal_ones_and_keeps_its_level():
     """4,000 synthetic A/A combinations of 20 pairs, each pair's log ratio N(0, 0.01), at alpha 0.05 (to
-    be measurable). With one pair in ten a process in another memory layout (±0.3) the combined interval
+    be measurable). With one pair in ten a process at another level for its life (±0.3) the combined interval
     is less than half as wide as t's in the median and decides nearly every combination ``unchanged``,
     where t decides far fewer; with normal pairs alone it is narrower than the sign test's. Either way it
     excludes 0 at most at alpha."""
@@ -479,7 +479,7 @@ def test_an_ab_run_interleaves_two_sides_and_a_side_variable_reaches_its_workers
     env = {**os.environ, "CONVBENCH_MACHINE": "ab-box", "HOME": str(project), "CONVBENCH_LOCK_DIR": str(project)}
     cmd = [sys.executable, "-m", "bench_lib.cli", "run", "--project", str(project), "--grid", "smoke"]
     cmd += ["--bench", r"bench_ops\.Latency.*depthwise", "--device", "cpu-1t", "--pairs", "2"]
-    cmd += ["--python", python, "--side", r"B:CONVBENCH_SLOWDOWN=^depthwise\(=2"]
+    cmd += ["--python", python, "--side", r"B:CONVBENCH_SLOWDOWN=^depthwise\(=2", "--side", "B:THP_MEM_ALLOC_ENABLE=1"]
     out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "A/B run, at most 2 pairs of processes per combination" in out.stdout
@@ -489,8 +489,10 @@ def test_an_ab_run_interleaves_two_sides_and_a_side_variable_reaches_its_workers
     (run,) = store.runs().itertuples()
     sides = json.loads(run.sides)
     assert [s["label"] for s in sides] == ["A", "B"] and run.pairs == 2
-    assert sides[1]["variables"] == {"CONVBENCH_SLOWDOWN": r"^depthwise\(=2"}
+    assert sides[1]["variables"] == {"CONVBENCH_SLOWDOWN": r"^depthwise\(=2", "THP_MEM_ALLOC_ENABLE": "1"}
     assert sides[0]["identity"]["torch_version"] == __import__("torch").__version__
+    # the run asks its workers for huge pages; an A/B side has PyTorch's default unless it sets its own
+    assert [s["identity"]["thp_mem_alloc_enable"] for s in sides] == [None, "1"]
     rows = store.frame("measurements").sort_values(["pair", "side"])
     rows = rows[rows["suite"] == "ops"]
     # one process a side and pair (the sides close at once, so their events' order within a pair is free)

@@ -92,8 +92,16 @@ HOW: dict[str, tuple[str, object]] = {
     "--device cpu-1t": instead(AB),
     "convbench run --python .venvs/torch-2.12.1/bin/python --python .venv/bin/python --bench 'bench_ops\\.Latency' "
     "--device cpu-1t --budget 15": instead([*AB, "--budget", "15"]),
-    "convbench run --side A --side B:THP_MEM_ALLOC_ENABLE=0 --bench 'bench_ops\\.Latency' --device cpu-1t": instead(
-        ["run", "--side", "A", "--side", "B:THP_MEM_ALLOC_ENABLE=0", "--pairs", "2", *SMOKE]
+    "convbench run --side A --side B:THP_MEM_ALLOC_ENABLE=1 --bench 'bench_ops\\.Latency' --device cpu-1t": instead(
+        ["run", "--side", "A", "--side", "B:THP_MEM_ALLOC_ENABLE=1", "--pairs", "2", *SMOKE]
+    ),
+    'convbench run --side A:THP_MEM_ALLOC_ENABLE=1 --side B:THP_MEM_ALLOC_ENABLE=1 --bench "bench_ops\\.Latency.*'
+    "depthwise\\(in=64,k=3,bias=false\\)@56x56', 8, 'cpu-1t', 'nchw'\" --device cpu-1t --pairs 20": instead(
+        ["run", "--side", "A:THP_MEM_ALLOC_ENABLE=1", "--side", "B:THP_MEM_ALLOC_ENABLE=1", "--pairs", "2", *SMOKE]
+    ),
+    "convbench run --side A --side B --bench \"bench_ops\\.Latency.*depthwise\\(in=64,k=3,bias=false\\)@56x56', "
+    "8, 'cpu-1t', 'nchw'\" --device cpu-1t --pairs 20": instead(
+        ["run", "--side", "A", "--side", "B", "--pairs", "2", *SMOKE]
     ),
     "convbench run --side A --side B --bench 'bench_ops\\.Latency' --device cpu-1t --budget 15": instead(
         ["run", "--side", "A", "--side", "B", "--pairs", "2", "--budget", "15", *SMOKE]

@@ -13,12 +13,13 @@ a pair is free of the drift that separates pairs. The pairs are independent draw
    test's on its median, each at confidence ``1 − alpha/2`` (:func:`bench_lib.measure.intervals.
    paired_interval`, the test the runner's looks use too); the estimate is the median of ``d``. Chosen on
    A/A runs (docs/ab.md, "Which test") over each alone and over the signed-rank test's Hodges-Lehmann
-   interval (:func:`hodges_lehmann`): a process that drew a slow memory layout for its life makes one wild
-   pair, which widens a t interval by its whole size and moves the sign interval by one order statistic,
-   while with near-normal pairs the t interval is the narrower; the intersection is no wider than the
-   narrower of the two, combination by combination, at the price of alpha split between them. On the A/A runs of
-   2026-12-06 it decided more combinations than t, the sign test or the signed-rank test alone, and no
-   test called any A/A combination slower or faster.
+   interval (:func:`hodges_lehmann`): a process slower than its partner for its life (as huge pages made them
+   on a VM: docs/ab.md, "Huge pages and the wild pairs") makes one wild pair, which widens a t interval by
+   its whole size and moves the sign interval by one order statistic, while with near-normal pairs the t
+   interval is the narrower; the intersection is no wider than the narrower of the two, combination by
+   combination, at the price of alpha split between them. On the A/A runs of 2026-12-06 it decided more
+   combinations than t, the sign test or the signed-rank test alone, and no test called any A/A combination
+   slower or faster.
 3. ``detectable`` is the interval's half-width (the larger side): the smallest change the comparison
    could have called; the verdict reads the interval itself (:func:`bench_lib.analysis.verdicts.by_interval`).
 """

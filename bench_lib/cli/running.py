@@ -105,7 +105,7 @@ def add_sides(p) -> None:
         "--side",
         metavar="LABEL[:VAR=VALUE]",
         action="append",
-        help="an A/B side and an environment variable of its own, e.g. B:THP_MEM_ALLOC_ENABLE=0 (repeat for "
+        help="an A/B side and an environment variable of its own, e.g. B:THP_MEM_ALLOC_ENABLE=1 (repeat for "
         "more variables; a new label is another side on the first interpreter)",
     )
     p.add_argument(

@@ -10,11 +10,11 @@ intervals, each at confidence 1 − alpha/2** (:func:`paired_interval`): Student
 n − 1 degrees of freedom (:func:`paired_t`), and the sign test's on their median (:func:`sign_interval`).
 Both cover the change at once with chance 1 − alpha at least (the union bound), so their intersection does
 too, whatever the pairs' distribution (for t, near normal; the sign test assumes nothing but
-independence). Each covers the other's weakness: a wild pair (a process that drew a slow memory layout
-for its life, 20-45 % off on a memory-bound op) widens the t interval by its whole size and moves the sign
-interval by one order statistic; with few pairs (below 12 at alpha 0.001) the sign test has no interval
-and t decides alone. The estimate is the pairs' median, within the interval. Chosen on A/A runs:
-docs/ab.md ("Which test").
+independence). Each covers the other's weakness: a wild pair (a process slower than its partner for its
+life, 20-45 % off on a memory-bound op, as PyTorch's huge pages made them on a VM) widens the t interval by
+its whole size and moves the sign interval by one order statistic; with few pairs (below 12 at alpha 0.001)
+the sign test has no interval and t decides alone. The estimate is the pairs' median, within the interval.
+Chosen on A/A runs: docs/ab.md ("Which test").
 
 **The verdict** (:func:`by_interval`): ``slower`` where the interval lies above 0 and reaches ``ln
 factor``, ``faster`` the mirror image, ``unchanged`` where it lies within ``±ln factor``, ``inconclusive``

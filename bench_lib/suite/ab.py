@@ -52,7 +52,7 @@ RESERVED = frozenset(
         "PYTHONPATH",
     }
 )
-SIDE_HELP = "LABEL:VAR=VALUE (e.g. B:THP_MEM_ALLOC_ENABLE=0)"
+SIDE_HELP = "LABEL:VAR=VALUE (e.g. B:THP_MEM_ALLOC_ENABLE=1)"
 MEASURE_TIMEOUT_S = 600.0  # one process's limit, as an asv benchmark's
 
 
@@ -266,6 +266,19 @@ def ask_all(servers: list[Server], request: dict[str, Any]) -> list[dict[str, An
     return [server.receive() for server in servers]
 
 
+def sides_environment(run_env: dict[str, str]) -> dict[str, str]:
+    """The environment every side's server starts from: the run's (``run_env``, what asv's workers see)
+    without the huge pages a run asks its workers for on its own (:func:`fresh.without_run_huge_pages`), so
+    PyTorch's default, as a user's script has it. A side's own ``THP_MEM_ALLOC_ENABLE``
+    (``--side B:THP_MEM_ALLOC_ENABLE=1``), or one the caller set, stays.
+
+    Why not the workers' huge pages: with them, on the AMD EPYC VM, the two processes of a pair of the
+    depthwise 3×3 conv (64 channels, batch 8, 56², NCHW) ran 18-25 % apart in half their pairs, a level
+    each process kept for most of its life; the pairs' log ratios spread by 15 %. Without them, the same
+    20 pairs in the same hour spread by 1.6 % (docs/ab.md, "Huge pages and the wild pairs")."""
+    return fresh.without_run_huge_pages(run_env)
+
+
 def side_environment(base: dict[str, str], side: Side, scratch: Path, root: Path) -> dict[str, str]:
     """A side's server's environment: the run's (``base``), its label, its own file of passed reference
     checks and folder of references (two torch builds need not agree to the last bit), the project on
@@ -278,8 +291,6 @@ def side_environment(base: dict[str, str], side: Side, scratch: Path, root: Path
         "PYTHONPATH": os.pathsep.join(filter(None, [str(root), base.get("PYTHONPATH")])),
     }
     env.update(side.variables)
-    if "THP_MEM_ALLOC_ENABLE" in dict(side.variables):
-        env.pop(fresh.RUN_SET_THP, None)  # the side's own setting: its plain processes keep it too
     # a plain process of this side: the user's environment and the side's own variables, nothing of convbench's
     user = {**fresh.user_environment(base), **dict(side.variables)}
     env[fresh.USER_ENV] = fresh.keep_user_environment(scratch / f"user-environment-{side.label}.json", user)
@@ -290,7 +301,10 @@ def describe(identity: dict[str, Any]) -> str:
     """A side's identity in a line: ``torch 2.13.0+cpu, oneDNN 3.12.0, MKL 2024.2, CPU capability AVX2``."""
     names = {"torch_version": "torch", "cuda_version": "CUDA", "cudnn_version": "cuDNN", "onednn_version": "oneDNN"}
     names.update(mkl_version="MKL", cpu_capability="CPU capability", python="Python")
-    return ", ".join(f"{name} {identity[k]}" for k, name in names.items() if identity.get(k) is not None)
+    said = [f"{name} {identity[k]}" for k, name in names.items() if identity.get(k) is not None]
+    if identity.get("thp_mem_alloc_enable") is not None:
+        said.append(f"THP_MEM_ALLOC_ENABLE={identity['thp_mem_alloc_enable']}")
+    return ", ".join(said)
 
 
 def execute(ctx, lock) -> int:
@@ -303,7 +317,7 @@ def execute(ctx, lock) -> int:
     ctx.machine_state["start"] = machine.state()
     if ctx.opts.peaks and ctx.grid.run_level:
         ctx.peaks, ctx.run_level_s = run_level.measure_peaks(ctx.grid.devices)
-    base = asv_adapter.asv_environment(ctx.opts, events_path)
+    base = sides_environment(asv_adapter.asv_environment(ctx.opts, events_path))
     labels = [side.label for side in ctx.sides]
     ctx.sequential = ab_sequential.Sequential(ctx.plan.selected, labels, ctx.pairs, ctx.opts.budget_s, ctx.started)
     servers: list[Server] = []
@@ -311,7 +325,7 @@ def execute(ctx, lock) -> int:
     failure = None
     with stop, open(log_path, "a") as log:
 
-        def renew() -> None:  # every side's server anew: a fresh process, a fresh memory layout
+        def renew() -> None:  # every side's server anew: a fresh process, a fresh heap
             for s in servers:
                 s.stop()
             servers[:] = start_servers(ctx, base, log)

@@ -6,7 +6,8 @@ so every measurement is its own process and the side's variables (``LD_PRELOAD``
 Requests are JSON lines on standard input, one JSON reply line each on the standard output it started
 with (everything the processes print goes to standard error, the runner's log):
 
-- ``{"op": "identity"}``: the torch build (:func:`bench_lib.measure.machine.torch_build`);
+- ``{"op": "identity"}``: the torch build (:func:`bench_lib.measure.machine.torch_build`) and the side's
+  ``THP_MEM_ALLOC_ENABLE`` (None where unset: PyTorch's default, no huge pages);
 - ``{"op": "measure", "combination": {...}, "pair": N, "timeout_s": S}``: setup and measure one
   combination in a new process (:mod:`bench_lib.suite.worker`), which writes its event; a process that
   dies or runs past ``timeout_s`` is killed, and its failure written here;
@@ -223,8 +224,8 @@ def _interleaved(op: str, request: dict) -> dict:
 
 def _handle(request: dict) -> dict:
     op = request.get("op")
-    if op == "identity":
-        return machine.torch_build()
+    if op == "identity":  # the torch build, and whether PyTorch puts its large CPU tensors on huge pages here
+        return {**machine.torch_build(), "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE")}
     if op == "canary":
         spec, when = request["device"], request["when"]
         status, _ = _in_process(lambda: _canary(spec, when), None, request.get("timeout_s", 600.0))

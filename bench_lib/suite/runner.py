@@ -158,7 +158,10 @@ def _heading(ctx: RunContext, written: bool) -> str:
 
 def _sides_text(sides: list[ab.Side], pairs: int) -> str:
     shown = "; ".join(f"side {s.label}: {s.python}" + "".join(f" {k}={v}" for k, v in s.variables) for s in sides)
-    return f"A/B run, at most {pairs} pairs of processes per combination, interleaved, sequential; {shown}"
+    return (
+        f"A/B run, at most {pairs} pairs of processes per combination, interleaved, sequential, huge pages as "
+        f"PyTorch's default unless a side sets THP_MEM_ALLOC_ENABLE; {shown}"
+    )
 
 
 @contextlib.contextmanager
