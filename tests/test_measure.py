@@ -335,6 +335,17 @@ def test_the_run_asks_workers_for_huge_pages_unless_the_caller_chose(tmp_path, m
     assert runner.asv_environment(runner.RunOptions(), events)["THP_MEM_ALLOC_ENABLE"] == "0"
 
 
+def test_the_sides_of_an_ab_run_start_without_the_huge_pages_a_run_asks_for(tmp_path, monkeypatch):
+    from bench_lib.measure import fresh
+    from bench_lib.suite import runner
+
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    env = runner.asv_environment(runner.RunOptions(), tmp_path / "events.jsonl", huge_pages=False)
+    assert "THP_MEM_ALLOC_ENABLE" not in env and fresh.RUN_SET_THP not in env
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")  # the caller's own setting stays
+    assert runner.asv_environment(runner.RunOptions(), tmp_path / "e", huge_pages=False)["THP_MEM_ALLOC_ENABLE"] == "1"
+
+
 def test_selfcheck_times_each_case_with_both_timers_and_prints_the_ratio(monkeypatch, capsys):
     from bench_lib.measure import selfcheck
 

@@ -322,16 +322,6 @@ def test_regressions_leave_a_steady_share_and_a_short_history_alone():
     assert processes.in_history(_judged(kept, verdicts.REGRESSION), kept, 0.001, 4)["verdict"][0] == "regression"
 
 
-def test_the_sides_of_an_ab_run_start_without_the_huge_pages_the_run_asked_for_its_workers():
-    from bench_lib.suite import ab
-
-    run_set = {"THP_MEM_ALLOC_ENABLE": "1", fresh.RUN_SET_THP: "1", "PATH": "/bin"}
-    assert ab.sides_environment(run_set) == {"PATH": "/bin"}
-    assert run_set[fresh.RUN_SET_THP] == "1"  # the run's own environment is left as it was
-    user_set = {"THP_MEM_ALLOC_ENABLE": "1", "PATH": "/bin"}  # the caller's own setting stays
-    assert ab.sides_environment(user_set) == user_set
-
-
 def test_a_plain_process_inside_a_run_starts_with_the_users_environment(tmp_path):
     from bench_lib.suite import ab
 

@@ -75,13 +75,6 @@ def user_environment(env: dict[str, str] | None = None) -> dict[str, str]:
                 return dict(json.load(f))
         except (OSError, ValueError):
             pass  # gone or unreadable: the fallback below
-    return without_run_huge_pages(env)
-
-
-def without_run_huge_pages(env: dict[str, str]) -> dict[str, str]:
-    """``env`` without the huge pages ``convbench run`` asked for on its own (``THP_MEM_ALLOC_ENABLE=1``
-    with :data:`RUN_SET_THP`): PyTorch's default, as a user's script starts. A setting the user made stays."""
-    env = dict(env)
     if env.pop(RUN_SET_THP, None) == "1":
         env.pop("THP_MEM_ALLOC_ENABLE", None)
     return env

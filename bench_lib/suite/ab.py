@@ -266,19 +266,6 @@ def ask_all(servers: list[Server], request: dict[str, Any]) -> list[dict[str, An
     return [server.receive() for server in servers]
 
 
-def sides_environment(run_env: dict[str, str]) -> dict[str, str]:
-    """The environment every side's server starts from: the run's (``run_env``, what asv's workers see)
-    without the huge pages a run asks its workers for on its own (:func:`fresh.without_run_huge_pages`), so
-    PyTorch's default, as a user's script has it. A side's own ``THP_MEM_ALLOC_ENABLE``
-    (``--side B:THP_MEM_ALLOC_ENABLE=1``), or one the caller set, stays.
-
-    Why not the workers' huge pages: with them, on the AMD EPYC VM, the two processes of a pair of the
-    depthwise 3×3 conv (64 channels, batch 8, 56², NCHW) ran 18-25 % apart in half their pairs, a level
-    each process kept for most of its life; the pairs' log ratios spread by 15 %. Without them, the same
-    20 pairs in the same hour spread by 1.6 % (docs/ab.md, "Huge pages and the wild pairs")."""
-    return fresh.without_run_huge_pages(run_env)
-
-
 def side_environment(base: dict[str, str], side: Side, scratch: Path, root: Path) -> dict[str, str]:
     """A side's server's environment: the run's (``base``), its label, its own file of passed reference
     checks and folder of references (two torch builds need not agree to the last bit), the project on
@@ -317,7 +304,10 @@ def execute(ctx, lock) -> int:
     ctx.machine_state["start"] = machine.state()
     if ctx.opts.peaks and ctx.grid.run_level:
         ctx.peaks, ctx.run_level_s = run_level.measure_peaks(ctx.grid.devices)
-    base = sides_environment(asv_adapter.asv_environment(ctx.opts, events_path))
+    # PyTorch's default, no huge pages, as a user's script starts; a side's own THP_MEM_ALLOC_ENABLE stays.
+    # With them a process of a memory-bound op kept a level 18-25 % off its partner's for its life, and
+    # the pairs spread by 15 % instead of 1.6 % (docs/ab.md, "Huge pages and the wild pairs").
+    base = asv_adapter.asv_environment(ctx.opts, events_path, huge_pages=False)
     labels = [side.label for side in ctx.sides]
     ctx.sequential = ab_sequential.Sequential(ctx.plan.selected, labels, ctx.pairs, ctx.opts.budget_s, ctx.started)
     servers: list[Server] = []

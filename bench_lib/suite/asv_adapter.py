@@ -162,11 +162,12 @@ def env_name(python: str) -> str:
     return get_env_name("existing", python, {}, {})
 
 
-def asv_environment(opts: RunOptions, events_path: Path) -> dict[str, str]:
+def asv_environment(opts: RunOptions, events_path: Path, huge_pages: bool = True) -> dict[str, str]:
     """The environment asv's discovery and workers see: the grid, the devices, the events file, the
     run's file of passed reference checks and its folder of float64 references (both in the run's
-    temporary folder, removed with it), and PyTorch's huge pages for CPU tensors unless the caller set
-    ``THP_MEM_ALLOC_ENABLE`` (to 0 to compare)."""
+    temporary folder, removed with it), and, where ``huge_pages``, PyTorch's huge pages for CPU tensors
+    unless the caller set ``THP_MEM_ALLOC_ENABLE`` (to 0 to compare). An A/B run's sides go without them
+    (:func:`bench_lib.suite.ab.execute`)."""
     env = {
         **os.environ,
         "CONVBENCH_GRID": opts.grid,
@@ -175,7 +176,7 @@ def asv_environment(opts: RunOptions, events_path: Path) -> dict[str, str]:
         "CONVBENCH_REFERENCES": str(events_path.with_name("references")),
     }
     env[fresh.USER_ENV] = fresh.keep_user_environment(events_path.with_name("user-environment.json"))
-    if "THP_MEM_ALLOC_ENABLE" not in env:  # huge pages for large CPU tensors: docs/verdicts.md §4
+    if huge_pages and "THP_MEM_ALLOC_ENABLE" not in env:  # huge pages for large CPU tensors: docs/verdicts.md §4
         env.update({"THP_MEM_ALLOC_ENABLE": "1", fresh.RUN_SET_THP: "1"})  # not for a plain process: a user's
     env.pop("CONVBENCH_DEVICES", None)
     if opts.devices:
